@@ -1,0 +1,207 @@
+"""One frozen configuration tree, loaded once at start from a TOML file and the environment.
+
+Unknown sections and keys are rejected with a message naming them. Environment
+variables override the file: ``VIDEOID_<SECTION>_<KEY>`` (for example
+``VIDEOID_DATABASE_URL`` or ``VIDEOID_SERVER_PORT``). Every default suits one machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    """Address to listen on."""
+    port: int = 8080
+    """TCP port to listen on (0 picks a free one)."""
+    public_url: str = ""
+    """Base URL printed in invitation links; derived from host and port when empty."""
+    data_dir: str = "var"
+    """Directory for the SQLite file and stored files."""
+    secure_cookies: bool = False
+    """Mark cookies Secure (set this behind HTTPS)."""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = ""
+    """SQLAlchemy async URL; empty means a SQLite file in the data directory.
+    PostgreSQL: ``postgresql+asyncpg://user@host/db``."""
+
+
+@dataclass(frozen=True)
+class InvitationsConfig:
+    ttl_hours: float = 72.0
+    """How long an invitation link stays valid."""
+
+
+@dataclass(frozen=True)
+class OperatorsConfig:
+    login_ttl_hours: float = 12.0
+    """How long an operator's login lasts."""
+    offer_timeout_seconds: float = 30.0
+    """How long an assigned operator has to accept before the customer is offered again."""
+    max_failed_logins: int = 5
+    """Failed logins in a row before an account is locked for ``lockout_minutes``."""
+    lockout_minutes: float = 15.0
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    backend: Literal["memory"] = "memory"
+    """Where the waiting room lives (the Redis/PostgreSQL backend comes with scale-out)."""
+    initial_handle_seconds: float = 300.0
+    """Estimated call length used for waiting-time estimates until calls are measured."""
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    forwarding: Literal["encoded", "reencode"] = "encoded"
+    """``encoded`` forwards VP8/Opus frames as received; ``reencode`` decodes and
+    re-encodes them (aiortc MediaRelay), kept for comparison."""
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs handed to clients and used by the server's peers."""
+    max_sdp_bytes: int = 65536
+    """Largest session description accepted."""
+
+
+@dataclass(frozen=True)
+class SignalingConfig:
+    events_per_second: float = 20.0
+    """Sustained Socket.IO events per second allowed per connection."""
+    event_burst: int = 60
+    """Burst allowance on top of the sustained rate."""
+    max_payload_bytes: int = 131072
+    """Largest Socket.IO / HTTP payload accepted."""
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    invitations: InvitationsConfig = field(default_factory=InvitationsConfig)
+    operators: OperatorsConfig = field(default_factory=OperatorsConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    signaling: SignalingConfig = field(default_factory=SignalingConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.data_path.resolve() / 'videoid.db'}"
+
+    def base_url(self, port: int | None = None) -> str:
+        if self.server.public_url:
+            return self.server.public_url.rstrip("/")
+        host = "127.0.0.1" if self.server.host in ("0.0.0.0", "::", "") else self.server.host
+        return f"http://{host}:{port if port is not None else self.server.port}"
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in (s.strip() for s in value.split(",")) if v]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list")
+        return tuple(_coerce(v, typing.get_args(annotation)[0], where) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{where}: unsupported type")  # pragma: no cover
+    if annotation is bool:
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            number = annotation(value)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from err
+        if number < 0:
+            raise ConfigError(f"{where}: must not be negative")
+        return number
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type")  # pragma: no cover
+
+
+def _build(cls: Any, values: Mapping[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} in [{where}]: {', '.join(unknown)}"
+            f" (known: {', '.join(sorted(names))})"
+        )
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Load the configuration: defaults, then the TOML file, then ``VIDEOID_*`` variables,
+    then ``overrides`` (used by tests and the CLI). Raises :class:`ConfigError`."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, dict[str, Any]] = {}
+    if path is None and environ.get("VIDEOID_CONFIG"):
+        path = environ["VIDEOID_CONFIG"]
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError as err:
+            raise ConfigError(f"configuration file not found: {path}") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: {err}") from err
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: {section} must be a [section]")
+            raw[section] = dict(values)
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for key, value in environ.items():
+        if not key.startswith("VIDEOID_") or key == "VIDEOID_CONFIG":
+            continue
+        section, _, name = key[len("VIDEOID_") :].lower().partition("_")
+        if section not in sections or not name:
+            raise ConfigError(f"unknown environment variable {key}")
+        raw.setdefault(section, {})[name] = value
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section(s): {', '.join(unknown)} (known: {', '.join(sections)})")
+    hints = typing.get_type_hints(Config)
+    return Config(**{s: _build(hints[s], v, s) for s, v in raw.items()})

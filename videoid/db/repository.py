@@ -1,0 +1,262 @@
+"""Persistence of operators, logins, sessions and what happens to them.
+
+One :class:`Repository` per process, over an async SQLAlchemy engine (SQLite by
+default, PostgreSQL by URL). Database errors are translated to
+:class:`~videoid.errors.StorageError`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from ..errors import StorageError, ValidationError
+from ..queue import AssignmentDrawn
+from ..session.events import DecisionMade, Event, StateChanged
+from .models import (
+    Assignment,
+    Customer,
+    Decision,
+    Operator,
+    OperatorLogin,
+    SessionRow,
+    Transition,
+)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+ROLES = ("operator", "supervisor", "compliance")
+
+
+@dataclass(frozen=True)
+class OperatorRecord:
+    id: int
+    username: str
+    role: str
+    password_hash: str
+    failed_logins: int
+    locked_until: float | None
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    id: str
+    customer_id: int
+    state: str
+    ready_state: str
+    invite_expires_at: float
+    operator_id: int | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    session_id: str
+    operator_id: int
+    outcome: str
+    reason_code: str
+    reason_text: str
+    at: float
+
+
+def _upgrade(connection: Connection) -> None:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
+def create_engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return create_async_engine(url, connect_args={"timeout": 30})
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+class Repository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, url: str) -> Repository:
+        """Connect and apply the migrations."""
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(_upgrade)
+        except (SQLAlchemyError, OSError) as err:
+            await engine.dispose()
+            raise StorageError(f"cannot open the database: {err}") from err
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- operators --------------------------------------------------------------------
+
+    async def add_operator(self, username: str, password_hash: str, role: str, now: float) -> int:
+        if role not in ROLES:
+            raise ValidationError(f"role must be one of {', '.join(ROLES)}")
+        try:
+            async with self._sessions.begin() as db:
+                row = Operator(
+                    username=username, password_hash=password_hash, role=role, created_at=now,
+                    failed_logins=0,
+                )
+                db.add(row)
+                await db.flush()
+                return row.id
+        except IntegrityError as err:
+            raise ValidationError(
+                f"an operator named {username!r} exists already", code="username_taken"
+            ) from err
+
+    async def count_operators(self) -> int:
+        async with self._sessions() as db:
+            return int(await db.scalar(select(func.count()).select_from(Operator)) or 0)
+
+    async def find_operator(self, *, username: str | None = None, id: int | None = None
+                            ) -> OperatorRecord | None:
+        query = select(Operator)
+        query = query.where(Operator.username == username) if username is not None else \
+            query.where(Operator.id == id)
+        async with self._sessions() as db:
+            row = await db.scalar(query)
+        if row is None:
+            return None
+        return OperatorRecord(row.id, row.username, row.role, row.password_hash,
+                              row.failed_logins, row.locked_until)
+
+    async def record_login_failure(self, operator_id: int, locked_until: float | None) -> None:
+        async with self._sessions.begin() as db:
+            await db.execute(
+                update(Operator).where(Operator.id == operator_id).values(
+                    failed_logins=Operator.failed_logins + 1, locked_until=locked_until
+                )
+            )
+
+    async def add_login(self, operator_id: int, token_hash: str, now: float, expires_at: float,
+                        *, password_hash: str | None = None) -> None:
+        async with self._sessions.begin() as db:
+            values: dict[str, object] = {"failed_logins": 0, "locked_until": None}
+            if password_hash is not None:
+                values["password_hash"] = password_hash
+            await db.execute(update(Operator).where(Operator.id == operator_id).values(**values))
+            db.add(OperatorLogin(token_hash=token_hash, operator_id=operator_id,
+                                 created_at=now, expires_at=expires_at))
+
+    async def find_login(self, token_hash: str, now: float) -> OperatorRecord | None:
+        async with self._sessions() as db:
+            login = await db.get(OperatorLogin, token_hash)
+            if login is None or login.expires_at <= now:
+                return None
+            operator_id = login.operator_id
+        return await self.find_operator(id=operator_id)
+
+    async def delete_login(self, token_hash: str) -> None:
+        async with self._sessions.begin() as db:
+            await db.execute(delete(OperatorLogin).where(OperatorLogin.token_hash == token_hash))
+
+    # -- sessions ---------------------------------------------------------------------
+
+    async def create_session(self, *, email: str, phone: str, token_hash: str, ready_state: str,
+                             now: float, expires_at: float) -> str:
+        session_id = str(uuid.uuid4())
+        async with self._sessions.begin() as db:
+            customer = Customer(email=email, phone=phone, created_at=now)
+            db.add(customer)
+            await db.flush()
+            db.add(SessionRow(
+                id=session_id, customer_id=customer.id, state="created", ready_state=ready_state,
+                invite_token_hash=token_hash, invite_expires_at=expires_at, operator_id=None,
+                created_at=now, updated_at=now,
+            ))
+            db.add(Transition(session_id=session_id, previous="created", state="created",
+                              at=now, actor="provider"))
+        return session_id
+
+    async def find_session(self, *, id: str | None = None, token_hash: str | None = None
+                           ) -> SessionRecord | None:
+        query = select(SessionRow)
+        query = query.where(SessionRow.id == id) if id is not None else \
+            query.where(SessionRow.invite_token_hash == token_hash)
+        async with self._sessions() as db:
+            row = await db.scalar(query)
+        return None if row is None else _session_record(row)
+
+    async def sessions_in(self, states: Iterable[str]) -> list[SessionRecord]:
+        async with self._sessions() as db:
+            rows = await db.scalars(select(SessionRow).where(SessionRow.state.in_(list(states)))
+                                    .order_by(SessionRow.updated_at))
+            return [_session_record(r) for r in rows]
+
+    async def save_events(self, session_id: str, events: Sequence[Event], *, state: str,
+                          ready_state: str, operator_id: int | None) -> None:
+        """Persist a batch of events from the state machine, and its resulting state, in
+        one transaction."""
+        if not events:
+            return
+        try:
+            async with self._sessions.begin() as db:
+                last = 0.0
+                for event in events:
+                    if isinstance(event, StateChanged):
+                        db.add(Transition(session_id=session_id, previous=event.previous.value,
+                                          state=event.state.value, at=event.at,
+                                          actor=event.actor))
+                        last = max(last, event.at)
+                    elif isinstance(event, DecisionMade):
+                        db.add(Decision(session_id=session_id, operator_id=event.operator_id,
+                                        outcome=event.outcome.value,
+                                        reason_code=event.reason_code,
+                                        reason_text=event.reason_text, at=event.at))
+                await db.execute(update(SessionRow).where(SessionRow.id == session_id).values(
+                    state=state, ready_state=ready_state, operator_id=operator_id,
+                    updated_at=last or SessionRow.updated_at))
+        except SQLAlchemyError as err:
+            raise StorageError(f"cannot save session {session_id}: {err}") from err
+
+    async def save_assignment(self, draw: AssignmentDrawn) -> None:
+        async with self._sessions.begin() as db:
+            db.add(Assignment(session_id=draw.session_id, operator_id=draw.operator_id,
+                              candidates=json.dumps(list(draw.candidates)),
+                              draw_index=draw.index, at=draw.at))
+
+    async def assignments(self, session_id: str) -> list[AssignmentDrawn]:
+        async with self._sessions() as db:
+            rows = await db.scalars(select(Assignment).where(Assignment.session_id == session_id)
+                                    .order_by(Assignment.id))
+            return [AssignmentDrawn(r.session_id, r.operator_id,
+                                    tuple(json.loads(r.candidates)), r.draw_index, r.at)
+                    for r in rows]
+
+    async def transitions(self, session_id: str) -> list[tuple[str, str, float, str]]:
+        async with self._sessions() as db:
+            rows = await db.scalars(select(Transition).where(Transition.session_id == session_id)
+                                    .order_by(Transition.id))
+            return [(r.previous, r.state, r.at, r.actor) for r in rows]
+
+    async def decisions(self, session_id: str) -> list[DecisionRecord]:
+        async with self._sessions() as db:
+            rows = await db.scalars(select(Decision).where(Decision.session_id == session_id)
+                                    .order_by(Decision.id))
+            return [DecisionRecord(r.session_id, r.operator_id, r.outcome, r.reason_code,
+                                   r.reason_text, r.at) for r in rows]
+
+
+def _session_record(row: SessionRow) -> SessionRecord:
+    return SessionRecord(row.id, row.customer_id, row.state, row.ready_state,
+                         row.invite_expires_at, row.operator_id, row.created_at, row.updated_at)

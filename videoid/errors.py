@@ -1,0 +1,145 @@
+"""One exception tree for the whole system.
+
+Every error a user or a client can see carries a stable ``code`` (snake case, part of
+the protocol: see docs/protocol.md) and a human message. Third-party errors are
+translated at the boundary with ``raise ... from err``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VideoidError(Exception):
+    """Root of every error videoid raises on purpose."""
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+
+class ConfigError(VideoidError, ValueError):
+    """The configuration is invalid."""
+
+    code = "config_invalid"
+
+
+class ValidationError(VideoidError, ValueError):
+    """The request is malformed."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class RateLimited(VideoidError):
+    """Too many requests; slow down."""
+
+    code = "rate_limited"
+    status = 429
+
+
+class AuthError(VideoidError):
+    """Authentication failed."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class InvalidCredentials(AuthError):
+    """Wrong username or password."""
+
+    code = "invalid_credentials"
+
+
+class Forbidden(AuthError):
+    """Your role does not allow this."""
+
+    code = "forbidden"
+    status = 403
+
+
+class InvitationError(AuthError):
+    """The invitation link is not valid."""
+
+    code = "invitation_invalid"
+
+
+class InvitationExpired(InvitationError):
+    """The invitation link has expired."""
+
+    code = "invitation_expired"
+
+
+class SessionError(VideoidError):
+    """The identification session cannot do this."""
+
+    code = "session_error"
+    status = 409
+
+
+class IllegalTransition(SessionError):
+    """This step is not allowed in the session's current state."""
+
+    code = "illegal_transition"
+
+
+class SessionNotFound(SessionError):
+    """No such session."""
+
+    code = "session_not_found"
+    status = 404
+
+
+class SessionInUse(SessionError):
+    """This session is already open in another tab or device."""
+
+    code = "session_in_use"
+
+
+class QueueError(VideoidError):
+    """The waiting room cannot do this."""
+
+    code = "queue_error"
+    status = 409
+
+
+class AlreadyTaken(QueueError):
+    """This customer is already being handled by another operator."""
+
+    code = "already_taken"
+
+
+class NotAssigned(QueueError):
+    """This customer is not assigned to you."""
+
+    code = "not_assigned"
+
+
+class MediaError(VideoidError):
+    """The media connection failed."""
+
+    code = "media_error"
+    status = 400
+
+
+class InvalidSdp(MediaError, ValueError):
+    """The session description is malformed or unsupported."""
+
+    code = "invalid_sdp"
+
+
+class StorageError(VideoidError, OSError):
+    """The database or file store failed."""
+
+    code = "storage_error"

@@ -1,0 +1,127 @@
+"""The waiting room: queue order, positions, waiting-time estimates and the random
+assignment of the customer at the head to one of the eligible operators (R11).
+
+Pure: no I/O, no clock, and the randomness comes from the ``rng`` passed in (a
+``random.SystemRandom`` in production, a seeded one in tests).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import Enum
+
+from ..errors import QueueError
+
+
+class Presence(str, Enum):
+    AVAILABLE = "available"
+    PAUSED = "paused"
+    OFFERED = "offered"
+    """An assignment waits for the operator to accept."""
+    BUSY = "busy"
+    """In a call."""
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class AssignmentDrawn:
+    """The record of one random assignment, kept as evidence that it was random."""
+
+    session_id: str
+    operator_id: int
+    candidates: tuple[int, ...]
+    """The eligible operators at the moment of the draw, in ascending id order."""
+    index: int
+    """The drawn index into ``candidates``."""
+    at: float
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    session_id: str
+    since: float
+    """When the customer (last) entered the queue."""
+
+
+class WaitingRoom:
+    def __init__(self, rng: random.Random, *, initial_handle_seconds: float = 300.0) -> None:
+        self._rng = rng
+        self._entries: OrderedDict[str, QueueEntry] = OrderedDict()
+        self._operators: dict[int, Presence] = {}
+        self._handle_seconds = initial_handle_seconds
+        self._handled = 0
+
+    # -- customers --------------------------------------------------------------------
+
+    def add(self, session_id: str, now: float, *, at_head: bool = False) -> None:
+        if session_id in self._entries:
+            raise QueueError("already in the queue", code="already_queued")
+        self._entries[session_id] = QueueEntry(session_id, now)
+        if at_head:
+            self._entries.move_to_end(session_id, last=False)
+
+    def remove(self, session_id: str) -> bool:
+        """Remove a customer; False when they were not queued."""
+        return self._entries.pop(session_id, None) is not None
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entries(self) -> list[QueueEntry]:
+        return list(self._entries.values())
+
+    def position(self, session_id: str) -> int:
+        """1 for the customer at the head."""
+        for i, key in enumerate(self._entries, start=1):
+            if key == session_id:
+                return i
+        raise QueueError("not in the queue", code="not_queued")
+
+    def estimated_wait_seconds(self, session_id: str) -> float:
+        """Customers ahead times the average call length, shared among online operators."""
+        ahead = self.position(session_id) - 1
+        online = sum(1 for p in self._operators.values() if p is not Presence.OFFLINE)
+        if self.operators_with(Presence.AVAILABLE) and ahead == 0:
+            return 0.0
+        return round((ahead + 1) * self._handle_seconds / max(1, online), 1)
+
+    # -- operators --------------------------------------------------------------------
+
+    def set_presence(self, operator_id: int, presence: Presence) -> None:
+        if presence is Presence.OFFLINE:
+            self._operators.pop(operator_id, None)
+        else:
+            self._operators[operator_id] = presence
+
+    def presence(self, operator_id: int) -> Presence:
+        return self._operators.get(operator_id, Presence.OFFLINE)
+
+    def operators_with(self, presence: Presence) -> list[int]:
+        return sorted(op for op, p in self._operators.items() if p is presence)
+
+    def record_call_length(self, seconds: float) -> None:
+        """Feed a finished call's length into the waiting-time estimate (moving average)."""
+        self._handled += 1
+        weight = 1 / min(self._handled + 1, 20)
+        self._handle_seconds += (seconds - self._handle_seconds) * weight
+
+    # -- assignment -------------------------------------------------------------------
+
+    def draw(self, now: float) -> AssignmentDrawn | None:
+        """Assign the customer at the head to an available operator chosen uniformly at
+        random, or return None when nobody waits or nobody is available. The operator
+        becomes OFFERED and the customer leaves the queue."""
+        candidates = tuple(self.operators_with(Presence.AVAILABLE))
+        if not candidates or not self._entries:
+            return None
+        session_id = next(iter(self._entries))
+        index = self._rng.randrange(len(candidates))
+        operator_id = candidates[index]
+        del self._entries[session_id]
+        self._operators[operator_id] = Presence.OFFERED
+        return AssignmentDrawn(session_id, operator_id, candidates, index, now)

@@ -1,0 +1,6 @@
+"""The identification session state machine (pure, no I/O)."""
+
+from .events import Outcome, State
+from .identification import PRE_CALL_STEPS, IdentificationSession
+
+__all__ = ["PRE_CALL_STEPS", "IdentificationSession", "Outcome", "State"]

@@ -1,0 +1,239 @@
+"""The identification session: a pure state machine.
+
+It never awaits, never reads a clock and never touches I/O. Each transition method
+takes ``now`` (epoch seconds), checks that the step is legal in the current state,
+changes the state and queues events; drivers call :meth:`pop_events`, persist and
+carry them out. An illegal step raises :class:`~videoid.errors.IllegalTransition`
+and changes nothing.
+
+The pre-call steps (consent … A/V test) are done in order; a deployment may require
+only some of them (``required_steps``): the customer may enter the queue once the
+last required step is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NoReturn
+
+from ..errors import IllegalTransition, ValidationError
+from .events import (
+    AssignmentWithdrawn,
+    CallDropped,
+    CallStarted,
+    CustomerLeftQueue,
+    CustomerQueued,
+    DecisionMade,
+    Event,
+    OperatorAssigned,
+    Outcome,
+    SessionEnded,
+    State,
+    StateChanged,
+)
+
+PRE_CALL_STEPS: tuple[State, ...] = (
+    State.CONSENTED,
+    State.DOCUMENTS_CAPTURED,
+    State.DATA_CONFIRMED,
+    State.SELFIE_TAKEN,
+    State.AV_TESTED,
+)
+"""The pre-call steps, in the order a customer does them."""
+
+TERMINAL: frozenset[State] = frozenset(
+    {State.REJECTED, State.COMPLETED, State.ABANDONED, State.EXPIRED}
+)
+BEFORE_DECISION: frozenset[State] = frozenset(
+    {State.CREATED, *PRE_CALL_STEPS, State.WAITING, State.ASSIGNED, State.IN_CALL}
+)
+MAX_REASON_CODE = 64
+MAX_REASON_TEXT = 2000
+
+
+class IdentificationSession:
+    """One customer's identification, from invitation to signed contract."""
+
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        state: State = State.CREATED,
+        required_steps: Iterable[State] = (),
+        operator_id: int | None = None,
+        ready_state: State | None = None,
+    ) -> None:
+        required = tuple(required_steps)
+        for step in required:
+            if step not in PRE_CALL_STEPS:
+                raise ValueError(f"{step} is not a pre-call step")
+        self.session_id = session_id
+        self.state = state
+        self.operator_id = operator_id
+        self._required = tuple(s for s in PRE_CALL_STEPS if s in required)
+        # the state the customer returns to when leaving the queue
+        self._ready_state = ready_state or (self._required[-1] if self._required else State.CREATED)
+        self._events: list[Event] = []
+
+    # -- queries ----------------------------------------------------------------------
+
+    @property
+    def ready_state(self) -> State:
+        """The state in which the customer may enter the queue."""
+        return self._ready_state
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def pop_events(self) -> list[Event]:
+        """Return and forget the events queued since the last call."""
+        events, self._events = self._events, []
+        return events
+
+    # -- pre-call steps ---------------------------------------------------------------
+
+    def complete_step(self, step: State, now: float) -> None:
+        """Record a pre-call step. Steps go in order; one not required may be skipped."""
+        if step not in PRE_CALL_STEPS:
+            raise IllegalTransition(f"{step.value} is not a pre-call step")
+        order = (State.CREATED, *PRE_CALL_STEPS)
+        if self.state not in order:
+            self._illegal(step.value)
+        current = order.index(self.state)
+        target = order.index(step)
+        skipped = [s for s in order[current + 1 : target] if s in self._required]
+        if target <= current or skipped:
+            self._illegal(step.value)
+        self._move(step, now, "customer")
+
+    # -- queue and call ---------------------------------------------------------------
+
+    def enter_queue(self, now: float) -> None:
+        order = (State.CREATED, *PRE_CALL_STEPS)
+        last_required = self._required[-1] if self._required else State.CREATED
+        if self.state not in order or order.index(self.state) < order.index(last_required):
+            self._illegal("enter_queue")
+        self._ready_state = self.state
+        self._move(State.WAITING, now, "customer")
+        self._events.append(CustomerQueued(self.session_id, now, at_head=False))
+
+    def leave_queue(self, now: float) -> None:
+        """The customer left the waiting room (closed the page, pressed leave)."""
+        if self.state is State.ASSIGNED:
+            self.withdraw_assignment(now, reason="customer_left")
+        if self.state is not State.WAITING:
+            self._illegal("leave_queue")
+        self._move(self._ready_state, now, "customer")
+        self._events.append(CustomerLeftQueue(self.session_id, now))
+
+    def assign(self, operator_id: int, now: float) -> None:
+        if self.state is not State.WAITING:
+            self._illegal("assign")
+        self.operator_id = operator_id
+        self._move(State.ASSIGNED, now, "system")
+        self._events.append(OperatorAssigned(self.session_id, operator_id, now))
+
+    def withdraw_assignment(self, now: float, *, reason: str) -> None:
+        """The assigned operator declined, timed out or went away before accepting."""
+        if self.state is not State.ASSIGNED or self.operator_id is None:
+            self._illegal("withdraw_assignment")
+        operator_id = self.operator_id
+        self.operator_id = None
+        self._move(State.WAITING, now, "system")
+        self._events.append(AssignmentWithdrawn(self.session_id, operator_id, now, reason))
+        self._events.append(CustomerQueued(self.session_id, now, at_head=True))
+
+    def start_call(self, operator_id: int, now: float) -> None:
+        if self.state is not State.ASSIGNED:
+            self._illegal("start_call")
+        if operator_id != self.operator_id:
+            self._illegal("start_call", "this session is assigned to another operator")
+        self._move(State.IN_CALL, now, f"operator:{operator_id}")
+        self._events.append(CallStarted(self.session_id, operator_id, now))
+
+    def drop_call(self, now: float, *, by: str) -> None:
+        """A participant's connection was lost mid-call: the customer goes back to the
+        head of the queue (reconnecting to the same operator comes with R12)."""
+        if self.state is not State.IN_CALL or self.operator_id is None:
+            self._illegal("drop_call")
+        if by not in ("operator", "customer"):
+            raise ValueError(by)
+        operator_id = self.operator_id
+        self.operator_id = None
+        self._events.append(CallDropped(self.session_id, operator_id, now, by))
+        if by == "operator":
+            self._move(State.WAITING, now, "system")
+            self._events.append(CustomerQueued(self.session_id, now, at_head=True))
+        else:
+            self._move(self._ready_state, now, "system")
+
+    # -- decision ---------------------------------------------------------------------
+
+    def decide(
+        self, operator_id: int, outcome: Outcome, reason_code: str, reason_text: str, now: float
+    ) -> None:
+        if self.state is not State.IN_CALL:
+            self._illegal("decide")
+        if operator_id != self.operator_id:
+            self._illegal("decide", "only the operator in the call may decide")
+        if not reason_code or len(reason_code) > MAX_REASON_CODE:
+            raise ValidationError("reason_code is required (at most 64 characters)")
+        if len(reason_text) > MAX_REASON_TEXT:
+            raise ValidationError("reason_text is too long (at most 2000 characters)")
+        self._move(State(outcome.value), now, f"operator:{operator_id}")
+        self._events.append(
+            DecisionMade(self.session_id, operator_id, outcome, reason_code, reason_text, now)
+        )
+        if self.state is State.REJECTED:
+            self._events.append(SessionEnded(self.session_id, self.state, now))
+
+    # -- after the decision (filled in by the certificate issue) -----------------------
+
+    def request_certificate(self, now: float) -> None:
+        if self.state is not State.APPROVED:
+            self._illegal("request_certificate")
+        self._move(State.CERTIFICATE_REQUESTED, now, "customer")
+
+    def sign_contract(self, now: float) -> None:
+        if self.state is not State.CERTIFICATE_REQUESTED:
+            self._illegal("sign_contract")
+        self._move(State.CONTRACT_SIGNED, now, "customer")
+
+    def complete(self, now: float) -> None:
+        if self.state is not State.CONTRACT_SIGNED:
+            self._illegal("complete")
+        self._move(State.COMPLETED, now, "system")
+        self._events.append(SessionEnded(self.session_id, self.state, now))
+
+    # -- ends -------------------------------------------------------------------------
+
+    def abandon(self, now: float) -> None:
+        """The customer gave up before a decision."""
+        if self.state not in BEFORE_DECISION:
+            self._illegal("abandon")
+        if self.state is State.IN_CALL:
+            self._illegal("abandon", "a session in a call must be decided")
+        self.operator_id = None
+        self._move(State.ABANDONED, now, "customer")
+        self._events.append(SessionEnded(self.session_id, self.state, now))
+
+    def expire(self, now: float) -> None:
+        """The invitation's validity ran out before the customer was identified."""
+        if self.state not in BEFORE_DECISION or self.state is State.IN_CALL:
+            self._illegal("expire")
+        self.operator_id = None
+        self._move(State.EXPIRED, now, "system")
+        self._events.append(SessionEnded(self.session_id, self.state, now))
+
+    # -- internals --------------------------------------------------------------------
+
+    def _move(self, state: State, now: float, actor: str) -> None:
+        previous, self.state = self.state, state
+        self._events.append(StateChanged(self.session_id, previous, state, now, actor))
+
+    def _illegal(self, step: str, why: str | None = None) -> NoReturn:
+        raise IllegalTransition(
+            why or f"{step} is not allowed while the session is {self.state.value}"
+        )
+
