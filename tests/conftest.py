@@ -1,0 +1,114 @@
+"""Shared fixtures: an in-process server on a free loopback port, accounts, invitations,
+and face videos made from the public face_recognition test photos."""
+
+from __future__ import annotations
+
+import random
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from videoid.app import create_app
+from videoid.bots.face_video import make_face_video
+from videoid.config import load_config
+from videoid.customer_client.invitations import Invitation
+from videoid.services import SERVICES, Services
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTOS = ROOT / "var" / "test-assets" / "face_recognition"
+ASSETS = ROOT / "var" / "test-assets"
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def services(self) -> Services:
+        return self.app[SERVICES]
+
+    async def operator(self, username: str, role: str = "operator") -> int:
+        return await self.services.accounts.add(username, PASSWORD, role,
+                                                self.services.clock.now())
+
+    async def invite(self, email: str = "ada@example.org",
+                     phone: str = "+393471234567") -> Invitation:
+        return await self.services.invitations.create(email, phone, self.services.clock.now(),
+                                                      self.services.base_url)
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+StartServer = Callable[..., Awaitable[Server]]
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
+    servers: list[Server] = []
+
+    async def start(database_url: str = "", seed: int = 1, **sections: dict[str, Any]) -> Server:
+        port = free_port()
+        overrides: dict[str, dict[str, Any]] = {
+            "server": {"port": port, "data_dir": str(tmp_path / f"data{len(servers)}")},
+            "database": {"url": database_url},
+        }
+        for name, values in sections.items():
+            overrides.setdefault(name, {}).update(values)
+        config = load_config(environ={}, overrides=overrides)
+        app = create_app(config, rng=random.Random(seed))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        server = Server(f"http://127.0.0.1:{port}", app, runner)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> Server:
+    return await start_server()
+
+
+def _face_video(name: str, suffix: str) -> Path:
+    out = ASSETS / f"{name}{suffix}"
+    if not out.exists():
+        photo = PHOTOS / f"{name}.jpg"
+        if not photo.exists():
+            pytest.fail(f"{photo} is missing: run ./scripts/setup --test")
+        make_face_video(photo, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def customer_video() -> Path:
+    """A face video (Obama, from face_recognition's test photos) used as a camera."""
+    return _face_video("obama", ".webm")
+
+
+@pytest.fixture(scope="session")
+def operator_video() -> Path:
+    return _face_video("biden", ".webm")
+
+
+@pytest.fixture(scope="session")
+def customer_y4m() -> Path:
+    return _face_video("obama", ".y4m")

@@ -1,0 +1,110 @@
+"""create_app(config): wires every part; each subsystem starts and stops in its own
+cleanup context; state lives in typed AppKeys."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from .call_center import CallCenter
+from .clock import Clock, SystemClock
+from .config import Config
+from .customer_client.invitations import Invitation, Invitations
+from .customer_client.namespace import CustomerNamespace
+from .db import Repository
+from .http_api import HttpApi, errors_middleware
+from .operator_console.accounts import Accounts, generate_password
+from .operator_console.namespace import OperatorNamespace
+from .services import SERVICES, Services
+
+logger = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class FirstStart:
+    username: str
+    password: str
+    invitation: Invitation
+
+
+FIRST_START = web.AppKey("first_start", FirstStart)
+
+
+class SocketNotifier:
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+
+    async def to_customer(self, session_id: str, event: str, data: dict[str, Any]) -> None:
+        await self._sio.emit(event, data, room=f"session:{session_id}", namespace="/customer")
+
+    async def to_operator(self, operator_id: int, event: str, data: dict[str, Any]) -> None:
+        await self._sio.emit(event, data, room=f"operator:{operator_id}", namespace="/operator")
+
+    async def to_operators(self, event: str, data: dict[str, Any]) -> None:
+        await self._sio.emit(event, data, room="operators", namespace="/operator")
+
+
+def create_app(config: Config, *, clock: Clock | None = None, rng: random.Random | None = None,
+               bootstrap: bool = False) -> web.Application:
+    """The aiohttp application. ``bootstrap`` creates a first supervisor account and an
+    invitation when the database has no operator yet (kept in ``app[FIRST_START]``)."""
+    clock = clock or SystemClock()
+    app = web.Application(middlewares=[errors_middleware],
+                          client_max_size=config.signaling.max_payload_bytes)
+    sio = socketio.AsyncServer(async_mode="aiohttp",
+                               max_http_buffer_size=config.signaling.max_payload_bytes,
+                               logger=False, engineio_logger=False)
+    sio.attach(app)
+
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        repo = await Repository.open(config.database_url)
+        accounts = Accounts(repo, config.operators)
+        invitations = Invitations(repo, config)
+        center = CallCenter(repo, config, SocketNotifier(sio), clock, rng)
+        center.required_steps = invitations.required_steps
+        base_url = config.base_url()
+        app[SERVICES] = Services(config, clock, repo, accounts, invitations, center, sio,
+                                 base_url)
+        sio.register_namespace(CustomerNamespace(config, invitations, center, clock))
+        sio.register_namespace(OperatorNamespace(config, accounts, center, clock))
+        await center.recover()
+        if bootstrap and await repo.count_operators() == 0:
+            password = generate_password()
+            await accounts.add("admin", password, "supervisor", clock.now())
+            invitation = await invitations.create(
+                "customer@example.org", "+390000000000", clock.now(), base_url)
+            app[FIRST_START] = FirstStart("admin", password, invitation)
+        ticker = asyncio.create_task(_tick(center))
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            try:
+                await ticker
+            except asyncio.CancelledError:
+                pass
+            await center.close()
+            await repo.close()
+
+    app.cleanup_ctx.append(services_ctx)
+
+    app.router.add_routes(HttpApi().routes())
+    return app
+
+
+async def _tick(center: CallCenter) -> None:
+    while True:
+        await asyncio.sleep(TICK_SECONDS)
+        try:
+            await center.tick()
+        except Exception:
+            logger.exception("tick failed")

@@ -1,0 +1,104 @@
+"""The operator bot: logs in, becomes available, accepts what it is assigned, watches the
+customer for a while and decides. So that one person can try the customer side alone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiortc.mediastreams import MediaStreamTrack
+
+from .media_client import ClientPeer
+from .signaling_client import ProtocolError, SignalingClient
+
+logger = logging.getLogger(__name__)
+
+
+async def login(server: str, username: str, password: str) -> str:
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{server.rstrip('/')}/api/operator/login",
+        json={"username": username, "password": password},
+    ) as response:
+        body = await response.json()
+        if response.status != 200:
+            error = body.get("error", {})
+            raise ProtocolError(error.get("message", "login failed"),
+                                code=error.get("code", "login_failed"))
+        return str(body["token"])
+
+
+@dataclass
+class CallResult:
+    session_id: str
+    decision: str
+    video_frames_received: int
+    audio_frames_received: int
+    accepted_at: float
+    first_video_at: float | None
+
+
+@dataclass
+class OperatorBot:
+    server: str
+    username: str
+    password: str
+    video: str | Path | MediaStreamTrack | None = None
+    decision: str = "approved"
+    reason_code: str = "bot_decision"
+    watch_seconds: float = 3.0
+    """How long the bot looks at the customer (after the first video frame) before deciding."""
+    min_video_frames: int = 1
+    on_video_frame: Any = None
+    calls: list[CallResult] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.signaling = SignalingClient(self.server, "/operator")
+
+    async def connect(self) -> dict[str, Any]:
+        token = await login(self.server, self.username, self.password)
+        await self.signaling.connect({"token": token})
+        return await self.signaling.next("hello", 10)
+
+    async def set_presence(self, status: str) -> None:
+        await self.signaling.request("set_presence", {"status": status})
+
+    async def handle_one(self, timeout_seconds: float = 120.0) -> CallResult:
+        """Wait for an assignment, accept it, watch the customer, decide."""
+        offered = await self.signaling.next("assignment_offered", timeout_seconds)
+        session_id = offered["session_id"]
+        await self.signaling.request("accept", {"session_id": session_id})
+        accepted_at = time.monotonic()
+        peer = ClientPeer(self.video, on_video_frame=self.on_video_frame)
+        try:
+            reply = await self.signaling.request(
+                "webrtc_offer", {"type": "offer", "sdp": await peer.offer()})
+            await peer.accept_answer(reply["answer"]["sdp"])
+            await peer.wait_frames("video", self.min_video_frames, timeout_seconds)
+            await asyncio.sleep(self.watch_seconds)
+            await self.signaling.request("decide", {
+                "session_id": session_id, "outcome": self.decision,
+                "reason_code": self.reason_code})
+            counter = peer.counters.get("video")
+            result = CallResult(session_id, self.decision, peer.frames("video"),
+                                peer.frames("audio"), accepted_at,
+                                counter.first_frame_at if counter else None)
+        finally:
+            await peer.close()
+        self.calls.append(result)
+        return result
+
+    async def run(self, calls: int = 1, timeout_seconds: float = 600.0) -> list[CallResult]:
+        try:
+            await self.connect()
+            await self.set_presence("available")
+            for _ in range(calls):
+                result = await self.handle_one(timeout_seconds)
+                logger.info("session %s: %s", result.session_id, result.decision)
+        finally:
+            await self.signaling.close()
+        return self.calls

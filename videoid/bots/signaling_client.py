@@ -1,0 +1,77 @@
+"""A Socket.IO client that speaks videoid's protocol: acknowledged requests that raise
+on ``{"ok": false}``, and server events delivered to an asyncio queue per name."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any
+
+import socketio
+
+from ..errors import VideoidError
+
+
+class ProtocolError(VideoidError):
+    """The server refused a request."""
+
+    code = "protocol_error"
+
+
+class SignalingClient:
+    def __init__(self, url: str, namespace: str) -> None:
+        self.url = url.rstrip("/")
+        self.namespace = namespace
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self._events: dict[str, asyncio.Queue[dict[str, Any]]] = defaultdict(asyncio.Queue)
+        self.sio.on("*", self._on_any, namespace=namespace)
+
+    async def _on_any(self, event: str, data: Any = None) -> None:
+        self._events[event].put_nowait(data if isinstance(data, dict) else {"value": data})
+
+    async def connect(self, auth: dict[str, Any], timeout_seconds: float = 10.0,
+                      headers: dict[str, str] | None = None) -> None:
+        try:
+            await self.sio.connect(self.url, namespaces=[self.namespace], auth=auth,
+                                   headers=headers or {}, transports=["websocket"],
+                                   wait_timeout=timeout_seconds)
+        except socketio.exceptions.ConnectionError as err:
+            detail = err.args[1] if len(err.args) > 1 and isinstance(err.args[1], dict) else {}
+            raise ProtocolError(detail.get("message", str(err)),
+                                code=detail.get("code", "connect_failed")) from None
+
+    async def request(self, event: str, payload: Any = None,
+                      timeout_seconds: float = 20.0) -> dict[str, Any]:
+        try:
+            reply = await self.sio.call(event, payload if payload is not None else {},
+                                        namespace=self.namespace, timeout=timeout_seconds)
+        except socketio.exceptions.TimeoutError:
+            raise ProtocolError(f"{event}: no answer", code="timeout") from None
+        if not isinstance(reply, dict):
+            raise ProtocolError(f"{event}: malformed reply {reply!r}")
+        if not reply.get("ok"):
+            error = reply.get("error") or {}
+            raise ProtocolError(error.get("message", "refused"), code=error.get("code", "?"))
+        return reply
+
+    async def next(self, event: str, timeout_seconds: float = 30.0) -> dict[str, Any]:
+        """The next ``event`` from the server (including ones that came already)."""
+        try:
+            return await asyncio.wait_for(self._events[event].get(), timeout_seconds)
+        except TimeoutError:
+            raise ProtocolError(f"no {event!r} within {timeout_seconds} s",
+                                code="timeout") from None
+
+    def drain(self, event: str) -> list[dict[str, Any]]:
+        queue, out = self._events[event], []
+        while not queue.empty():
+            out.append(queue.get_nowait())
+        return out
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+
+def now() -> float:
+    return time.monotonic()

@@ -1,0 +1,458 @@
+"""The call center: the driver between the pure core (identification sessions, waiting
+room) and the outside (database, Socket.IO, media).
+
+Every change goes the same way: under one lock, feed the state machine, persist its
+events, update the waiting room, and queue notifications; the notifications are sent
+after the lock is released. Media negotiation runs outside the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from aiortc.contrib.media import MediaRelay
+
+from .clock import Clock
+from .config import Config
+from .db import OperatorRecord, Repository, SessionRecord
+from .errors import (
+    AlreadyTaken,
+    MediaError,
+    NotAssigned,
+    SessionInUse,
+    SessionNotFound,
+)
+from .media import ParticipantPeer, bridge
+from .queue import Presence, WaitingRoom
+from .session import IdentificationSession, Outcome, State
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["customer", "operator"]
+
+
+class Notifier(Protocol):
+    async def to_customer(self, session_id: str, event: str, data: dict[str, Any]) -> None: ...
+
+    async def to_operator(self, operator_id: int, event: str, data: dict[str, Any]) -> None: ...
+
+    async def to_operators(self, event: str, data: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class LiveSession:
+    """A session some participant is connected to, held in memory while it is."""
+
+    machine: IdentificationSession
+    customer_sid: str | None = None
+    offer_deadline: float | None = None
+    call_started_at: float | None = None
+    peers: dict[str, ParticipantPeer] = field(default_factory=dict)
+    last_queue_info: tuple[int, float] | None = None
+
+
+@dataclass
+class OperatorLink:
+    operator: OperatorRecord
+    sid: str
+    wants: Presence = Presence.PAUSED
+    """What the operator chose: available or paused."""
+    session_id: str | None = None
+    """The session offered to them or in their call."""
+
+
+class CallCenter:
+    def __init__(self, repo: Repository, config: Config, notifier: Notifier, clock: Clock,
+                 rng: random.Random | None = None) -> None:
+        self._repo = repo
+        self._config = config
+        self._notifier = notifier
+        self._clock = clock
+        self._room = WaitingRoom(rng or random.SystemRandom(),
+                                 initial_handle_seconds=config.queue.initial_handle_seconds)
+        self._live: dict[str, LiveSession] = {}
+        self._operators: dict[int, OperatorLink] = {}
+        self._lock = asyncio.Lock()
+        self._outbox: list[tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]] = []
+        self._relay = MediaRelay()
+        self.required_steps: tuple[State, ...] = ()
+
+    # -- start and stop ---------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """After a restart nobody is connected: sessions left waiting or in a call go back
+        to the state in which the customer may queue again, and that is recorded."""
+        stale = (State.WAITING.value, State.ASSIGNED.value, State.IN_CALL.value)
+        for record in await self._repo.sessions_in(stale):
+            machine = self._machine(record)
+            now = self._clock.now()
+            if machine.state is State.IN_CALL:
+                machine.drop_call(now, by="operator")
+            machine.leave_queue(now)
+            await self._persist(machine)
+            logger.info("session %s: recovered to %s after restart", record.id, machine.state.value)
+
+    async def close(self) -> None:
+        async with self._lock:
+            for live in self._live.values():
+                await self._close_peers(live)
+
+    async def tick(self) -> None:
+        """Expire offers nobody accepted in time. Called about once a second."""
+        async with self._locked():
+            now = self._clock.now()
+            for live in list(self._live.values()):
+                if (live.machine.state is State.ASSIGNED and live.offer_deadline is not None
+                        and live.offer_deadline <= now):
+                    operator_id = live.machine.operator_id
+                    await self._withdraw(live, "offer_timeout", pause_operator=True)
+                    logger.info("session %s: offer to operator %s timed out",
+                                live.machine.session_id, operator_id)
+            await self._assign()
+
+    # -- customers --------------------------------------------------------------------
+
+    async def customer_connected(self, record: SessionRecord, sid: str) -> dict[str, Any]:
+        async with self._locked():
+            live = self._live.get(record.id)
+            if live is None:
+                live = self._live[record.id] = LiveSession(self._machine(record))
+            if live.customer_sid is not None and live.customer_sid != sid:
+                raise SessionInUse()
+            live.customer_sid = sid
+            return self._customer_view(live)
+
+    async def customer_disconnected(self, session_id: str, sid: str) -> None:
+        async with self._locked():
+            live = self._live.get(session_id)
+            if live is None or live.customer_sid != sid:
+                return
+            live.customer_sid = None
+            await self._customer_leaves(live)
+            self._forget_if_idle(live)
+
+    async def join_queue(self, session_id: str) -> dict[str, Any]:
+        async with self._locked():
+            live = self._get(session_id)
+            live.machine.enter_queue(self._clock.now())
+            self._room.add(session_id, self._clock.now())
+            await self._persist(live.machine)
+            await self._assign()
+            return self._customer_view(live)
+
+    async def leave_queue(self, session_id: str) -> dict[str, Any]:
+        async with self._locked():
+            live = self._get(session_id)
+            if live.machine.state not in (State.WAITING, State.ASSIGNED):
+                live.machine.leave_queue(self._clock.now())  # raises IllegalTransition
+            await self._customer_leaves(live)
+            return self._customer_view(live)
+
+    # -- operators --------------------------------------------------------------------
+
+    async def operator_connected(self, operator: OperatorRecord, sid: str) -> dict[str, Any]:
+        async with self._locked():
+            link = self._operators.get(operator.id)
+            if link is not None and link.sid != sid:
+                raise SessionInUse("you are already connected in another tab")
+            self._operators[operator.id] = OperatorLink(operator, sid)
+            self._room.set_presence(operator.id, Presence.PAUSED)
+            self._queue_changed()
+            return {"operator": {"id": operator.id, "username": operator.username,
+                                 "role": operator.role}, "presence": Presence.PAUSED.value}
+
+    async def operator_disconnected(self, operator_id: int, sid: str) -> None:
+        async with self._locked():
+            link = self._operators.get(operator_id)
+            if link is None or link.sid != sid:
+                return
+            live = self._live.get(link.session_id) if link.session_id else None
+            if live is not None and live.machine.operator_id == operator_id:
+                if live.machine.state is State.ASSIGNED:
+                    await self._withdraw(live, "operator_left", pause_operator=False)
+                elif live.machine.state is State.IN_CALL:
+                    await self._drop_call(live, by="operator")
+            del self._operators[operator_id]
+            self._room.set_presence(operator_id, Presence.OFFLINE)
+            self._queue_changed()
+            await self._assign()
+
+    async def set_presence(self, operator_id: int, status: str) -> dict[str, Any]:
+        async with self._locked():
+            link = self._operators[operator_id]
+            link.wants = Presence(status)
+            if self._room.presence(operator_id) in (Presence.AVAILABLE, Presence.PAUSED):
+                self._room.set_presence(operator_id, link.wants)
+            self._queue_changed()
+            await self._assign()
+            return {"presence": self._room.presence(operator_id).value}
+
+    async def accept(self, operator_id: int, session_id: str) -> dict[str, Any]:
+        async with self._locked():
+            live = self._live.get(session_id)
+            if live is None:
+                raise SessionNotFound()
+            machine = live.machine
+            if machine.state is State.IN_CALL or (
+                machine.state is State.ASSIGNED and machine.operator_id != operator_id
+            ):
+                raise AlreadyTaken()
+            if machine.state is not State.ASSIGNED:
+                raise NotAssigned()
+            now = self._clock.now()
+            machine.start_call(operator_id, now)
+            await self._persist(machine)
+            live.offer_deadline = None
+            live.call_started_at = now
+            self._room.set_presence(operator_id, Presence.BUSY)
+            self._open_peers(live, operator_id)
+            link = self._operators[operator_id]
+            self._notify_customer(session_id, "call_started", {
+                "operator": {"display_name": link.operator.username},
+                "ice_servers": list(self._config.media.ice_servers)})
+            self._queue_changed()
+            return {"session_id": session_id, "state": machine.state.value,
+                    "ice_servers": list(self._config.media.ice_servers)}
+
+    async def decline(self, operator_id: int, session_id: str) -> dict[str, Any]:
+        async with self._locked():
+            live = self._live.get(session_id)
+            if live is None or live.machine.state is not State.ASSIGNED or \
+                    live.machine.operator_id != operator_id:
+                raise NotAssigned()
+            await self._withdraw(live, "declined", pause_operator=True)
+            await self._assign()
+            return {"presence": self._room.presence(operator_id).value}
+
+    async def decide(self, operator_id: int, session_id: str, outcome: str, reason_code: str,
+                     reason_text: str) -> dict[str, Any]:
+        async with self._locked():
+            live = self._live.get(session_id)
+            if live is None or live.machine.operator_id != operator_id:
+                raise NotAssigned("this session is not in a call with you")
+            now = self._clock.now()
+            live.machine.decide(operator_id, Outcome(outcome), reason_code, reason_text, now)
+            await self._persist(live.machine)
+            if live.call_started_at is not None:
+                self._room.record_call_length(now - live.call_started_at)
+            await self._close_peers(live)
+            self._release_operator(operator_id)
+            self._notify_customer(session_id, "outcome", {
+                "outcome": outcome, "state": live.machine.state.value})
+            self._forget_if_idle(live)
+            self._queue_changed()
+            await self._assign()
+            return {"session_id": session_id, "state": live.machine.state.value}
+
+    # -- media ------------------------------------------------------------------------
+
+    async def media_offer(self, role: Role, session_id: str, operator_id: int | None,
+                          sdp: str) -> str:
+        """Answer a participant's WebRTC offer for their call."""
+        async with self._locked():
+            live = self._live.get(session_id)
+            if live is None or live.machine.state is not State.IN_CALL:
+                raise MediaError("there is no call to connect to", code="no_call")
+            if role == "operator" and live.machine.operator_id != operator_id:
+                raise NotAssigned("this session is not in a call with you")
+            peer = live.peers[role]
+        return await peer.answer(sdp)
+
+    async def media_candidate(self, role: Role, session_id: str, operator_id: int | None,
+                              candidate: str, sdp_mid: str | None, index: int | None) -> None:
+        live = self._live.get(session_id)
+        if live is None or role not in live.peers or (
+                role == "operator" and live.machine.operator_id != operator_id):
+            raise MediaError("there is no call to connect to", code="no_call")
+        await live.peers[role].add_candidate(candidate, sdp_mid, index)
+
+    def media_stats(self, session_id: str) -> dict[str, Any]:
+        live = self._live.get(session_id)
+        return {role: peer.stats() for role, peer in live.peers.items()} if live else {}
+
+    def operator_session(self, operator_id: int) -> str | None:
+        link = self._operators.get(operator_id)
+        return link.session_id if link else None
+
+    # -- internals --------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _locked(self) -> Any:
+        """Hold the lock; afterwards send what was queued, even if the step failed
+        half-way (what was saved was saved, and its notifications must go out)."""
+        try:
+            async with self._lock:
+                yield
+        finally:
+            outbox, self._outbox = self._outbox, []
+            for send, args in outbox:
+                try:
+                    await send(*args)
+                except Exception:  # a notification never undoes what was saved
+                    logger.exception("notification failed")
+
+    def _machine(self, record: SessionRecord) -> IdentificationSession:
+        return IdentificationSession(
+            record.id, state=State(record.state), required_steps=self.required_steps,
+            operator_id=record.operator_id, ready_state=State(record.ready_state))
+
+    def _get(self, session_id: str) -> LiveSession:
+        live = self._live.get(session_id)
+        if live is None:
+            raise SessionNotFound()
+        return live
+
+    async def _persist(self, machine: IdentificationSession) -> None:
+        await self._repo.save_events(
+            machine.session_id, machine.pop_events(), state=machine.state.value,
+            ready_state=machine.ready_state.value, operator_id=machine.operator_id)
+
+    async def _customer_leaves(self, live: LiveSession) -> None:
+        machine, now = live.machine, self._clock.now()
+        if machine.state is State.WAITING:
+            self._room.remove(machine.session_id)
+            machine.leave_queue(now)
+        elif machine.state is State.ASSIGNED:
+            operator_id = machine.operator_id
+            machine.leave_queue(now)
+            live.offer_deadline = None
+            if operator_id is not None:
+                self._release_operator(operator_id)
+                self._notify_operator(operator_id, "assignment_withdrawn", {
+                    "session_id": machine.session_id, "reason": "customer_left"})
+        elif machine.state is State.IN_CALL:
+            await self._drop_call(live, by="customer")
+        else:
+            return
+        await self._persist(machine)
+        self._queue_changed()
+        await self._assign()
+
+    async def _withdraw(self, live: LiveSession, reason: str, *, pause_operator: bool) -> None:
+        """Take back an offer: the customer returns to the head of the queue."""
+        machine = live.machine
+        operator_id = machine.operator_id
+        assert operator_id is not None
+        machine.withdraw_assignment(self._clock.now(), reason=reason)
+        live.offer_deadline = None
+        self._room.add(machine.session_id, self._clock.now(), at_head=True)
+        await self._persist(machine)
+        link = self._release_operator(operator_id)
+        if link is not None and pause_operator:
+            link.wants = Presence.PAUSED
+            self._room.set_presence(operator_id, Presence.PAUSED)
+        self._notify_operator(operator_id, "assignment_withdrawn", {
+            "session_id": machine.session_id, "reason": reason,
+            "presence": self._room.presence(operator_id).value})
+        self._queue_changed()
+
+    async def _drop_call(self, live: LiveSession, *, by: str) -> None:
+        machine = live.machine
+        operator_id = machine.operator_id
+        assert operator_id is not None
+        now = self._clock.now()
+        machine.drop_call(now, by=by)
+        await self._close_peers(live)
+        live.call_started_at = None
+        if by == "operator":
+            self._room.add(machine.session_id, now, at_head=True)
+            self._notify_customer(machine.session_id, "call_ended", {
+                "reason": "operator_left", "state": machine.state.value})
+        else:
+            self._notify_operator(operator_id, "call_ended", {
+                "session_id": machine.session_id, "reason": "customer_left"})
+            self._release_operator(operator_id)
+        await self._persist(machine)
+        self._queue_changed()
+
+    def _release_operator(self, operator_id: int) -> OperatorLink | None:
+        link = self._operators.get(operator_id)
+        if link is not None:
+            link.session_id = None
+            self._room.set_presence(operator_id, link.wants)
+        return link
+
+    async def _assign(self) -> None:
+        """Offer waiting customers to operators drawn at random (R11), while both exist."""
+        while (draw := self._room.draw(self._clock.now())) is not None:
+            live = self._live[draw.session_id]
+            live.machine.assign(draw.operator_id, draw.at)
+            live.offer_deadline = draw.at + self._config.operators.offer_timeout_seconds
+            await self._persist(live.machine)
+            await self._repo.save_assignment(draw)
+            self._operators[draw.operator_id].session_id = draw.session_id
+            logger.info("session %s: offered to operator %d (drawn %d of %d)", draw.session_id,
+                        draw.operator_id, draw.index + 1, len(draw.candidates))
+            self._notify_operator(draw.operator_id, "assignment_offered", {
+                "session_id": draw.session_id,
+                "timeout_seconds": self._config.operators.offer_timeout_seconds})
+            self._notify_customer(draw.session_id, "assigned", {"state": State.ASSIGNED.value})
+            self._queue_changed()
+
+    def _queue_changed(self) -> None:
+        """Tell waiting customers whose position or estimate changed, and all operators."""
+        for entry in self._room.entries():
+            live = self._live.get(entry.session_id)
+            if live is None:
+                continue
+            info = (self._room.position(entry.session_id),
+                    self._room.estimated_wait_seconds(entry.session_id))
+            if info != live.last_queue_info:
+                live.last_queue_info = info
+                self._notify_customer(entry.session_id, "queue", {
+                    "position": info[0], "estimated_wait_seconds": info[1]})
+        self._outbox.append((self._notifier.to_operators, ("queue_snapshot", self.snapshot())))
+
+    def snapshot(self) -> dict[str, Any]:
+        now = self._clock.now()
+        return {
+            "waiting": [{"session_id": e.session_id, "position": i,
+                         "waiting_seconds": round(now - e.since, 1)}
+                        for i, e in enumerate(self._room.entries(), start=1)],
+            "operators": {p.value: len(self._room.operators_with(p)) for p in Presence
+                          if p is not Presence.OFFLINE},
+        }
+
+    def _customer_view(self, live: LiveSession) -> dict[str, Any]:
+        view: dict[str, Any] = {"session_id": live.machine.session_id,
+                                "state": live.machine.state.value}
+        if live.machine.session_id in self._room:
+            view["position"] = self._room.position(live.machine.session_id)
+            view["estimated_wait_seconds"] = self._room.estimated_wait_seconds(
+                live.machine.session_id)
+            live.last_queue_info = (view["position"], view["estimated_wait_seconds"])
+        return view
+
+    def _open_peers(self, live: LiveSession, operator_id: int) -> None:
+        media = self._config.media
+        sid = live.machine.session_id
+        for role in ("customer", "operator"):
+            live.peers[role] = ParticipantPeer(
+                f"session {sid} {role}", forwarding=media.forwarding,
+                ice_servers=media.ice_servers, max_sdp_bytes=media.max_sdp_bytes,
+                relay=self._relay)
+        bridge(live.peers["customer"], live.peers["operator"])
+
+    async def _close_peers(self, live: LiveSession) -> None:
+        peers, live.peers = live.peers, {}
+        await asyncio.gather(*(p.close() for p in peers.values()))
+
+    def _forget_if_idle(self, live: LiveSession) -> None:
+        if live.customer_sid is None and live.machine.state not in (
+                State.WAITING, State.ASSIGNED, State.IN_CALL):
+            self._live.pop(live.machine.session_id, None)
+
+    def _notify_customer(self, session_id: str, event: str, data: dict[str, Any]) -> None:
+        self._outbox.append((self._notifier.to_customer, (session_id, event, data)))
+
+    def _notify_operator(self, operator_id: int, event: str, data: dict[str, Any]) -> None:
+        self._outbox.append((self._notifier.to_operator, (operator_id, event, data)))
+
+    def live_sessions(self) -> Iterator[LiveSession]:
+        return iter(self._live.values())

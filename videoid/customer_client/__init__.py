@@ -1,0 +1,1 @@
+"""The customer's flow: invitations, HTTP handlers and the Socket.IO namespace."""

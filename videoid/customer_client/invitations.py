@@ -1,0 +1,75 @@
+"""Invitations: a provider creates a session for one customer and gets a link.
+
+The link carries a 256-bit token in its fragment (``/join#<token>``), so that it never
+reaches a server log or a Referer header; the database keeps only its hash."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from ..config import Config
+from ..db import Repository, SessionRecord
+from ..errors import InvitationError, InvitationExpired, ValidationError
+from ..session import PRE_CALL_STEPS, State
+from ..tokens import new_token, token_hash
+
+logger = logging.getLogger(__name__)
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,185}\.[^@\s]{2,}$")
+PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+"""E.164."""
+
+
+@dataclass(frozen=True)
+class Invitation:
+    session_id: str
+    token: str
+    url: str
+    expires_at: float
+
+
+def check_contacts(email: str, phone: str) -> tuple[str, str]:
+    email, phone = email.strip(), re.sub(r"[\s()-]", "", phone)
+    if not EMAIL.match(email):
+        raise ValidationError("email: not a valid address", code="invalid_email")
+    if not PHONE.match(phone):
+        raise ValidationError(
+            "phone: international format, e.g. +393471234567", code="invalid_phone"
+        )
+    return email, phone
+
+
+class Invitations:
+    def __init__(self, repo: Repository, config: Config,
+                 required_steps: tuple[State, ...] = ()) -> None:
+        self._repo = repo
+        self._config = config
+        self.required_steps = required_steps
+        assert all(s in PRE_CALL_STEPS for s in required_steps)
+
+    async def create(self, email: str, phone: str, now: float, base_url: str) -> Invitation:
+        email, phone = check_contacts(email, phone)
+        token = new_token()
+        expires_at = now + self._config.invitations.ttl_hours * 3600
+        ready = self.required_steps[-1] if self.required_steps else State.CREATED
+        session_id = await self._repo.create_session(
+            email=email, phone=phone, token_hash=token_hash(token), ready_state=ready.value,
+            now=now, expires_at=expires_at,
+        )
+        logger.info("session %s: invitation created", session_id)
+        return Invitation(session_id, token, f"{base_url}/join#{token}", expires_at)
+
+    async def resolve(self, token: object, now: float) -> SessionRecord:
+        """The session an invitation token opens. Raises :class:`InvitationError`."""
+        if not isinstance(token, str) or not 20 <= len(token) <= 128:
+            raise InvitationError("this invitation link is not valid")
+        record = await self._repo.find_session(token_hash=token_hash(token))
+        if record is None:
+            raise InvitationError("this invitation link is not valid")
+        if record.invite_expires_at <= now and record.state in (
+            State.CREATED.value, *(s.value for s in PRE_CALL_STEPS), State.WAITING.value
+        ):
+            raise InvitationExpired("this invitation link has expired; ask for a new one")
+        return record

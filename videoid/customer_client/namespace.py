@@ -1,0 +1,83 @@
+"""The ``/customer`` Socket.IO namespace. See docs/protocol.md."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+
+from ..call_center import CallCenter
+from ..clock import Clock
+from ..config import Config
+from ..errors import VideoidError
+from ..protocol import Empty, WebrtcCandidate, WebrtcOffer
+from ..signaling import GuardedNamespace
+from .invitations import Invitations
+
+logger = logging.getLogger(__name__)
+
+
+class CustomerNamespace(GuardedNamespace):
+    EVENTS = {
+        "join_queue": Empty,
+        "leave_queue": Empty,
+        "webrtc_offer": WebrtcOffer,
+        "webrtc_candidate": WebrtcCandidate,
+    }
+
+    def __init__(self, config: Config, invitations: Invitations, center: CallCenter,
+                 clock: Clock) -> None:
+        super().__init__("/customer", config.signaling)
+        self._invitations = invitations
+        self._center = center
+        self._clock = clock
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            record = await self._invitations.resolve(token, self._clock.now())
+            view = await self._center.customer_connected(record, sid)
+        except VideoidError as err:
+            raise socketio.exceptions.ConnectionRefusedError(err.to_dict()) from None
+        await self.save_session(sid, {"session_id": record.id})
+        await self.enter_room(sid, f"session:{record.id}")
+        await self.emit("session", view, to=sid)
+        logger.info("session %s: customer connected", record.id)
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        session_id = await self._session_id(sid)
+        if session_id is not None:
+            await self._center.customer_disconnected(session_id, sid)
+            logger.info("session %s: customer disconnected", session_id)
+
+    async def on_join_queue(self, sid: str, payload: Empty) -> dict[str, Any]:
+        return await self._center.join_queue(await self._require(sid))
+
+    async def on_leave_queue(self, sid: str, payload: Empty) -> dict[str, Any]:
+        return await self._center.leave_queue(await self._require(sid))
+
+    async def on_webrtc_offer(self, sid: str, payload: WebrtcOffer) -> dict[str, Any]:
+        sdp = await self._center.media_offer("customer", await self._require(sid), None,
+                                             payload.sdp)
+        return {"answer": {"type": "answer", "sdp": sdp}}
+
+    async def on_webrtc_candidate(self, sid: str, payload: WebrtcCandidate) -> dict[str, Any]:
+        await self._center.media_candidate("customer", await self._require(sid), None,
+                                           payload.candidate, payload.sdpMid,
+                                           payload.sdpMLineIndex)
+        return {}
+
+    async def _session_id(self, sid: str) -> str | None:
+        try:
+            session = await self.get_session(sid)
+        except KeyError:
+            return None
+        value = session.get("session_id")
+        return value if isinstance(value, str) else None
+
+    async def _require(self, sid: str) -> str:
+        session_id = await self._session_id(sid)
+        if session_id is None:
+            raise VideoidError("connect with your invitation first", code="unauthorized")
+        return session_id

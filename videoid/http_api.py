@@ -1,0 +1,181 @@
+"""HTTP endpoints: pages, operator login, invitations, session records, health.
+
+Errors are JSON ``{"error": {"code", "message"}}`` with a stable code; see
+docs/protocol.md."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .db import OperatorRecord
+from .errors import Forbidden, SessionNotFound, ValidationError, VideoidError
+from .operator_console.namespace import LOGIN_COOKIE
+from .services import SERVICES, Services
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+        "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(self), microphone=(self), geolocation=()",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except VideoidError as err:
+        response = web.json_response({"error": err.to_dict()}, status=err.status)
+    except web.HTTPRequestEntityTooLarge:
+        response = web.json_response(
+            {"error": {"code": "payload_too_large", "message": "the request is too large"}},
+            status=413)
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(err.status, "http_error")
+        response = web.json_response({"error": {"code": code, "message": err.reason}},
+                                     status=err.status)
+    if not request.path.startswith("/socket.io"):
+        response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+async def read_json(request: web.Request, fields: dict[str, int]) -> dict[str, str]:
+    """A JSON object whose listed fields are strings of at most the given length."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValidationError("the body must be JSON", code="invalid_json") from err
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object", code="invalid_json")
+    unknown = set(body) - set(fields)
+    if unknown:
+        raise ValidationError(f"unknown field {sorted(unknown)[0]!r}", code="invalid_payload")
+    out = {}
+    for name, limit in fields.items():
+        value = body.get(name)
+        if not isinstance(value, str) or not value or len(value) > limit:
+            raise ValidationError(f"{name}: required, a string of at most {limit} characters",
+                                  code="invalid_payload")
+        out[name] = value
+    return out
+
+
+class HttpApi:
+    """Handlers reach the running parts through ``request.app[SERVICES]``."""
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return [
+            web.get("/", self._page("index.html")),
+            web.get("/join", self._page("customer.html")),
+            web.get("/operator", self._page("operator.html")),
+            web.static("/static", STATIC),
+            web.get("/api/health", self.health),
+            web.post("/api/operator/login", self.login),
+            web.post("/api/operator/logout", self.logout),
+            web.get("/api/operator/me", self.me),
+            web.post("/api/invitations", self.create_invitation),
+            web.get("/api/sessions/{session_id}", self.session),
+        ]
+
+    def _page(self, name: str) -> Handler:
+        async def page(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-store"})
+        return page
+
+    async def health(self, request: web.Request) -> web.Response:
+        snapshot = _s(request).center.snapshot()
+        return web.json_response({"status": "ok", "waiting": len(snapshot["waiting"]),
+                                  "operators": snapshot["operators"]})
+
+    async def login(self, request: web.Request) -> web.Response:
+        body = await read_json(request, {"username": 64, "password": 256})
+        login = await _s(request).accounts.login(body["username"], body["password"],
+                                                _s(request).clock.now())
+        response = web.json_response({
+            "token": login.token, "expires_at": login.expires_at,
+            "operator": _operator_json(login.operator)})
+        response.set_cookie(LOGIN_COOKIE, login.token, httponly=True, samesite="Strict",
+                            secure=_s(request).config.server.secure_cookies, path="/",
+                            max_age=int(_s(request).config.operators.login_ttl_hours * 3600))
+        return response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        token = _token(request)
+        if token:
+            await _s(request).accounts.logout(token)
+        response = web.json_response({"ok": True})
+        response.del_cookie(LOGIN_COOKIE, path="/")
+        return response
+
+    async def me(self, request: web.Request) -> web.Response:
+        return web.json_response({"operator": _operator_json(await self._operator(request))})
+
+    async def create_invitation(self, request: web.Request) -> web.Response:
+        operator = await self._operator(request)
+        if operator.role != "supervisor":
+            raise Forbidden("only supervisors create invitations")
+        body = await read_json(request, {"email": 254, "phone": 32})
+        services = _s(request)
+        invitation = await services.invitations.create(body["email"], body["phone"],
+                                                       services.clock.now(), services.base_url)
+        return web.json_response({"session_id": invitation.session_id, "url": invitation.url,
+                                  "expires_at": invitation.expires_at}, status=201)
+
+    async def session(self, request: web.Request) -> web.Response:
+        await self._operator(request)
+        repo = _s(request).repo
+        session_id = request.match_info["session_id"]
+        record = await repo.find_session(id=session_id) if len(session_id) == 36 else None
+        if record is None:
+            raise SessionNotFound()
+        return web.json_response({
+            "session_id": record.id, "state": record.state, "operator_id": record.operator_id,
+            "created_at": record.created_at, "updated_at": record.updated_at,
+            "transitions": [{"from": a, "to": b, "at": at, "actor": actor}
+                            for a, b, at, actor in await repo.transitions(record.id)],
+            "assignments": [{"operator_id": d.operator_id, "candidates": list(d.candidates),
+                             "index": d.index, "at": d.at}
+                            for d in await repo.assignments(record.id)],
+            "decisions": [{"operator_id": d.operator_id, "outcome": d.outcome,
+                           "reason_code": d.reason_code, "reason_text": d.reason_text,
+                           "at": d.at} for d in await repo.decisions(record.id)],
+        })
+
+    async def _operator(self, request: web.Request) -> OperatorRecord:
+        services = _s(request)
+        return await services.accounts.authenticate(_token(request), services.clock.now())
+
+
+def _s(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def _token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[len("Bearer "):].strip()
+    return request.cookies.get(LOGIN_COOKIE)
+
+
+def _operator_json(operator: OperatorRecord) -> dict[str, Any]:
+    return {"id": operator.id, "username": operator.username, "role": operator.role}
+
+

@@ -1,0 +1,1 @@
+"""Operator, supervisor and compliance consoles: HTTP handlers and Socket.IO namespace."""

@@ -1,0 +1,121 @@
+"""The ``/operator`` Socket.IO namespace. See docs/protocol.md."""
+
+from __future__ import annotations
+
+import logging
+from http.cookies import SimpleCookie
+from typing import Any
+
+import socketio
+
+from ..call_center import CallCenter
+from ..clock import Clock
+from ..config import Config
+from ..errors import Forbidden, MediaError, VideoidError
+from ..protocol import Decide, SessionRef, SetPresence, WebrtcCandidate, WebrtcOffer
+from ..signaling import GuardedNamespace
+from .accounts import Accounts
+
+logger = logging.getLogger(__name__)
+
+LOGIN_COOKIE = "videoid_login"
+CALL_ROLES = ("operator", "supervisor")
+
+
+def login_token(environ: dict[str, Any], auth: Any) -> str | None:
+    """The login token from the Socket.IO ``auth`` payload, else the login cookie."""
+    if isinstance(auth, dict) and isinstance(auth.get("token"), str):
+        return str(auth["token"])
+    cookie = SimpleCookie()
+    try:
+        cookie.load(environ.get("HTTP_COOKIE", ""))
+    except Exception:  # a malformed cookie header is no login
+        return None
+    morsel = cookie.get(LOGIN_COOKIE)
+    return morsel.value if morsel else None
+
+
+class OperatorNamespace(GuardedNamespace):
+    EVENTS = {
+        "set_presence": SetPresence,
+        "accept": SessionRef,
+        "decline": SessionRef,
+        "webrtc_offer": WebrtcOffer,
+        "webrtc_candidate": WebrtcCandidate,
+        "decide": Decide,
+    }
+
+    def __init__(self, config: Config, accounts: Accounts, center: CallCenter,
+                 clock: Clock) -> None:
+        super().__init__("/operator", config.signaling)
+        self._accounts = accounts
+        self._center = center
+        self._clock = clock
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            operator = await self._accounts.authenticate(login_token(environ, auth),
+                                                         self._clock.now())
+            if operator.role not in CALL_ROLES:
+                raise Forbidden("the operator console is for operators and supervisors")
+            view = await self._center.operator_connected(operator, sid)
+        except VideoidError as err:
+            raise socketio.exceptions.ConnectionRefusedError(err.to_dict()) from None
+        await self.save_session(sid, {"operator_id": operator.id})
+        await self.enter_room(sid, f"operator:{operator.id}")
+        await self.enter_room(sid, "operators")
+        await self.emit("hello", {**view, "queue": self._center.snapshot()}, to=sid)
+        logger.info("operator %d connected", operator.id)
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        operator_id = await self._operator_id(sid)
+        if operator_id is not None:
+            await self._center.operator_disconnected(operator_id, sid)
+            logger.info("operator %d disconnected", operator_id)
+
+    async def on_set_presence(self, sid: str, payload: SetPresence) -> dict[str, Any]:
+        return await self._center.set_presence(await self._require(sid), payload.status)
+
+    async def on_accept(self, sid: str, payload: SessionRef) -> dict[str, Any]:
+        return await self._center.accept(await self._require(sid), payload.session_id)
+
+    async def on_decline(self, sid: str, payload: SessionRef) -> dict[str, Any]:
+        return await self._center.decline(await self._require(sid), payload.session_id)
+
+    async def on_webrtc_offer(self, sid: str, payload: WebrtcOffer) -> dict[str, Any]:
+        operator_id = await self._require(sid)
+        sdp = await self._center.media_offer("operator", self._call(operator_id), operator_id,
+                                             payload.sdp)
+        return {"answer": {"type": "answer", "sdp": sdp}}
+
+    async def on_webrtc_candidate(self, sid: str, payload: WebrtcCandidate) -> dict[str, Any]:
+        operator_id = await self._require(sid)
+        await self._center.media_candidate("operator", self._call(operator_id), operator_id,
+                                           payload.candidate, payload.sdpMid,
+                                           payload.sdpMLineIndex)
+        return {}
+
+    async def on_decide(self, sid: str, payload: Decide) -> dict[str, Any]:
+        return await self._center.decide(await self._require(sid), payload.session_id,
+                                         payload.outcome, payload.reason_code,
+                                         payload.reason_text)
+
+    def _call(self, operator_id: int) -> str:
+        session_id = self._center.operator_session(operator_id)
+        if session_id is None:
+            raise MediaError("you are not in a call", code="no_call")
+        return session_id
+
+    async def _operator_id(self, sid: str) -> int | None:
+        try:
+            session = await self.get_session(sid)
+        except KeyError:
+            return None
+        value = session.get("operator_id")
+        return value if isinstance(value, int) else None
+
+    async def _require(self, sid: str) -> int:
+        operator_id = await self._operator_id(sid)
+        if operator_id is None:
+            raise VideoidError("log in first", code="unauthorized")
+        return operator_id
