@@ -41,7 +41,7 @@ def make_face_video(
             zoom = 1.0 - 0.12 * np.sin(np.pi * t)
             zw, zh = int(cw * zoom), int(ch * zoom)
             x = int((w - zw) * (0.5 + 0.3 * np.sin(2 * np.pi * t)))
-            y = int((h - zh) * 0.5)
+            y = int((h - zh) * 0.15)  # portraits: keep the face, which sits high
             crop = np.ascontiguousarray(image[y : y + zh, x : x + zw])
             frame = av.VideoFrame.from_ndarray(crop, format="rgb24").reformat(
                 width=width, height=height, format="yuv420p"

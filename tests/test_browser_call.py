@@ -1,0 +1,104 @@
+"""The live call in a real browser: headless Chromium (Debian's) with a fake camera fed a
+real face video; the customer page in one context, the operator console in another."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import PASSWORD, StartServer
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def chromium_args(y4m: Path) -> list[str]:
+    return [
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}", "--no-sandbox", "--disable-gpu",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-quic", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
+    ]
+
+
+@pytest.fixture
+async def browser(customer_y4m: Path):
+    playwright_api = pytest.importorskip("playwright.async_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: run ./scripts/setup --test")
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                          args=chromium_args(customer_y4m))
+        yield browser
+        await browser.close()
+
+
+async def video_frames(page, selector: str) -> int:
+    return int(await page.eval_on_selector(
+        selector, "v => v.getVideoPlaybackQuality().totalVideoFrames"))
+
+
+async def wait_frames(page, selector: str, count: int, timeout_seconds: float) -> int:
+    deadline = time.monotonic() + timeout_seconds
+    frames = 0
+    while time.monotonic() < deadline:
+        frames = await video_frames(page, selector)
+        if frames >= count:
+            break
+        await page.wait_for_timeout(200)
+    return frames
+
+
+async def test_browser_call_approve(start_server: StartServer, browser, tmp_path: Path) -> None:
+    server = await start_server()
+    await server.operator("olga")
+    invitation = await server.invite()
+    shots = tmp_path / "shots"
+    shots.mkdir()
+
+    operator_ctx = await browser.new_context(viewport={"width": 1200, "height": 800})
+    customer_ctx = await browser.new_context(viewport={"width": 390, "height": 844})
+    operator = await operator_ctx.new_page()
+    customer = await customer_ctx.new_page()
+    errors: list[str] = []
+    for page in (operator, customer):
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+    await operator.goto(f"{server.url}/operator")
+    await operator.fill("#username", "olga")
+    await operator.fill("#password", PASSWORD)
+    await operator.click("button[type=submit]")
+    await operator.wait_for_selector("#toggle-presence:visible")
+    await operator.click("#toggle-presence")
+    await operator.wait_for_selector("#presence.available")
+
+    await customer.goto(invitation.url)
+    await customer.wait_for_selector("#join:enabled", timeout=15000)
+    await customer.click("#join")
+
+    await operator.wait_for_selector("#accept:visible", timeout=15000)
+    await operator.click("#accept")
+    await customer.wait_for_selector("#screen-call:visible", timeout=15000)
+
+    # both pages play the other side's video, through the server
+    assert await wait_frames(operator, "#remote", 15, 20) >= 15
+    assert await wait_frames(customer, "#remote", 15, 20) >= 15
+    await operator.screenshot(path=str(shots / "operator-call.png"))
+    await customer.screenshot(path=str(shots / "customer-call.png"))
+
+    await operator.select_option("#reason", "identity_verified")
+    await operator.click("#approve")
+    await customer.wait_for_selector("body[data-outcome=approved]", timeout=10000)
+    assert "successful" in (await customer.text_content("#outcome-title") or "")
+    await operator.wait_for_selector("#last-decision:visible")
+
+    record = await server.services.repo.find_session(id=invitation.session_id)
+    assert record is not None and record.state == "approved"
+    decisions = await server.services.repo.decisions(invitation.session_id)
+    assert [(d.outcome, d.reason_code) for d in decisions] == [("approved", "identity_verified")]
+    assert errors == []
+    await operator_ctx.close()
+    await customer_ctx.close()

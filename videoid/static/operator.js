@@ -1,0 +1,154 @@
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const REASONS = {
+    approved: [["identity_verified", "Identity verified"]],
+    rejected: [["document_invalid", "Document not valid"], ["face_mismatch", "Face does not match"],
+      ["suspected_fraud", "Suspected fraud"], ["poor_quality", "Picture or sound inadequate"],
+      ["customer_withdrew", "Customer withdrew"]],
+    suspended: [["needs_review", "Needs a second review"], ["technical_issue", "Technical issue"]],
+  };
+  let socket = null, presence = "paused", offered = null, countdown = null, inCall = null;
+  let pc = null, stream = null;
+
+  function fail(message) { $("error").textContent = message; $("error").hidden = false; }
+  function clearError() { $("error").hidden = true; }
+
+  // reason list: every outcome's reasons, grouped
+  for (const [outcome, list] of Object.entries(REASONS)) {
+    const group = document.createElement("optgroup");
+    group.label = outcome;
+    for (const [code, label] of list) group.appendChild(new Option(label, code));
+    $("reason").appendChild(group);
+  }
+
+  async function api(path, body) {
+    const r = await fetch(path, { method: body ? "POST" : "GET", credentials: "same-origin",
+      headers: body ? { "Content-Type": "application/json" } : {}, body: body && JSON.stringify(body) });
+    const data = await r.json().catch(() => ({}));
+    if (!r.ok) throw (data.error || { code: "http_" + r.status, message: r.statusText });
+    return data;
+  }
+
+  async function start() {
+    try { const me = await api("/api/operator/me"); connect(me.operator); }
+    catch (e) { $("screen-login").hidden = false; }
+  }
+
+  $("login-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    clearError();
+    try {
+      const r = await api("/api/operator/login", { username: $("username").value, password: $("password").value });
+      $("password").value = "";
+      connect(r.operator);
+    } catch (e) { fail(e.message || "Login failed."); }
+  };
+
+  $("logout").onclick = async () => { await api("/api/operator/logout", {}); location.reload(); };
+
+  function connect(operator) {
+    $("screen-login").hidden = true;
+    $("who").textContent = `${operator.username} (${operator.role})`;
+    $("logout").hidden = false;
+    socket = io("/operator", { transports: ["websocket"] });
+    socket.on("connect", () => { clearError(); });
+    socket.on("connect_error", (err) => {
+      const code = err && err.data && err.data.code;
+      if (code === "unauthorized") { location.reload(); return; }
+      fail((err.data && err.data.message) || "Cannot reach the server; retrying…");
+      if (code === "session_in_use") setTimeout(() => socket.connect(), 3000);
+    });
+    socket.on("disconnect", () => { setPresence("offline"); if (inCall) endCall("Connection lost."); });
+    socket.on("error", (e) => fail(e.message));
+    socket.on("hello", (h) => { $("screen-desk").hidden = false; setPresence(h.presence); renderQueue(h.queue); });
+    socket.on("queue_snapshot", renderQueue);
+    socket.on("assignment_offered", showOffer);
+    socket.on("assignment_withdrawn", (w) => { hideOffer(); if (w.presence) setPresence(w.presence);
+      $("last-decision").hidden = false;
+      $("last-decision").textContent = w.reason === "customer_left" ? "The customer left the queue." :
+        w.reason === "offer_timeout" ? "The offer timed out; you are paused." : "Offer withdrawn."; });
+    socket.on("call_ended", () => endCall("The customer left the call."));
+  }
+
+  function setPresence(p) {
+    presence = p;
+    $("presence").hidden = false; $("presence").textContent = p; $("presence").className = "pill " + p;
+    $("toggle-presence").hidden = p === "offline";
+    $("toggle-presence").textContent = p === "available" ? "Pause" : "Go available";
+    $("toggle-presence").disabled = p === "busy" || p === "offered";
+  }
+
+  $("toggle-presence").onclick = async () => {
+    try { const r = await videoid.request(socket, "set_presence", { status: presence === "available" ? "paused" : "available" });
+      setPresence(r.presence); } catch (e) { fail(e.message); }
+  };
+
+  function renderQueue(q) {
+    $("waiting-count").textContent = q.waiting.length;
+    const body = $("queue"); body.textContent = "";
+    for (const w of q.waiting) {
+      const tr = body.insertRow();
+      tr.insertCell().textContent = w.position;
+      tr.insertCell().textContent = Math.round(w.waiting_seconds) + " s";
+    }
+    const o = q.operators || {};
+    $("operators").textContent = `Operators: ${o.available || 0} available, ${o.busy || 0} in call, ${o.paused || 0} paused`;
+  }
+
+  function showOffer(o) {
+    offered = o.session_id; setPresence("offered");
+    $("idle").hidden = true; $("offer").hidden = false; $("last-decision").hidden = true;
+    let left = Math.round(o.timeout_seconds);
+    $("offer-countdown").textContent = left;
+    clearInterval(countdown);
+    countdown = setInterval(() => { left -= 1; $("offer-countdown").textContent = Math.max(0, left); }, 1000);
+  }
+  function hideOffer() { clearInterval(countdown); offered = null; $("offer").hidden = true; if (!inCall) $("idle").hidden = false; }
+
+  $("accept").onclick = async () => {
+    const sessionId = offered;
+    $("accept").disabled = true;
+    try {
+      const r = await videoid.request(socket, "accept", { session_id: sessionId });
+      hideOffer(); inCall = sessionId; setPresence("busy");
+      $("idle").hidden = true; $("call").hidden = false; $("call-session").textContent = sessionId.slice(0, 8);
+      for (const b of ["approve", "reject", "suspend"]) $(b).disabled = false;
+      try { stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true }); }
+      catch (e) { stream = new MediaStream(); fail("Your camera is not available; the customer will not see you."); }
+      $("local").srcObject = stream;
+      pc = await videoid.connectMedia(socket, stream, $("remote"), r.ice_servers,
+        (state) => { $("media-state").textContent = state === "connected" ? "" : `Video: ${state}`; });
+    } catch (e) { fail(e.message || e.code); hideOffer(); }
+    finally { $("accept").disabled = false; }
+  };
+  $("decline").onclick = async () => {
+    try { const r = await videoid.request(socket, "decline", { session_id: offered }); hideOffer(); setPresence(r.presence); }
+    catch (e) { fail(e.message); }
+  };
+
+  for (const id of ["approve", "reject", "suspend"]) {
+    $(id).onclick = async (ev) => {
+      const outcome = ev.target.dataset.outcome;
+      let reason = $("reason").value;
+      if (!REASONS[outcome].some(([code]) => code === reason)) reason = REASONS[outcome][0][0];
+      for (const b of ["approve", "reject", "suspend"]) $(b).disabled = true;
+      try {
+        await videoid.request(socket, "decide", { session_id: inCall, outcome, reason_code: reason,
+          reason_text: $("reason-text").value });
+        endCall(`Decision saved: ${outcome} (${reason}).`);
+      } catch (e) { fail(e.message); for (const b of ["approve", "reject", "suspend"]) $(b).disabled = false; }
+    };
+  }
+
+  function endCall(message) {
+    if (pc) { pc.close(); pc = null; }
+    if (stream) { for (const t of stream.getTracks()) t.stop(); stream = null; }
+    inCall = null; $("call").hidden = true; $("idle").hidden = false; $("reason-text").value = "";
+    $("last-decision").hidden = false; $("last-decision").textContent = message;
+    if (socket && socket.connected) videoid.request(socket, "set_presence", { status: presence === "busy" ? "available" : presence })
+      .then((r) => setPresence(r.presence)).catch(() => {});
+  }
+
+  start();
+})();

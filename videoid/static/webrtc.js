@@ -1,0 +1,40 @@
+// Shared by the customer and operator pages: one peer connection to the server.
+"use strict";
+window.videoid = window.videoid || {};
+
+videoid.show = function (id, screens) {
+  for (const s of screens) document.getElementById(s).hidden = s !== id;
+};
+
+videoid.request = function (socket, event, payload) {
+  // An acknowledged request; rejects with the server's {code, message}.
+  return new Promise((resolve, reject) => {
+    socket.timeout(20000).emit(event, payload || {}, (err, reply) => {
+      if (err) reject({ code: "timeout", message: "The server did not answer." });
+      else if (!reply || !reply.ok) reject((reply && reply.error) || { code: "unknown" });
+      else resolve(reply);
+    });
+  });
+};
+
+videoid.connectMedia = async function (socket, localStream, remoteVideo, iceServers, onState) {
+  const pc = new RTCPeerConnection({ iceServers: (iceServers || []).map((u) => ({ urls: u })) });
+  for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
+  const remote = new MediaStream();
+  remoteVideo.srcObject = remote;
+  pc.ontrack = (e) => { remote.addTrack(e.track); remoteVideo.play().catch(() => {}); };
+  pc.onconnectionstatechange = () => onState && onState(pc.connectionState);
+  await pc.setLocalDescription(await pc.createOffer());
+  // The server does not trickle: send the offer once candidates are gathered (or 3 s).
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    const timer = setTimeout(resolve, 3000);
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+    });
+  });
+  const reply = await videoid.request(socket, "webrtc_offer",
+    { type: "offer", sdp: pc.localDescription.sdp });
+  await pc.setRemoteDescription(reply.answer);
+  return pc;
+};
