@@ -12,10 +12,11 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -76,13 +77,26 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, schema: str | None = None) -> AsyncEngine:
+    """An engine for ``url``; ``schema`` (PostgreSQL only) puts every table in that schema."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return create_async_engine(url, connect_args={"timeout": 30})
-    return create_async_engine(url, pool_pre_ping=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+    return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    # SQLite leaves foreign keys unchecked unless asked, per connection; WAL lets readers
+    # and the one writer work side by side.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
 
 
 class Repository:
@@ -91,9 +105,9 @@ class Repository:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    async def open(cls, url: str) -> Repository:
-        """Connect and apply the migrations."""
-        engine = create_engine(url)
+    async def open(cls, url: str, *, schema: str | None = None) -> Repository:
+        """Connect and apply the migrations. Raises :class:`StorageError`."""
+        engine = create_engine(url, schema)
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(_upgrade)

@@ -1,0 +1,182 @@
+"""The identification session state machine: every legal and illegal transition, with a
+fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from videoid.clock import FakeClock
+from videoid.errors import IllegalTransition, ValidationError
+from videoid.session import PRE_CALL_STEPS, IdentificationSession, Outcome, State
+from videoid.session.events import (
+    AssignmentWithdrawn,
+    CallDropped,
+    CallStarted,
+    CustomerLeftQueue,
+    CustomerQueued,
+    DecisionMade,
+    OperatorAssigned,
+    SessionEnded,
+    StateChanged,
+)
+
+OP = 7
+Action = Callable[[IdentificationSession, float], None]
+
+ACTIONS: dict[str, Action] = {
+    "enter_queue": lambda s, t: s.enter_queue(t),
+    "leave_queue": lambda s, t: s.leave_queue(t),
+    "assign": lambda s, t: s.assign(OP, t),
+    "withdraw": lambda s, t: s.withdraw_assignment(t, reason="declined"),
+    "start_call": lambda s, t: s.start_call(OP, t),
+    "drop_by_operator": lambda s, t: s.drop_call(t, by="operator"),
+    "drop_by_customer": lambda s, t: s.drop_call(t, by="customer"),
+    "approve": lambda s, t: s.decide(OP, Outcome.APPROVED, "ok", "", t),
+    "reject": lambda s, t: s.decide(OP, Outcome.REJECTED, "face_mismatch", "", t),
+    "suspend": lambda s, t: s.decide(OP, Outcome.SUSPENDED, "needs_review", "", t),
+    "request_certificate": lambda s, t: s.request_certificate(t),
+    "sign_contract": lambda s, t: s.sign_contract(t),
+    "complete": lambda s, t: s.complete(t),
+    "abandon": lambda s, t: s.abandon(t),
+    "expire": lambda s, t: s.expire(t),
+    **{f"step_{step.value}": (lambda step: lambda s, t: s.complete_step(step, t))(step)
+       for step in PRE_CALL_STEPS},
+}
+
+# (state, action) -> resulting state, for a session that requires no pre-call step
+LEGAL: dict[tuple[State, str], State] = {
+    (State.WAITING, "leave_queue"): State.CREATED,
+    (State.ASSIGNED, "leave_queue"): State.CREATED,
+    (State.WAITING, "assign"): State.ASSIGNED,
+    (State.ASSIGNED, "withdraw"): State.WAITING,
+    (State.ASSIGNED, "start_call"): State.IN_CALL,
+    (State.IN_CALL, "drop_by_operator"): State.WAITING,
+    (State.IN_CALL, "drop_by_customer"): State.CREATED,
+    (State.IN_CALL, "approve"): State.APPROVED,
+    (State.IN_CALL, "reject"): State.REJECTED,
+    (State.IN_CALL, "suspend"): State.SUSPENDED,
+    (State.APPROVED, "request_certificate"): State.CERTIFICATE_REQUESTED,
+    (State.CERTIFICATE_REQUESTED, "sign_contract"): State.CONTRACT_SIGNED,
+    (State.CONTRACT_SIGNED, "complete"): State.COMPLETED,
+}
+BEFORE_CALL = (State.CREATED, *PRE_CALL_STEPS)
+for _i, _state in enumerate(BEFORE_CALL):
+    LEGAL[(_state, "enter_queue")] = State.WAITING
+    for _step in BEFORE_CALL[_i + 1:]:
+        LEGAL[(_state, f"step_{_step.value}")] = _step
+for _state in (*BEFORE_CALL, State.WAITING, State.ASSIGNED):
+    LEGAL[(_state, "abandon")] = State.ABANDONED
+    LEGAL[(_state, "expire")] = State.EXPIRED
+
+
+def session_in(state: State) -> IdentificationSession:
+    operator = OP if state in (State.ASSIGNED, State.IN_CALL) else None
+    return IdentificationSession("s1", state=state, operator_id=operator)
+
+
+@pytest.mark.parametrize("state", list(State))
+@pytest.mark.parametrize("action", list(ACTIONS))
+def test_every_transition(state: State, action: str) -> None:
+    clock = FakeClock()
+    session = session_in(state)
+    expected = LEGAL.get((state, action))
+    if expected is None:
+        with pytest.raises(IllegalTransition):
+            ACTIONS[action](session, clock.now())
+        assert session.state is state
+        assert session.pop_events() == []
+    else:
+        ACTIONS[action](session, clock.now())
+        assert session.state is expected
+        changes = [e for e in session.pop_events() if isinstance(e, StateChanged)]
+        assert changes[-1].state is expected and changes[-1].at == clock.now()
+
+
+def test_full_life_events_and_times() -> None:
+    clock = FakeClock()
+    s = IdentificationSession("s1")
+    s.enter_queue(clock.now())
+    clock.advance(30)
+    s.assign(OP, clock.now())
+    clock.advance(5)
+    s.start_call(OP, clock.now())
+    clock.advance(240)
+    s.decide(OP, Outcome.APPROVED, "identity_verified", "all good", clock.now())
+    events = s.pop_events()
+    kinds = [type(e) for e in events if not isinstance(e, StateChanged)]
+    assert kinds == [CustomerQueued, OperatorAssigned, CallStarted, DecisionMade]
+    changes = [(e.previous, e.state, e.at - 1_800_000_000) for e in events
+               if isinstance(e, StateChanged)]
+    assert changes == [(State.CREATED, State.WAITING, 0), (State.WAITING, State.ASSIGNED, 30),
+                       (State.ASSIGNED, State.IN_CALL, 35), (State.IN_CALL, State.APPROVED, 275)]
+    decision = next(e for e in events if isinstance(e, DecisionMade))
+    assert (decision.operator_id, decision.reason_code, decision.reason_text) == (
+        OP, "identity_verified", "all good")
+
+
+def test_operator_drop_requeues_at_head_and_customer_drop_does_not() -> None:
+    s = session_in(State.IN_CALL)
+    s.drop_call(1.0, by="operator")
+    events = s.pop_events()
+    assert any(isinstance(e, CallDropped) and e.by == "operator" for e in events)
+    assert any(isinstance(e, CustomerQueued) and e.at_head for e in events)
+    assert s.operator_id is None
+    s = session_in(State.IN_CALL)
+    s.drop_call(1.0, by="customer")
+    assert not any(isinstance(e, CustomerQueued) for e in s.pop_events())
+
+
+def test_withdraw_and_leave_emit_their_events() -> None:
+    s = session_in(State.ASSIGNED)
+    s.withdraw_assignment(1.0, reason="offer_timeout")
+    events = s.pop_events()
+    assert any(isinstance(e, AssignmentWithdrawn) and e.reason == "offer_timeout" for e in events)
+    s.leave_queue(2.0)
+    assert any(isinstance(e, CustomerLeftQueue) for e in s.pop_events())
+
+
+def test_only_the_assigned_operator_starts_and_decides() -> None:
+    s = session_in(State.ASSIGNED)
+    with pytest.raises(IllegalTransition):
+        s.start_call(OP + 1, 1.0)
+    s.start_call(OP, 1.0)
+    with pytest.raises(IllegalTransition):
+        s.decide(OP + 1, Outcome.APPROVED, "ok", "", 2.0)
+    assert s.state is State.IN_CALL
+
+
+@pytest.mark.parametrize("code,text", [("", ""), ("x" * 65, ""), ("ok", "x" * 2001)])
+def test_decision_reason_is_validated(code: str, text: str) -> None:
+    s = session_in(State.IN_CALL)
+    with pytest.raises(ValidationError):
+        s.decide(OP, Outcome.REJECTED, code, text, 1.0)
+    assert s.state is State.IN_CALL and s.pop_events() == []
+
+
+def test_rejection_and_completion_end_the_session() -> None:
+    s = session_in(State.IN_CALL)
+    s.decide(OP, Outcome.REJECTED, "face_mismatch", "", 1.0)
+    assert s.is_terminal
+    assert any(isinstance(e, SessionEnded) for e in s.pop_events())
+
+
+def test_required_steps_must_be_done_in_order_before_queueing() -> None:
+    required = (State.CONSENTED, State.DOCUMENTS_CAPTURED, State.AV_TESTED)
+    s = IdentificationSession("s1", required_steps=required)
+    with pytest.raises(IllegalTransition):
+        s.enter_queue(1.0)
+    with pytest.raises(IllegalTransition):
+        s.complete_step(State.DOCUMENTS_CAPTURED, 1.0)  # consent first
+    s.complete_step(State.CONSENTED, 1.0)
+    with pytest.raises(IllegalTransition):
+        s.complete_step(State.CONSENTED, 2.0)  # twice
+    s.complete_step(State.DOCUMENTS_CAPTURED, 2.0)
+    s.complete_step(State.SELFIE_TAKEN, 3.0)  # not required: the data check may be skipped
+    with pytest.raises(IllegalTransition):
+        s.enter_queue(4.0)  # the A/V test is required
+    s.complete_step(State.AV_TESTED, 4.0)
+    s.enter_queue(5.0)
+    s.leave_queue(6.0)
+    assert s.state is State.AV_TESTED  # back where the customer may queue again

@@ -1,0 +1,139 @@
+"""The repository against both databases: SQLite (the embedded default) and PostgreSQL
+(127.0.0.1:5432, database ``test``), each test in a schema of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from videoid.db import Repository
+from videoid.errors import StorageError, ValidationError
+from videoid.queue import AssignmentDrawn
+from videoid.session import IdentificationSession, Outcome, State
+
+POSTGRES_URL = os.environ.get("VIDEOID_TEST_POSTGRES_URL",
+                              "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+async def _postgres_schema() -> str | None:
+    import asyncpg
+
+    dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(dsn), 5)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return None
+    schema = f"videoid_test_{uuid.uuid4().hex[:12]}"
+    await conn.execute(f'CREATE SCHEMA "{schema}"')
+    await conn.close()
+    return schema
+
+
+async def _drop_schema(schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://"))
+    await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Repository]:
+    if request.param == "sqlite":
+        repository = await Repository.open(f"sqlite+aiosqlite:///{tmp_path / 'v.db'}")
+        yield repository
+        await repository.close()
+        return
+    schema = await _postgres_schema()
+    if schema is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    repository = await Repository.open(POSTGRES_URL, schema=schema)
+    yield repository
+    await repository.close()
+    await _drop_schema(schema)
+
+
+async def test_migrations_are_idempotent(repo: Repository, tmp_path: Path) -> None:
+    # opening again applies nothing new and keeps the data
+    await repo.add_operator("olga", "hash", "operator", 1.0)
+    url = str(repo.engine.url.render_as_string(hide_password=False))
+    again = await Repository.open(url) if url.startswith("sqlite") else None
+    if again is not None:
+        assert await again.count_operators() == 1
+        await again.close()
+
+
+async def test_operators_and_logins(repo: Repository) -> None:
+    op = await repo.add_operator("olga", "hash", "operator", 1.0)
+    with pytest.raises(ValidationError) as err:
+        await repo.add_operator("olga", "hash2", "supervisor", 2.0)
+    assert err.value.code == "username_taken"
+    with pytest.raises(ValidationError):
+        await repo.add_operator("bob", "hash", "admin", 2.0)
+    found = await repo.find_operator(username="olga")
+    assert found is not None and found.id == op and found.role == "operator"
+    await repo.record_login_failure(op, 99.0)
+    found = await repo.find_operator(id=op)
+    assert found is not None and (found.failed_logins, found.locked_until) == (1, 99.0)
+    await repo.add_login(op, "t" * 64, 10.0, 20.0)
+    found = await repo.find_operator(id=op)
+    assert found is not None and (found.failed_logins, found.locked_until) == (0, None)
+    assert (await repo.find_login("t" * 64, 15.0)) is not None
+    assert await repo.find_login("t" * 64, 20.0) is None  # expired
+    await repo.delete_login("t" * 64)
+    assert await repo.find_login("t" * 64, 15.0) is None
+
+
+async def test_session_life_is_persisted_with_times(repo: Repository) -> None:
+    op = await repo.add_operator("olga", "hash", "operator", 1.0)
+    sid = await repo.create_session(email="a@example.org", phone="+391234567", token_hash="h" * 64,
+                                    ready_state="created", now=100.0, expires_at=1000.0)
+    assert (await repo.find_session(token_hash="h" * 64)).id == sid  # type: ignore[union-attr]
+    machine = IdentificationSession(sid)
+    machine.enter_queue(101.0)
+    machine.assign(op, 102.0)
+    await repo.save_assignment(AssignmentDrawn(sid, op, (op, op + 1), 0, 102.0))
+    machine.start_call(op, 103.0)
+    machine.decide(op, Outcome.SUSPENDED, "needs_review", "blurry document", 104.0)
+    await repo.save_events(sid, machine.pop_events(), state=machine.state.value,
+                           ready_state=machine.ready_state.value, operator_id=machine.operator_id)
+    record = await repo.find_session(id=sid)
+    assert record is not None
+    assert (record.state, record.operator_id, record.updated_at) == ("suspended", op, 104.0)
+    assert await repo.transitions(sid) == [
+        ("created", "created", 100.0, "provider"), ("created", "waiting", 101.0, "customer"),
+        ("waiting", "assigned", 102.0, "system"), ("assigned", "in_call", 103.0, f"operator:{op}"),
+        ("in_call", "suspended", 104.0, f"operator:{op}")]
+    [decision] = await repo.decisions(sid)
+    assert (decision.outcome, decision.reason_text) == ("suspended", "blurry document")
+    [draw] = await repo.assignments(sid)
+    assert draw.candidates == (op, op + 1) and draw.operator_id == op
+    assert [r.id for r in await repo.sessions_in([State.SUSPENDED.value])] == [sid]
+
+
+async def test_a_failed_save_keeps_what_was_saved(repo: Repository) -> None:
+    sid = await repo.create_session(email="a@example.org", phone="+391234567", token_hash="k" * 64,
+                                    ready_state="created", now=1.0, expires_at=9.0)
+    machine = IdentificationSession(sid)
+    machine.enter_queue(2.0)
+    await repo.save_events(sid, machine.pop_events(), state="waiting", ready_state="created",
+                           operator_id=None)
+    machine.assign(424242, 3.0)  # no such operator: the foreign key refuses it
+    with pytest.raises(StorageError):
+        await repo.save_events(sid, machine.pop_events(), state="assigned",
+                               ready_state="created", operator_id=424242)
+    record = await repo.find_session(id=sid)
+    assert record is not None and record.state == "waiting"
+    assert [t[1] for t in await repo.transitions(sid)] == ["created", "waiting"]
+
+
+async def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="cannot open the database"):
+        await Repository.open("postgresql+asyncpg://nobody@127.0.0.1:1/none")

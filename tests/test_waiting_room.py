@@ -1,0 +1,86 @@
+"""The waiting room: order, positions, estimates, and the random draw (R11)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from videoid.errors import QueueError
+from videoid.queue import Presence, WaitingRoom
+
+
+def room(seed: int = 1) -> WaitingRoom:
+    return WaitingRoom(random.Random(seed), initial_handle_seconds=300)
+
+
+def test_order_positions_and_head_requeue() -> None:
+    r = room()
+    for i, sid in enumerate("abc"):
+        r.add(sid, float(i))
+    assert [r.position(s) for s in "abc"] == [1, 2, 3]
+    r.add("d", 10.0, at_head=True)
+    assert [e.session_id for e in r.entries()] == ["d", "a", "b", "c"]
+    assert r.remove("a") and not r.remove("a")
+    assert [r.position(s) for s in "dbc"] == [1, 2, 3]
+    with pytest.raises(QueueError):
+        r.add("b", 11.0)
+    with pytest.raises(QueueError):
+        r.position("a")
+
+
+def test_estimated_wait_shares_calls_among_online_operators() -> None:
+    r = room()
+    for sid in "abcd":
+        r.add(sid, 0.0)
+    assert r.estimated_wait_seconds("d") == 4 * 300  # nobody online: as if one
+    r.set_presence(1, Presence.BUSY)
+    r.set_presence(2, Presence.PAUSED)
+    assert r.estimated_wait_seconds("d") == 4 * 300 / 2
+    r.record_call_length(100)
+    assert r.estimated_wait_seconds("a") < 300
+
+
+def test_no_draw_without_customer_or_available_operator() -> None:
+    r = room()
+    r.set_presence(1, Presence.AVAILABLE)
+    assert r.draw(0.0) is None
+    r.add("a", 0.0)
+    r.set_presence(1, Presence.PAUSED)
+    assert r.draw(0.0) is None
+    r.set_presence(1, Presence.AVAILABLE)
+    draw = r.draw(5.0)
+    assert draw is not None and (draw.session_id, draw.operator_id, draw.at) == ("a", 1, 5.0)
+    assert r.presence(1) is Presence.OFFERED and "a" not in r
+
+
+def test_draw_is_uniform_among_eligible_and_recorded() -> None:
+    r = room(seed=42)
+    counts: Counter[int] = Counter()
+    for i in range(3000):
+        for op in (3, 5, 9):
+            r.set_presence(op, Presence.AVAILABLE)
+        r.set_presence(4, Presence.BUSY)  # never eligible
+        r.add(f"s{i}", float(i))
+        draw = r.draw(float(i))
+        assert draw is not None
+        assert draw.candidates == (3, 5, 9)
+        assert draw.candidates[draw.index] == draw.operator_id
+        counts[draw.operator_id] += 1
+    assert set(counts) == {3, 5, 9}
+    # each of the three gets a third, within a wide margin (about 6 standard deviations)
+    assert all(850 <= n <= 1150 for n in counts.values()), counts
+
+
+def test_the_draw_depends_on_the_rng_not_on_order() -> None:
+    picks = set()
+    for seed in range(20):
+        r = room(seed)
+        for op in (1, 2, 3, 4):
+            r.set_presence(op, Presence.AVAILABLE)
+        r.add("a", 0.0)
+        draw = r.draw(0.0)
+        assert draw is not None
+        picks.add(draw.operator_id)
+    assert len(picks) > 1
