@@ -97,6 +97,15 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: random.Random
 
     app.cleanup_ctx.append(services_ctx)
 
+    async def close_sockets(app: web.Application) -> None:
+        # Open websockets would hold the web server's shutdown for its whole timeout.
+        if sio.eio.sockets:
+            await sio.eio.disconnect()
+        if sio.eio.service_task_handle is not None:
+            await sio.shutdown()
+
+    app.on_shutdown.append(close_sockets)
+
     app.router.add_routes(HttpApi().routes())
     return app
 

@@ -54,6 +54,37 @@ class ToneTrack(MediaStreamTrack):
         return frame
 
 
+class MonotonicTrack(MediaStreamTrack):
+    """Passes a looping player's frames on with timestamps that keep increasing: the
+    player restarts them at each loop, which the VP8 encoder refuses."""
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source = source
+        self._offset = 0
+        self._last: int | None = None
+        self._step = 1
+
+    async def recv(self) -> Any:
+        frame = await self._source.recv()
+        if frame.pts is None:
+            return frame
+        pts = frame.pts + self._offset
+        if self._last is not None:
+            if pts <= self._last:
+                self._offset += self._last + self._step - pts
+                pts = self._last + self._step
+            else:
+                self._step = pts - self._last
+        self._last = frame.pts = pts
+        return frame
+
+    def stop(self) -> None:
+        self._source.stop()
+        super().stop()
+
+
 class FrameCounter:
     """Reads a received track to its end, counting frames and noting the first one's time."""
 
@@ -101,12 +132,14 @@ class ClientPeer:
         self._player: MediaPlayer | None = None
         if isinstance(video, str | Path):
             self._player = MediaPlayer(str(video), loop=True)
-            video = self._player.video
+            video = MonotonicTrack(self._player.video)
         self.counters: dict[str, FrameCounter] = {}
         self._on_video_frame = on_video_frame
         self.pc.addTrack(audio or ToneTrack())
         if video is not None:
             self.pc.addTrack(video)
+        else:  # no camera: still receive the other side's video
+            self.pc.addTransceiver("video", direction="recvonly")
         for transceiver in self.pc.getTransceivers():
             caps = RTCRtpSender.getCapabilities(transceiver.kind)
             codec = "video/VP8" if transceiver.kind == "video" else "audio/opus"

@@ -26,9 +26,14 @@ class SignalingClient:
         self.sio = socketio.AsyncClient(reconnection=False)
         self._events: dict[str, asyncio.Queue[dict[str, Any]]] = defaultdict(asyncio.Queue)
         self.sio.on("*", self._on_any, namespace=namespace)
+        self.sio.on("connect_error", self._on_connect_error, namespace=namespace)
+        self._refusal: dict[str, Any] = {}
 
     async def _on_any(self, event: str, data: Any = None) -> None:
         self._events[event].put_nowait(data if isinstance(data, dict) else {"value": data})
+
+    async def _on_connect_error(self, data: Any = None) -> None:
+        self._refusal = data if isinstance(data, dict) else {"message": str(data)}
 
     async def connect(self, auth: dict[str, Any], timeout_seconds: float = 10.0,
                       headers: dict[str, str] | None = None) -> None:
@@ -37,7 +42,9 @@ class SignalingClient:
                                    headers=headers or {}, transports=["websocket"],
                                    wait_timeout=timeout_seconds)
         except socketio.exceptions.ConnectionError as err:
-            detail = err.args[1] if len(err.args) > 1 and isinstance(err.args[1], dict) else {}
+            data = self._refusal.get("data")
+            detail = data if isinstance(data, dict) else self._refusal
+            await self.sio.disconnect()
             raise ProtocolError(detail.get("message", str(err)),
                                 code=detail.get("code", "connect_failed")) from None
 

@@ -39,7 +39,7 @@ class CustomerNamespace(GuardedNamespace):
             record = await self._invitations.resolve(token, self._clock.now())
             view = await self._center.customer_connected(record, sid)
         except VideoidError as err:
-            raise socketio.exceptions.ConnectionRefusedError(err.to_dict()) from None
+            raise socketio.exceptions.ConnectionRefusedError(err.message, err.to_dict()) from None
         await self.save_session(sid, {"session_id": record.id})
         await self.enter_room(sid, f"session:{record.id}")
         await self.emit("session", view, to=sid)

@@ -60,7 +60,7 @@ class OperatorNamespace(GuardedNamespace):
                 raise Forbidden("the operator console is for operators and supervisors")
             view = await self._center.operator_connected(operator, sid)
         except VideoidError as err:
-            raise socketio.exceptions.ConnectionRefusedError(err.to_dict()) from None
+            raise socketio.exceptions.ConnectionRefusedError(err.message, err.to_dict()) from None
         await self.save_session(sid, {"operator_id": operator.id})
         await self.enter_room(sid, f"operator:{operator.id}")
         await self.enter_room(sid, "operators")

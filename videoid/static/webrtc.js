@@ -20,6 +20,10 @@ videoid.request = function (socket, event, payload) {
 videoid.connectMedia = async function (socket, localStream, remoteVideo, iceServers, onState) {
   const pc = new RTCPeerConnection({ iceServers: (iceServers || []).map((u) => ({ urls: u })) });
   for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
+  // without a camera or microphone, still receive the other side's
+  for (const kind of ["audio", "video"]) {
+    if (!localStream.getTracks().some((t) => t.kind === kind)) pc.addTransceiver(kind, { direction: "recvonly" });
+  }
   const remote = new MediaStream();
   remoteVideo.srcObject = remote;
   pc.ontrack = (e) => { remote.addTrack(e.track); remoteVideo.play().catch(() => {}); };

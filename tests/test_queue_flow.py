@@ -1,0 +1,162 @@
+"""The waiting room through a running server with real Socket.IO clients: order and
+positions, the random draw recorded (R11), requeue at the head when the operator drops,
+customers leaving, offers timing out."""
+
+from __future__ import annotations
+
+import asyncio
+
+from videoid.bots.operator_bot import login
+from videoid.bots.signaling_client import SignalingClient
+
+from .conftest import PASSWORD, Server, StartServer
+
+
+async def customer(server: Server) -> tuple[SignalingClient, str]:
+    invitation = await server.invite()
+    client = SignalingClient(server.url, "/customer")
+    await client.connect({"token": invitation.token})
+    session = await client.next("session", 5)
+    assert session["session_id"] == invitation.session_id and session["state"] == "created"
+    return client, invitation.session_id
+
+
+async def operator(server: Server, username: str) -> tuple[SignalingClient, int]:
+    operator_id = await server.operator(username)
+    client = SignalingClient(server.url, "/operator")
+    await client.connect({"token": await login(server.url, username, PASSWORD)})
+    hello = await client.next("hello", 5)
+    assert hello["presence"] == "paused"
+    return client, operator_id
+
+
+async def test_positions_order_and_live_updates(server: Server) -> None:
+    clients = [await customer(server) for _ in range(3)]
+    for i, (client, _) in enumerate(clients, start=1):
+        reply = await client.request("join_queue")
+        assert reply["position"] == i and reply["state"] == "waiting"
+        assert reply["estimated_wait_seconds"] > 0
+    # the first leaves: the others move up and are told
+    await clients[0][0].request("leave_queue")
+    assert (await clients[1][0].next("queue", 5))["position"] == 1
+    assert (await clients[2][0].next("queue", 5))["position"] == 2
+    # an operator becomes available: the head of the queue is offered first
+    op, _ = await operator(server, "olga")
+    await op.request("set_presence", {"status": "available"})
+    offered = await op.next("assignment_offered", 5)
+    assert offered["session_id"] == clients[1][1]
+    await clients[1][0].next("assigned", 5)
+    for client, _ in (*clients, (op, 0)):
+        await client.close()
+
+
+async def test_random_assignment_is_recorded(server: Server) -> None:
+    operators = [await operator(server, name) for name in ("ann", "ben", "cat")]
+    for client, _ in operators:
+        await client.request("set_presence", {"status": "available"})
+    cust, session_id = await customer(server)
+    await cust.request("join_queue")
+    await cust.next("assigned", 5)
+    record = await server.services.repo.find_session(id=session_id)
+    assert record is not None and record.state == "assigned"
+    [draw] = await server.services.repo.assignments(session_id)
+    assert draw.candidates == tuple(sorted(op_id for _, op_id in operators))
+    assert draw.operator_id == record.operator_id == draw.candidates[draw.index]
+    # the operator drawn is the one that got the offer
+    chosen = next(c for c, op_id in operators if op_id == draw.operator_id)
+    assert (await chosen.next("assignment_offered", 5))["session_id"] == session_id
+    for client, _ in (*operators, (cust, 0)):
+        await client.close()
+
+
+async def test_operator_drop_requeues_customer_at_head(server: Server) -> None:
+    first, first_id = await customer(server)
+    second, second_id = await customer(server)
+    ann, _ = await operator(server, "ann")
+    await first.request("join_queue")
+    await ann.request("set_presence", {"status": "available"})
+    await ann.next("assignment_offered", 5)
+    await ann.request("accept", {"session_id": first_id})
+    await first.next("call_started", 5)
+    await second.request("join_queue")
+    assert (await server.services.repo.find_session(id=first_id)).state == "in_call"  # type: ignore[union-attr]
+
+    await ann.close()  # the operator's connection drops mid-call
+    ended = await first.next("call_ended", 5)
+    assert ended == {"reason": "operator_left", "state": "waiting"}
+    assert (await first.next("queue", 5))["position"] == 1
+    assert (await second.next("queue", 5))["position"] == 2
+    states = [to for _, to, _, _ in await server.services.repo.transitions(first_id)]
+    assert states[-2:] == ["in_call", "waiting"]
+
+    ben, _ = await operator(server, "ben")
+    await ben.request("set_presence", {"status": "available"})
+    assert (await ben.next("assignment_offered", 5))["session_id"] == first_id
+    for client in (first, second, ben):
+        await client.close()
+
+
+async def test_customer_disconnect_while_assigned_frees_operator(server: Server) -> None:
+    cust, session_id = await customer(server)
+    ann, _ = await operator(server, "ann")
+    await ann.request("set_presence", {"status": "available"})
+    await cust.request("join_queue")
+    await ann.next("assignment_offered", 5)
+    await cust.close()
+    withdrawn = await ann.next("assignment_withdrawn", 5)
+    assert withdrawn["reason"] == "customer_left"
+    record = await server.services.repo.find_session(id=session_id)
+    assert record is not None and record.state == "created" and record.operator_id is None
+    # the operator is available again and gets the next customer
+    nxt, next_id = await customer(server)
+    await nxt.request("join_queue")
+    assert (await ann.next("assignment_offered", 5))["session_id"] == next_id
+    await ann.close()
+    await nxt.close()
+
+
+async def test_offer_timeout_pauses_operator_and_requeues(start_server: StartServer) -> None:
+    server = await start_server(operators={"offer_timeout_seconds": 0.5})
+    cust, session_id = await customer(server)
+    ann, _ = await operator(server, "ann")
+    await ann.request("set_presence", {"status": "available"})
+    await cust.request("join_queue")
+    await ann.next("assignment_offered", 5)
+    withdrawn = await ann.next("assignment_withdrawn", 5)  # nobody accepted
+    assert withdrawn["reason"] == "offer_timeout" and withdrawn["presence"] == "paused"
+    record = await server.services.repo.find_session(id=session_id)
+    assert record is not None and record.state == "waiting"
+    assert server.services.center.snapshot()["waiting"][0]["session_id"] == session_id
+    await asyncio.gather(cust.close(), ann.close())
+
+
+async def test_restart_recovers_sessions_left_in_a_call(start_server: StartServer,
+                                                        tmp_path) -> None:
+    """A process killed mid-call leaves its session "in_call" in the database; the next
+    start puts it back where the customer can queue again, and records how."""
+    from videoid.session import IdentificationSession
+
+    db = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    server = await start_server(database_url=db)
+    operator_id = await server.operator("ann")
+    invitation = await server.invite()
+    repo = server.services.repo
+    machine = IdentificationSession(invitation.session_id)
+    machine.enter_queue(1.0)
+    machine.assign(operator_id, 2.0)
+    machine.start_call(operator_id, 3.0)
+    await repo.save_events(machine.session_id, machine.pop_events(), state="in_call",
+                           ready_state="created", operator_id=operator_id)
+    await server.stop()
+
+    again = await start_server(database_url=db)
+    record = await again.services.repo.find_session(id=invitation.session_id)
+    assert record is not None and record.state == "created" and record.operator_id is None
+    states = [to for _, to, _, _ in await again.services.repo.transitions(record.id)]
+    assert states[-3:] == ["in_call", "waiting", "created"]
+    # the customer comes back with the same link and queues again
+    client = SignalingClient(again.url, "/customer")
+    await client.connect({"token": invitation.token})
+    assert (await client.next("session", 5))["state"] == "created"
+    assert (await client.request("join_queue"))["position"] == 1
+    await client.close()
