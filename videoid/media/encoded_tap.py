@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import MediaError
+from . import forwarding_jitter_buffer
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +67,14 @@ class EncodedTap:
 
     @classmethod
     def install(cls, receiver: Any, kind: str) -> EncodedTap:
-        """Put a tap in place of ``receiver``'s decoder queue. Must run before the
-        receiver starts (aiortc starts it once DTLS is up, after the ``track`` event)."""
+        """Put a tap in place of ``receiver``'s decoder queue, and a jitter buffer that
+        releases frames without waiting for the next one. Must run before the receiver
+        starts (aiortc starts it once DTLS is up, after the ``track`` event)."""
         if not isinstance(getattr(receiver, _DECODER_QUEUE, None), queue.Queue):
             raise MediaError("this aiortc version does not expose its decoder queue")
         tap = cls(receiver, kind)
         setattr(receiver, _DECODER_QUEUE, tap)
+        forwarding_jitter_buffer.install(receiver, kind)
         return tap
 
     # -- what aiortc's receiver and decoder thread call ---------------------------------
