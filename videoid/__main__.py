@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = with_config(sub.add_parser("invite", help="create a session and print its link"))
+    p.add_argument("--host", help="as given to serve, for the link")
+    p.add_argument("--port", type=int, help="as given to serve, for the link")
     p.add_argument("--email", required=True)
     p.add_argument("--phone", required=True, help="international format, e.g. +393471234567")
     p.add_argument("--json", action="store_true")

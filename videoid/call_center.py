@@ -427,6 +427,8 @@ class CallCenter:
             view["estimated_wait_seconds"] = self._room.estimated_wait_seconds(
                 live.machine.session_id)
             live.last_queue_info = (view["position"], view["estimated_wait_seconds"])
+        elif live.machine.state is State.ASSIGNED:
+            view["position"], view["estimated_wait_seconds"] = 1, 0.0  # an operator is coming
         return view
 
     def _open_peers(self, live: LiveSession, operator_id: int) -> None:

@@ -51,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", default="encoded,reencode")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--load-cpu", type=int, default=1)
+    p.add_argument("--arrival-interval", type=float, default=0.25,
+                   help="seconds between customers joining the queue (0: all at once)")
     p.add_argument("--keep-going", action="store_true", help="do not stop at the first break")
     p.add_argument("--soak", type=float, default=0.0,
                    help="instead: run calls that come and go for this many seconds")
@@ -207,9 +209,12 @@ class Harness:
         async with aiohttp.ClientSession() as http:
             tokens = [await self.invite(http) for _ in range(pairs)]
         ops = [asyncio.create_task(operator_side(t)) for t in self.operator_tokens[:pairs]]
-        await asyncio.sleep(0.5)  # operators first, then customers arrive
-        await asyncio.gather(*ops[:0], *(customer_side(t) for t in tokens))
-        await asyncio.gather(*ops)
+        await asyncio.sleep(0.5)  # operators first, then customers arrive one by one
+        customers = []
+        for token in tokens:
+            customers.append(asyncio.create_task(customer_side(token)))
+            await asyncio.sleep(self.args.arrival_interval)
+        await asyncio.gather(*customers, *ops)
         sides = [p for both in peers.values() for p in both.values()]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and any(p.arrivals.first_at is None for p in sides):
@@ -296,7 +301,8 @@ async def run(args: argparse.Namespace) -> list[Step]:
     counts = [int(n) for n in args.pairs.split(",")]
     steps: list[Step] = []
     print(f"server on core {args.server_cpu}, generator on core {args.load_cpu}; "
-          f"640x480 VP8 15 fps + Opus each way; {args.seconds:.0f} s measured per step; "
+          f"640x480 VP8 15 fps + Opus each way; customers arrive {args.arrival_interval} s "
+          f"apart; {args.seconds:.0f} s measured per step; "
           f"a step breaks at a lost call, >{MAX_LOSS:.0%} frames lost or p95 > {MAX_P95_MS:.0f} ms",
           flush=True)
     print(HEADER, flush=True)
