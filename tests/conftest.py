@@ -42,13 +42,14 @@ class Server:
         return self.app[SERVICES]
 
     async def operator(self, username: str, role: str = "operator") -> int:
-        return await self.services.accounts.add(username, PASSWORD, role,
-                                                self.services.clock.now())
+        return await self.services.accounts.add(username, PASSWORD, role, self.services.clock.now())
 
-    async def invite(self, email: str = "ada@example.org",
-                     phone: str = "+393471234567") -> Invitation:
-        return await self.services.invitations.create(email, phone, self.services.clock.now(),
-                                                      self.services.base_url)
+    async def invite(
+        self, email: str = "ada@example.org", phone: str = "+393471234567"
+    ) -> Invitation:
+        return await self.services.invitations.create(
+            email, phone, self.services.clock.now(), self.services.base_url
+        )
 
     async def stop(self) -> None:
         await self.runner.cleanup()

@@ -50,8 +50,9 @@ async def test_forged_missing_and_expired_tokens(start_server: StartServer) -> N
     assert await refused_code(server, "/customer", {"token": ["x"]}) == "invitation_invalid"
     invitation = await server.invite()
     await asyncio.sleep(0.6)
-    assert await refused_code(server, "/customer",
-                              {"token": invitation.token}) == "invitation_expired"
+    assert (
+        await refused_code(server, "/customer", {"token": invitation.token}) == "invitation_expired"
+    )
     assert await refused_code(server, "/operator", {"token": "forged"}) == "unauthorized"
     assert await refused_code(server, "/operator", {}) == "unauthorized"
 
@@ -61,8 +62,7 @@ async def test_second_tab_with_the_same_token(server: Server) -> None:
     first = SignalingClient(server.url, "/customer")
     await first.connect({"token": invitation.token})
     await first.next("session", 5)
-    assert await refused_code(server, "/customer",
-                              {"token": invitation.token}) == "session_in_use"
+    assert await refused_code(server, "/customer", {"token": invitation.token}) == "session_in_use"
     assert (await first.request("join_queue"))["position"] == 1  # the first tab goes on
     await first.close()
     again = SignalingClient(server.url, "/customer")  # once the first has gone, it may
@@ -73,8 +73,12 @@ async def test_second_tab_with_the_same_token(server: Server) -> None:
 async def test_unknown_wrong_role_and_malformed_events(server: Server) -> None:
     cust, session_id = await customer(server)
     assert await error_code(cust, "no_such_event") == "unknown_event"
-    assert await error_code(cust, "decide", {"session_id": session_id, "outcome": "approved",
-                                             "reason_code": "x"}) == "unknown_event"
+    assert (
+        await error_code(
+            cust, "decide", {"session_id": session_id, "outcome": "approved", "reason_code": "x"}
+        )
+        == "unknown_event"
+    )
     assert await error_code(cust, "accept", {"session_id": session_id}) == "unknown_event"
     assert await error_code(cust, "join_queue", {"surprise": 1}) == "invalid_payload"
     assert await error_code(cust, "join_queue", "a string") == "invalid_payload"
@@ -98,8 +102,12 @@ async def test_events_out_of_order(server: Server) -> None:
     assert await error_code(cust, "leave_queue") == "illegal_transition"
     assert await error_code(cust, "webrtc_offer", {"type": "offer", "sdp": "v=0"}) == "no_call"
     assert await error_code(op, "accept", {"session_id": session_id}) == "not_assigned"
-    assert await error_code(op, "decide", {"session_id": session_id, "outcome": "approved",
-                                           "reason_code": "ok"}) == "not_assigned"
+    assert (
+        await error_code(
+            op, "decide", {"session_id": session_id, "outcome": "approved", "reason_code": "ok"}
+        )
+        == "not_assigned"
+    )
     assert await error_code(op, "webrtc_offer", {"type": "offer", "sdp": "v=0"}) == "no_call"
     await cust.request("join_queue")
     assert await error_code(cust, "join_queue") == "illegal_transition"  # twice
@@ -119,8 +127,12 @@ async def test_accepting_a_customer_already_taken(server: Server) -> None:
     await ann.request("accept", {"session_id": session_id})
     assert await error_code(ben, "accept", {"session_id": session_id}) == "already_taken"
     assert await error_code(ann, "accept", {"session_id": session_id}) == "already_taken"
-    assert await error_code(ben, "decide", {"session_id": session_id, "outcome": "rejected",
-                                            "reason_code": "x"}) == "not_assigned"
+    assert (
+        await error_code(
+            ben, "decide", {"session_id": session_id, "outcome": "rejected", "reason_code": "x"}
+        )
+        == "not_assigned"
+    )
     record = await server.services.repo.find_session(id=session_id)
     assert record is not None and record.state == "in_call"
     await asyncio.gather(cust.close(), ann.close(), ben.close())
@@ -133,8 +145,8 @@ async def test_malformed_and_oversized_sdp(start_server: StartServer, customer_v
     sdp = await good.offer()
     cases = {
         "garbage": "this is not sdp",
-        "no fingerprint": "\n".join(l for l in sdp.splitlines() if "fingerprint" not in l),
-        "no ice": "\n".join(l for l in sdp.splitlines() if "ice-ufrag" not in l),
+        "no fingerprint": "\n".join(x for x in sdp.splitlines() if "fingerprint" not in x),
+        "no ice": "\n".join(x for x in sdp.splitlines() if "ice-ufrag" not in x),
         "no vp8": sdp.replace("VP8", "XYZ"),
         "oversized": sdp + "a=x-padding:" + "x" * 20000 + "\r\n",
         "truncated": sdp[: len(sdp) // 3],
@@ -143,7 +155,9 @@ async def test_malformed_and_oversized_sdp(start_server: StartServer, customer_v
         code = await error_code(cust, "webrtc_offer", {"type": "offer", "sdp": bad})
         assert code == "invalid_sdp", name
     assert await error_code(cust, "webrtc_candidate", {"candidate": "candidate:garbage"}) in (
-        "invalid_sdp", "out_of_order")
+        "invalid_sdp",
+        "out_of_order",
+    )
     # after all that, the real offer still connects and media flows
     reply = await cust.request("webrtc_offer", {"type": "offer", "sdp": sdp})
     await good.accept_answer(reply["answer"]["sdp"])
@@ -160,9 +174,13 @@ async def test_malformed_and_oversized_sdp(start_server: StartServer, customer_v
 async def test_flood_is_rate_limited_and_others_are_served(start_server: StartServer) -> None:
     server = await start_server(signaling={"events_per_second": 5, "event_burst": 10})
     flooder, _ = await customer(server)
-    replies = await asyncio.gather(*(flooder.sio.call("leave_queue", {}, namespace="/customer",
-                                                      timeout=10) for _ in range(40)),
-                                   return_exceptions=True)
+    replies = await asyncio.gather(
+        *(
+            flooder.sio.call("leave_queue", {}, namespace="/customer", timeout=10)
+            for _ in range(40)
+        ),
+        return_exceptions=True,
+    )
     codes = [r["error"]["code"] for r in replies if isinstance(r, dict) and not r["ok"]]
     assert codes.count("rate_limited") >= 25
     other, _ = await customer(server)
@@ -173,6 +191,7 @@ async def test_flood_is_rate_limited_and_others_are_served(start_server: StartSe
 async def test_http_errors_have_stable_codes(server: Server) -> None:
     await server.operator("olga")
     async with aiohttp.ClientSession() as http:
+
         async def call(method: str, path: str, **kw) -> tuple[int, str]:
             async with http.request(method, server.url + path, **kw) as r:
                 body = await r.json()
@@ -180,26 +199,32 @@ async def test_http_errors_have_stable_codes(server: Server) -> None:
 
         assert await call("POST", "/api/operator/login", data="{not json") == (400, "invalid_json")
         assert await call("POST", "/api/operator/login", json=["x"]) == (400, "invalid_json")
-        assert await call("POST", "/api/operator/login",
-                          json={"username": "olga", "password": "x" * 300}) == (
-            400, "invalid_payload")
-        assert await call("POST", "/api/operator/login",
-                          json={"username": "olga", "password": "wrong password"}) == (
-            401, "invalid_credentials")
-        assert await call("POST", "/api/operator/login",
-                          json={"username": "nobody", "password": "wrong password"}) == (
-            401, "invalid_credentials")
+        assert await call(
+            "POST", "/api/operator/login", json={"username": "olga", "password": "x" * 300}
+        ) == (400, "invalid_payload")
+        assert await call(
+            "POST", "/api/operator/login", json={"username": "olga", "password": "wrong password"}
+        ) == (401, "invalid_credentials")
+        assert await call(
+            "POST", "/api/operator/login", json={"username": "nobody", "password": "wrong password"}
+        ) == (401, "invalid_credentials")
         assert await call("GET", "/api/operator/me") == (401, "unauthorized")
         assert await call("POST", "/api/invitations", json={}) == (401, "unauthorized")
         assert await call("GET", "/nope") == (404, "not_found")
-        assert await call("POST", "/api/operator/login", data="x" * 300_000,
-                          headers={"Content-Type": "application/json"}) == (
-            413, "payload_too_large")
+        assert await call(
+            "POST",
+            "/api/operator/login",
+            data="x" * 300_000,
+            headers={"Content-Type": "application/json"},
+        ) == (413, "payload_too_large")
         token = await login(server.url, "olga", PASSWORD)
         auth = {"Authorization": f"Bearer {token}"}
-        assert await call("POST", "/api/invitations", headers=auth,
-                          json={"email": "a@example.org", "phone": "+391234567"}) == (
-            403, "forbidden")
+        assert await call(
+            "POST",
+            "/api/invitations",
+            headers=auth,
+            json={"email": "a@example.org", "phone": "+391234567"},
+        ) == (403, "forbidden")
 
 
 async def test_login_lockout(start_server: StartServer) -> None:

@@ -17,10 +17,17 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 def chromium_args(y4m: Path) -> list[str]:
     return [
-        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={y4m}", "--no-sandbox", "--disable-gpu",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-quic", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={y4m}",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+        "--autoplay-policy=no-user-gesture-required",
     ]
 
 
@@ -30,15 +37,17 @@ async def browser(customer_y4m: Path):
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed: run ./scripts/setup --test")
     async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                          args=chromium_args(customer_y4m))
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=chromium_args(customer_y4m)
+        )
         yield browser
         await browser.close()
 
 
 async def video_frames(page, selector: str) -> int:
-    return int(await page.eval_on_selector(
-        selector, "v => v.getVideoPlaybackQuality().totalVideoFrames"))
+    return int(
+        await page.eval_on_selector(selector, "v => v.getVideoPlaybackQuality().totalVideoFrames")
+    )
 
 
 async def wait_frames(page, selector: str, count: int, timeout_seconds: float) -> int:

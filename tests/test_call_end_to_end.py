@@ -16,8 +16,15 @@ from .conftest import PASSWORD, Server, StartServer
 async def run_call(server: Server, customer_video, operator_video, decision: str = "approved"):
     await server.operator("olga")
     invitation = await server.invite()
-    operator = OperatorBot(server.url, "olga", PASSWORD, video=operator_video,
-                           decision=decision, watch_seconds=1.5, min_video_frames=10)
+    operator = OperatorBot(
+        server.url,
+        "olga",
+        PASSWORD,
+        video=operator_video,
+        decision=decision,
+        watch_seconds=1.5,
+        min_video_frames=10,
+    )
     customer = CustomerBot(invitation.url, customer_video)
     op_task = asyncio.create_task(operator.run(calls=1, timeout_seconds=30))
     result = await asyncio.wait_for(customer.run(timeout_seconds=30), 60)
@@ -27,7 +34,8 @@ async def run_call(server: Server, customer_video, operator_video, decision: str
 
 @pytest.mark.parametrize("forwarding", ["encoded", "reencode"])
 async def test_call_media_both_ways_and_decision_persisted(
-        start_server: StartServer, customer_video, operator_video, forwarding: str) -> None:
+    start_server: StartServer, customer_video, operator_video, forwarding: str
+) -> None:
     server = await start_server(media={"forwarding": forwarding})
     invitation, result, calls = await run_call(server, customer_video, operator_video)
 

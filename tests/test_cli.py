@@ -15,21 +15,39 @@ from videoid.db import Repository
 from .conftest import ROOT, free_port
 
 
-async def run(*args: str, stdin: str | None = None, timeout: float = 60) -> tuple[int, str]:
+async def run(*args: str, stdin: str | None = None, timeout_seconds: float = 60) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "videoid", *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin else None), timeout)
+        sys.executable,
+        "-m",
+        "videoid",
+        *args,
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(
+        proc.communicate(stdin.encode() if stdin else None), timeout_seconds
+    )
     return proc.returncode or 0, out.decode()
 
 
-async def test_server_cli_and_bots_complete_a_call(tmp_path: Path, customer_video: Path,
-                                                   operator_video: Path) -> None:
+async def test_server_cli_and_bots_complete_a_call(
+    tmp_path: Path, customer_video: Path, operator_video: Path
+) -> None:
     port = free_port()
     data = tmp_path / "data"
     server = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "server.py"), "--port", str(port), "--data-dir", str(data),
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        str(ROOT / "server.py"),
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     try:
         lines: list[str] = []
         while not any("new invitations" in line for line in lines):
@@ -42,33 +60,86 @@ async def test_server_cli_and_bots_complete_a_call(tmp_path: Path, customer_vide
         first_link = re.search(r"invitation: (\S+)", text).group(1)  # type: ignore[union-attr]
         assert "/join#" in first_link
 
-        code, out = await run("invite", "--data-dir", str(data), "--port", str(port),
-                              "--email", "eve@example.org", "--phone", "+39 347 123 4567")
+        code, out = await run(
+            "invite",
+            "--data-dir",
+            str(data),
+            "--port",
+            str(port),
+            "--email",
+            "eve@example.org",
+            "--phone",
+            "+39 347 123 4567",
+        )
         assert code == 0, out
         link = out.strip().splitlines()[-1]
         assert link.startswith(f"http://127.0.0.1:{port}/join#")
-        code, out = await run("invite", "--data-dir", str(data), "--email", "bad",
-                              "--phone", "+391234567")
+        code, out = await run(
+            "invite", "--data-dir", str(data), "--email", "bad", "--phone", "+391234567"
+        )
         assert code == 2 and "invalid_email" in out
 
-        code, out = await run("operator", "add", "--data-dir", str(data), "--username", "olga",
-                              "--role", "operator", "--password-stdin",
-                              stdin="a long enough password\n")
+        code, out = await run(
+            "operator",
+            "add",
+            "--data-dir",
+            str(data),
+            "--username",
+            "olga",
+            "--role",
+            "operator",
+            "--password-stdin",
+            stdin="a long enough password\n",
+        )
         assert code == 0 and "added operator olga" in out, out
-        code, out = await run("operator", "add", "--data-dir", str(data), "--username", "olga",
-                              "--role", "operator", "--password-stdin",
-                              stdin="a long enough password\n")
+        code, out = await run(
+            "operator",
+            "add",
+            "--data-dir",
+            str(data),
+            "--username",
+            "olga",
+            "--role",
+            "operator",
+            "--password-stdin",
+            stdin="a long enough password\n",
+        )
         assert code == 2 and "username_taken" in out
 
         url = f"http://127.0.0.1:{port}"
-        operator = asyncio.create_task(run(
-            "bot", "operator", "--server", url, "--username", "admin", "--password-stdin",
-            "--decision", "reject", "--watch-seconds", "1", "--timeout", "60",
-            "--video", str(operator_video),
-            stdin=password + "\n", timeout=90))
+        operator = asyncio.create_task(
+            run(
+                "bot",
+                "operator",
+                "--server",
+                url,
+                "--username",
+                "admin",
+                "--password-stdin",
+                "--decision",
+                "reject",
+                "--watch-seconds",
+                "1",
+                "--timeout",
+                "60",
+                "--video",
+                str(operator_video),
+                stdin=password + "\n",
+                timeout_seconds=90,
+            )
+        )
         await asyncio.sleep(1.5)
-        code, out = await run("bot", "customer", "--invite", link, "--video",
-                              str(customer_video), "--timeout", "60", timeout=90)
+        code, out = await run(
+            "bot",
+            "customer",
+            "--invite",
+            link,
+            "--video",
+            str(customer_video),
+            "--timeout",
+            "60",
+            timeout_seconds=90,
+        )
         assert code == 0, out
         assert "queued: position 1" in out and "outcome: rejected" in out
         frames = int(re.search(r"received (\d+) video", out).group(1))  # type: ignore[union-attr]

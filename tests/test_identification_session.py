@@ -41,8 +41,10 @@ ACTIONS: dict[str, Action] = {
     "complete": lambda s, t: s.complete(t),
     "abandon": lambda s, t: s.abandon(t),
     "expire": lambda s, t: s.expire(t),
-    **{f"step_{step.value}": (lambda step: lambda s, t: s.complete_step(step, t))(step)
-       for step in PRE_CALL_STEPS},
+    **{
+        f"step_{step.value}": (lambda st: lambda s, t: s.complete_step(st, t))(step)
+        for step in PRE_CALL_STEPS
+    },
 }
 
 # (state, action) -> resulting state, for a session that requires no pre-call step
@@ -64,7 +66,7 @@ LEGAL: dict[tuple[State, str], State] = {
 BEFORE_CALL = (State.CREATED, *PRE_CALL_STEPS)
 for _i, _state in enumerate(BEFORE_CALL):
     LEGAL[(_state, "enter_queue")] = State.WAITING
-    for _step in BEFORE_CALL[_i + 1:]:
+    for _step in BEFORE_CALL[_i + 1 :]:
         LEGAL[(_state, f"step_{_step.value}")] = _step
 for _state in (*BEFORE_CALL, State.WAITING, State.ASSIGNED):
     LEGAL[(_state, "abandon")] = State.ABANDONED
@@ -107,13 +109,21 @@ def test_full_life_events_and_times() -> None:
     events = s.pop_events()
     kinds = [type(e) for e in events if not isinstance(e, StateChanged)]
     assert kinds == [CustomerQueued, OperatorAssigned, CallStarted, DecisionMade]
-    changes = [(e.previous, e.state, e.at - 1_800_000_000) for e in events
-               if isinstance(e, StateChanged)]
-    assert changes == [(State.CREATED, State.WAITING, 0), (State.WAITING, State.ASSIGNED, 30),
-                       (State.ASSIGNED, State.IN_CALL, 35), (State.IN_CALL, State.APPROVED, 275)]
+    changes = [
+        (e.previous, e.state, e.at - 1_800_000_000) for e in events if isinstance(e, StateChanged)
+    ]
+    assert changes == [
+        (State.CREATED, State.WAITING, 0),
+        (State.WAITING, State.ASSIGNED, 30),
+        (State.ASSIGNED, State.IN_CALL, 35),
+        (State.IN_CALL, State.APPROVED, 275),
+    ]
     decision = next(e for e in events if isinstance(e, DecisionMade))
     assert (decision.operator_id, decision.reason_code, decision.reason_text) == (
-        OP, "identity_verified", "all good")
+        OP,
+        "identity_verified",
+        "all good",
+    )
 
 
 def test_operator_drop_requeues_at_head_and_customer_drop_does_not() -> None:

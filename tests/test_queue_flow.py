@@ -71,7 +71,7 @@ async def test_random_assignment_is_recorded(server: Server) -> None:
 
 async def test_operator_drop_requeues_customer_at_head(server: Server) -> None:
     first, first_id = await customer(server)
-    second, second_id = await customer(server)
+    second, _second_id = await customer(server)
     ann, _ = await operator(server, "ann")
     await first.request("join_queue")
     await ann.request("set_presence", {"status": "available"})
@@ -130,8 +130,9 @@ async def test_offer_timeout_pauses_operator_and_requeues(start_server: StartSer
     await asyncio.gather(cust.close(), ann.close())
 
 
-async def test_restart_recovers_sessions_left_in_a_call(start_server: StartServer,
-                                                        tmp_path) -> None:
+async def test_restart_recovers_sessions_left_in_a_call(
+    start_server: StartServer, tmp_path
+) -> None:
     """A process killed mid-call leaves its session "in_call" in the database; the next
     start puts it back where the customer can queue again, and records how."""
     from videoid.session import IdentificationSession
@@ -145,8 +146,13 @@ async def test_restart_recovers_sessions_left_in_a_call(start_server: StartServe
     machine.enter_queue(1.0)
     machine.assign(operator_id, 2.0)
     machine.start_call(operator_id, 3.0)
-    await repo.save_events(machine.session_id, machine.pop_events(), state="in_call",
-                           ready_state="created", operator_id=operator_id)
+    await repo.save_events(
+        machine.session_id,
+        machine.pop_events(),
+        state="in_call",
+        ready_state="created",
+        operator_id=operator_id,
+    )
     await server.stop()
 
     again = await start_server(database_url=db)

@@ -16,8 +16,9 @@ from videoid.errors import StorageError, ValidationError
 from videoid.queue import AssignmentDrawn
 from videoid.session import IdentificationSession, Outcome, State
 
-POSTGRES_URL = os.environ.get("VIDEOID_TEST_POSTGRES_URL",
-                              "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "VIDEOID_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
 
 
 async def _postgres_schema() -> str | None:
@@ -93,8 +94,14 @@ async def test_operators_and_logins(repo: Repository) -> None:
 
 async def test_session_life_is_persisted_with_times(repo: Repository) -> None:
     op = await repo.add_operator("olga", "hash", "operator", 1.0)
-    sid = await repo.create_session(email="a@example.org", phone="+391234567", token_hash="h" * 64,
-                                    ready_state="created", now=100.0, expires_at=1000.0)
+    sid = await repo.create_session(
+        email="a@example.org",
+        phone="+391234567",
+        token_hash="h" * 64,
+        ready_state="created",
+        now=100.0,
+        expires_at=1000.0,
+    )
     assert (await repo.find_session(token_hash="h" * 64)).id == sid  # type: ignore[union-attr]
     machine = IdentificationSession(sid)
     machine.enter_queue(101.0)
@@ -102,15 +109,23 @@ async def test_session_life_is_persisted_with_times(repo: Repository) -> None:
     await repo.save_assignment(AssignmentDrawn(sid, op, (op, op + 1), 0, 102.0))
     machine.start_call(op, 103.0)
     machine.decide(op, Outcome.SUSPENDED, "needs_review", "blurry document", 104.0)
-    await repo.save_events(sid, machine.pop_events(), state=machine.state.value,
-                           ready_state=machine.ready_state.value, operator_id=machine.operator_id)
+    await repo.save_events(
+        sid,
+        machine.pop_events(),
+        state=machine.state.value,
+        ready_state=machine.ready_state.value,
+        operator_id=machine.operator_id,
+    )
     record = await repo.find_session(id=sid)
     assert record is not None
     assert (record.state, record.operator_id, record.updated_at) == ("suspended", op, 104.0)
     assert await repo.transitions(sid) == [
-        ("created", "created", 100.0, "provider"), ("created", "waiting", 101.0, "customer"),
-        ("waiting", "assigned", 102.0, "system"), ("assigned", "in_call", 103.0, f"operator:{op}"),
-        ("in_call", "suspended", 104.0, f"operator:{op}")]
+        ("created", "created", 100.0, "provider"),
+        ("created", "waiting", 101.0, "customer"),
+        ("waiting", "assigned", 102.0, "system"),
+        ("assigned", "in_call", 103.0, f"operator:{op}"),
+        ("in_call", "suspended", 104.0, f"operator:{op}"),
+    ]
     [decision] = await repo.decisions(sid)
     assert (decision.outcome, decision.reason_text) == ("suspended", "blurry document")
     [draw] = await repo.assignments(sid)
@@ -119,16 +134,24 @@ async def test_session_life_is_persisted_with_times(repo: Repository) -> None:
 
 
 async def test_a_failed_save_keeps_what_was_saved(repo: Repository) -> None:
-    sid = await repo.create_session(email="a@example.org", phone="+391234567", token_hash="k" * 64,
-                                    ready_state="created", now=1.0, expires_at=9.0)
+    sid = await repo.create_session(
+        email="a@example.org",
+        phone="+391234567",
+        token_hash="k" * 64,
+        ready_state="created",
+        now=1.0,
+        expires_at=9.0,
+    )
     machine = IdentificationSession(sid)
     machine.enter_queue(2.0)
-    await repo.save_events(sid, machine.pop_events(), state="waiting", ready_state="created",
-                           operator_id=None)
+    await repo.save_events(
+        sid, machine.pop_events(), state="waiting", ready_state="created", operator_id=None
+    )
     machine.assign(424242, 3.0)  # no such operator: the foreign key refuses it
     with pytest.raises(StorageError):
-        await repo.save_events(sid, machine.pop_events(), state="assigned",
-                               ready_state="created", operator_id=424242)
+        await repo.save_events(
+            sid, machine.pop_events(), state="assigned", ready_state="created", operator_id=424242
+        )
     record = await repo.find_session(id=sid)
     assert record is not None and record.state == "waiting"
     assert [t[1] for t in await repo.transitions(sid)] == ["created", "waiting"]

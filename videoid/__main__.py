@@ -50,8 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         print("  new invitations: videoid invite --email … --phone …", flush=True)
 
     app.on_startup.append(announce)
-    web.run_app(app, host=config.server.host, port=config.server.port, print=None,
-                access_log=None)
+    web.run_app(app, host=config.server.host, port=config.server.port, print=None, access_log=None)
 
 
 async def _with_services(config: Config, work: Any) -> Any:
@@ -70,13 +69,21 @@ def cmd_invite(args: argparse.Namespace) -> None:
     config = _config(args)
 
     async def work(repo: Any, accounts: Any, invitations: Any) -> Any:
-        return await invitations.create(args.email, args.phone, SystemClock().now(),
-                                        config.base_url())
+        return await invitations.create(
+            args.email, args.phone, SystemClock().now(), config.base_url()
+        )
 
     invitation = asyncio.run(_with_services(config, work))
     if args.json:
-        print(json.dumps({"session_id": invitation.session_id, "url": invitation.url,
-                          "expires_at": invitation.expires_at}))
+        print(
+            json.dumps(
+                {
+                    "session_id": invitation.session_id,
+                    "url": invitation.url,
+                    "expires_at": invitation.expires_at,
+                }
+            )
+        )
     else:
         print(invitation.url)
 
@@ -114,15 +121,21 @@ def cmd_bot_customer(args: argparse.Namespace) -> None:
             session = await bot.connect()
             print(f"connected: session {session['session_id']} ({session['state']})", flush=True)
             reply = await bot.join_queue()
-            print(f"queued: position {reply.get('position')}, "
-                  f"about {reply.get('estimated_wait_seconds')} s", flush=True)
+            print(
+                f"queued: position {reply.get('position')}, "
+                f"about {reply.get('estimated_wait_seconds')} s",
+                flush=True,
+            )
             await bot.wait_call(args.timeout)
             print("call started", flush=True)
             await bot.connect_media()
             outcome = await bot.wait_outcome(args.timeout)
             r = bot.result
-            print(f"outcome: {outcome} (received {r.video_frames_received} video and "
-                  f"{r.audio_frames_received} audio frames)", flush=True)
+            print(
+                f"outcome: {outcome} (received {r.video_frames_received} video and "
+                f"{r.audio_frames_received} audio frames)",
+                flush=True,
+            )
         finally:
             await bot.close()
 
@@ -135,10 +148,16 @@ def cmd_bot_operator(args: argparse.Namespace) -> None:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else args.password
     if not password:
         raise VideoidError("give --password or --password-stdin", code="usage")
-    bot = OperatorBot(args.server, args.username, password, video=args.video,
-                      decision={"approve": "approved", "reject": "rejected",
-                                "suspend": "suspended"}[args.decision],
-                      watch_seconds=args.watch_seconds)
+    bot = OperatorBot(
+        args.server,
+        args.username,
+        password,
+        video=args.video,
+        decision={"approve": "approved", "reject": "rejected", "suspend": "suspended"}[
+            args.decision
+        ],
+        watch_seconds=args.watch_seconds,
+    )
 
     async def run() -> None:
         try:
@@ -147,9 +166,12 @@ def cmd_bot_operator(args: argparse.Namespace) -> None:
             print("available; waiting for customers", flush=True)
             for _ in range(args.calls):
                 result = await bot.handle_one(args.timeout)
-                print(f"session {result.session_id}: {result.decision} (received "
-                      f"{result.video_frames_received} video and "
-                      f"{result.audio_frames_received} audio frames)", flush=True)
+                print(
+                    f"session {result.session_id}: {result.decision} (received "
+                    f"{result.video_frames_received} video and "
+                    f"{result.audio_frames_received} audio frames)",
+                    flush=True,
+                )
         finally:
             await bot.signaling.close()
 
@@ -193,12 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_invite)
 
     op = sub.add_parser("operator", help="manage operator accounts").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     p = with_config(op.add_parser("add", help="add an account"))
     p.add_argument("--username", required=True)
     p.add_argument("--role", required=True, choices=("operator", "supervisor", "compliance"))
-    p.add_argument("--password-stdin", action="store_true",
-                   help="read the password from standard input (else prompt or generate)")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (else prompt or generate)",
+    )
     p.set_defaults(func=cmd_operator_add)
 
     bot = sub.add_parser("bot", help="protocol bots").add_subparsers(dest="role", required=True)
@@ -236,8 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("aioice", "aiortc", "socketio", "engineio", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

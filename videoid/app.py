@@ -53,16 +53,25 @@ class SocketNotifier:
         await self._sio.emit(event, data, room="operators", namespace="/operator")
 
 
-def create_app(config: Config, *, clock: Clock | None = None, rng: random.Random | None = None,
-               bootstrap: bool = False) -> web.Application:
+def create_app(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    bootstrap: bool = False,
+) -> web.Application:
     """The aiohttp application. ``bootstrap`` creates a first supervisor account and an
     invitation when the database has no operator yet (kept in ``app[FIRST_START]``)."""
     clock = clock or SystemClock()
-    app = web.Application(middlewares=[errors_middleware],
-                          client_max_size=config.signaling.max_payload_bytes)
-    sio = socketio.AsyncServer(async_mode="aiohttp",
-                               max_http_buffer_size=config.signaling.max_payload_bytes,
-                               logger=False, engineio_logger=False)
+    app = web.Application(
+        middlewares=[errors_middleware], client_max_size=config.signaling.max_payload_bytes
+    )
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        max_http_buffer_size=config.signaling.max_payload_bytes,
+        logger=False,
+        engineio_logger=False,
+    )
     sio.attach(app)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -72,8 +81,7 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: random.Random
         center = CallCenter(repo, config, SocketNotifier(sio), clock, rng)
         center.required_steps = invitations.required_steps
         base_url = config.base_url()
-        app[SERVICES] = Services(config, clock, repo, accounts, invitations, center, sio,
-                                 base_url)
+        app[SERVICES] = Services(config, clock, repo, accounts, invitations, center, sio, base_url)
         sio.register_namespace(CustomerNamespace(config, invitations, center, clock))
         sio.register_namespace(OperatorNamespace(config, accounts, center, clock))
         await center.recover()
@@ -81,7 +89,8 @@ def create_app(config: Config, *, clock: Clock | None = None, rng: random.Random
             password = generate_password()
             await accounts.add("admin", password, "supervisor", clock.now())
             invitation = await invitations.create(
-                "customer@example.org", "+390000000000", clock.now(), base_url)
+                "customer@example.org", "+390000000000", clock.now(), base_url
+            )
             app[FIRST_START] = FirstStart("admin", password, invitation)
         ticker = asyncio.create_task(_tick(center))
         try:

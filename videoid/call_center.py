@@ -68,14 +68,21 @@ class OperatorLink:
 
 
 class CallCenter:
-    def __init__(self, repo: Repository, config: Config, notifier: Notifier, clock: Clock,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        config: Config,
+        notifier: Notifier,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
         self._repo = repo
         self._config = config
         self._notifier = notifier
         self._clock = clock
-        self._room = WaitingRoom(rng or random.SystemRandom(),
-                                 initial_handle_seconds=config.queue.initial_handle_seconds)
+        self._room = WaitingRoom(
+            rng or random.SystemRandom(), initial_handle_seconds=config.queue.initial_handle_seconds
+        )
         self._live: dict[str, LiveSession] = {}
         self._operators: dict[int, OperatorLink] = {}
         self._lock = asyncio.Lock()
@@ -108,12 +115,18 @@ class CallCenter:
         async with self._locked():
             now = self._clock.now()
             for live in list(self._live.values()):
-                if (live.machine.state is State.ASSIGNED and live.offer_deadline is not None
-                        and live.offer_deadline <= now):
+                if (
+                    live.machine.state is State.ASSIGNED
+                    and live.offer_deadline is not None
+                    and live.offer_deadline <= now
+                ):
                     operator_id = live.machine.operator_id
                     await self._withdraw(live, "offer_timeout", pause_operator=True)
-                    logger.info("session %s: offer to operator %s timed out",
-                                live.machine.session_id, operator_id)
+                    logger.info(
+                        "session %s: offer to operator %s timed out",
+                        live.machine.session_id,
+                        operator_id,
+                    )
             await self._assign()
 
     # -- customers --------------------------------------------------------------------
@@ -164,8 +177,14 @@ class CallCenter:
             self._operators[operator.id] = OperatorLink(operator, sid)
             self._room.set_presence(operator.id, Presence.PAUSED)
             self._queue_changed()
-            return {"operator": {"id": operator.id, "username": operator.username,
-                                 "role": operator.role}, "presence": Presence.PAUSED.value}
+            return {
+                "operator": {
+                    "id": operator.id,
+                    "username": operator.username,
+                    "role": operator.role,
+                },
+                "presence": Presence.PAUSED.value,
+            }
 
     async def operator_disconnected(self, operator_id: int, sid: str) -> None:
         async with self._locked():
@@ -213,25 +232,37 @@ class CallCenter:
             self._room.set_presence(operator_id, Presence.BUSY)
             self._open_peers(live, operator_id)
             link = self._operators[operator_id]
-            self._notify_customer(session_id, "call_started", {
-                "operator": {"display_name": link.operator.username},
-                "ice_servers": list(self._config.media.ice_servers)})
+            self._notify_customer(
+                session_id,
+                "call_started",
+                {
+                    "operator": {"display_name": link.operator.username},
+                    "ice_servers": list(self._config.media.ice_servers),
+                },
+            )
             self._queue_changed()
-            return {"session_id": session_id, "state": machine.state.value,
-                    "ice_servers": list(self._config.media.ice_servers)}
+            return {
+                "session_id": session_id,
+                "state": machine.state.value,
+                "ice_servers": list(self._config.media.ice_servers),
+            }
 
     async def decline(self, operator_id: int, session_id: str) -> dict[str, Any]:
         async with self._locked():
             live = self._live.get(session_id)
-            if live is None or live.machine.state is not State.ASSIGNED or \
-                    live.machine.operator_id != operator_id:
+            if (
+                live is None
+                or live.machine.state is not State.ASSIGNED
+                or live.machine.operator_id != operator_id
+            ):
                 raise NotAssigned()
             await self._withdraw(live, "declined", pause_operator=True)
             await self._assign()
             return {"presence": self._room.presence(operator_id).value}
 
-    async def decide(self, operator_id: int, session_id: str, outcome: str, reason_code: str,
-                     reason_text: str) -> dict[str, Any]:
+    async def decide(
+        self, operator_id: int, session_id: str, outcome: str, reason_code: str, reason_text: str
+    ) -> dict[str, Any]:
         async with self._locked():
             live = self._live.get(session_id)
             if live is None or live.machine.operator_id != operator_id:
@@ -243,8 +274,9 @@ class CallCenter:
                 self._room.record_call_length(now - live.call_started_at)
             await self._close_peers(live)
             self._release_operator(operator_id)
-            self._notify_customer(session_id, "outcome", {
-                "outcome": outcome, "state": live.machine.state.value})
+            self._notify_customer(
+                session_id, "outcome", {"outcome": outcome, "state": live.machine.state.value}
+            )
             self._forget_if_idle(live)
             self._queue_changed()
             await self._assign()
@@ -252,8 +284,9 @@ class CallCenter:
 
     # -- media ------------------------------------------------------------------------
 
-    async def media_offer(self, role: Role, session_id: str, operator_id: int | None,
-                          sdp: str) -> str:
+    async def media_offer(
+        self, role: Role, session_id: str, operator_id: int | None, sdp: str
+    ) -> str:
         """Answer a participant's WebRTC offer for their call."""
         async with self._locked():
             live = self._live.get(session_id)
@@ -264,11 +297,21 @@ class CallCenter:
             peer = live.peers[role]
         return await peer.answer(sdp)
 
-    async def media_candidate(self, role: Role, session_id: str, operator_id: int | None,
-                              candidate: str, sdp_mid: str | None, index: int | None) -> None:
+    async def media_candidate(
+        self,
+        role: Role,
+        session_id: str,
+        operator_id: int | None,
+        candidate: str,
+        sdp_mid: str | None,
+        index: int | None,
+    ) -> None:
         live = self._live.get(session_id)
-        if live is None or role not in live.peers or (
-                role == "operator" and live.machine.operator_id != operator_id):
+        if (
+            live is None
+            or role not in live.peers
+            or (role == "operator" and live.machine.operator_id != operator_id)
+        ):
             raise MediaError("there is no call to connect to", code="no_call")
         await live.peers[role].add_candidate(candidate, sdp_mid, index)
 
@@ -299,8 +342,12 @@ class CallCenter:
 
     def _machine(self, record: SessionRecord) -> IdentificationSession:
         return IdentificationSession(
-            record.id, state=State(record.state), required_steps=self.required_steps,
-            operator_id=record.operator_id, ready_state=State(record.ready_state))
+            record.id,
+            state=State(record.state),
+            required_steps=self.required_steps,
+            operator_id=record.operator_id,
+            ready_state=State(record.ready_state),
+        )
 
     def _get(self, session_id: str) -> LiveSession:
         live = self._live.get(session_id)
@@ -310,8 +357,12 @@ class CallCenter:
 
     async def _persist(self, machine: IdentificationSession) -> None:
         await self._repo.save_events(
-            machine.session_id, machine.pop_events(), state=machine.state.value,
-            ready_state=machine.ready_state.value, operator_id=machine.operator_id)
+            machine.session_id,
+            machine.pop_events(),
+            state=machine.state.value,
+            ready_state=machine.ready_state.value,
+            operator_id=machine.operator_id,
+        )
 
     async def _customer_leaves(self, live: LiveSession) -> None:
         machine, now = live.machine, self._clock.now()
@@ -324,8 +375,11 @@ class CallCenter:
             live.offer_deadline = None
             if operator_id is not None:
                 self._release_operator(operator_id)
-                self._notify_operator(operator_id, "assignment_withdrawn", {
-                    "session_id": machine.session_id, "reason": "customer_left"})
+                self._notify_operator(
+                    operator_id,
+                    "assignment_withdrawn",
+                    {"session_id": machine.session_id, "reason": "customer_left"},
+                )
         elif machine.state is State.IN_CALL:
             await self._drop_call(live, by="customer")
         else:
@@ -347,9 +401,15 @@ class CallCenter:
         if link is not None and pause_operator:
             link.wants = Presence.PAUSED
             self._room.set_presence(operator_id, Presence.PAUSED)
-        self._notify_operator(operator_id, "assignment_withdrawn", {
-            "session_id": machine.session_id, "reason": reason,
-            "presence": self._room.presence(operator_id).value})
+        self._notify_operator(
+            operator_id,
+            "assignment_withdrawn",
+            {
+                "session_id": machine.session_id,
+                "reason": reason,
+                "presence": self._room.presence(operator_id).value,
+            },
+        )
         self._queue_changed()
 
     async def _drop_call(self, live: LiveSession, *, by: str) -> None:
@@ -362,11 +422,17 @@ class CallCenter:
         live.call_started_at = None
         if by == "operator":
             self._room.add(machine.session_id, now, at_head=True)
-            self._notify_customer(machine.session_id, "call_ended", {
-                "reason": "operator_left", "state": machine.state.value})
+            self._notify_customer(
+                machine.session_id,
+                "call_ended",
+                {"reason": "operator_left", "state": machine.state.value},
+            )
         else:
-            self._notify_operator(operator_id, "call_ended", {
-                "session_id": machine.session_id, "reason": "customer_left"})
+            self._notify_operator(
+                operator_id,
+                "call_ended",
+                {"session_id": machine.session_id, "reason": "customer_left"},
+            )
             self._release_operator(operator_id)
         await self._persist(machine)
         self._queue_changed()
@@ -387,11 +453,21 @@ class CallCenter:
             await self._persist(live.machine)
             await self._repo.save_assignment(draw)
             self._operators[draw.operator_id].session_id = draw.session_id
-            logger.info("session %s: offered to operator %d (drawn %d of %d)", draw.session_id,
-                        draw.operator_id, draw.index + 1, len(draw.candidates))
-            self._notify_operator(draw.operator_id, "assignment_offered", {
-                "session_id": draw.session_id,
-                "timeout_seconds": self._config.operators.offer_timeout_seconds})
+            logger.info(
+                "session %s: offered to operator %d (drawn %d of %d)",
+                draw.session_id,
+                draw.operator_id,
+                draw.index + 1,
+                len(draw.candidates),
+            )
+            self._notify_operator(
+                draw.operator_id,
+                "assignment_offered",
+                {
+                    "session_id": draw.session_id,
+                    "timeout_seconds": self._config.operators.offer_timeout_seconds,
+                },
+            )
             self._notify_customer(draw.session_id, "assigned", {"state": State.ASSIGNED.value})
             self._queue_changed()
 
@@ -401,31 +477,47 @@ class CallCenter:
             live = self._live.get(entry.session_id)
             if live is None:
                 continue
-            info = (self._room.position(entry.session_id),
-                    self._room.estimated_wait_seconds(entry.session_id))
+            info = (
+                self._room.position(entry.session_id),
+                self._room.estimated_wait_seconds(entry.session_id),
+            )
             if info != live.last_queue_info:
                 live.last_queue_info = info
-                self._notify_customer(entry.session_id, "queue", {
-                    "position": info[0], "estimated_wait_seconds": info[1]})
+                self._notify_customer(
+                    entry.session_id,
+                    "queue",
+                    {"position": info[0], "estimated_wait_seconds": info[1]},
+                )
         self._outbox.append((self._notifier.to_operators, ("queue_snapshot", self.snapshot())))
 
     def snapshot(self) -> dict[str, Any]:
         now = self._clock.now()
         return {
-            "waiting": [{"session_id": e.session_id, "position": i,
-                         "waiting_seconds": round(now - e.since, 1)}
-                        for i, e in enumerate(self._room.entries(), start=1)],
-            "operators": {p.value: len(self._room.operators_with(p)) for p in Presence
-                          if p is not Presence.OFFLINE},
+            "waiting": [
+                {
+                    "session_id": e.session_id,
+                    "position": i,
+                    "waiting_seconds": round(now - e.since, 1),
+                }
+                for i, e in enumerate(self._room.entries(), start=1)
+            ],
+            "operators": {
+                p.value: len(self._room.operators_with(p))
+                for p in Presence
+                if p is not Presence.OFFLINE
+            },
         }
 
     def _customer_view(self, live: LiveSession) -> dict[str, Any]:
-        view: dict[str, Any] = {"session_id": live.machine.session_id,
-                                "state": live.machine.state.value}
+        view: dict[str, Any] = {
+            "session_id": live.machine.session_id,
+            "state": live.machine.state.value,
+        }
         if live.machine.session_id in self._room:
             view["position"] = self._room.position(live.machine.session_id)
             view["estimated_wait_seconds"] = self._room.estimated_wait_seconds(
-                live.machine.session_id)
+                live.machine.session_id
+            )
             live.last_queue_info = (view["position"], view["estimated_wait_seconds"])
         elif live.machine.state is State.ASSIGNED:
             view["position"], view["estimated_wait_seconds"] = 1, 0.0  # an operator is coming
@@ -436,9 +528,12 @@ class CallCenter:
         sid = live.machine.session_id
         for role in ("customer", "operator"):
             live.peers[role] = ParticipantPeer(
-                f"session {sid} {role}", forwarding=media.forwarding,
-                ice_servers=media.ice_servers, max_sdp_bytes=media.max_sdp_bytes,
-                relay=self._relay)
+                f"session {sid} {role}",
+                forwarding=media.forwarding,
+                ice_servers=media.ice_servers,
+                max_sdp_bytes=media.max_sdp_bytes,
+                relay=self._relay,
+            )
         bridge(live.peers["customer"], live.peers["operator"])
 
     async def _close_peers(self, live: LiveSession) -> None:
@@ -447,7 +542,10 @@ class CallCenter:
 
     def _forget_if_idle(self, live: LiveSession) -> None:
         if live.customer_sid is None and live.machine.state not in (
-                State.WAITING, State.ASSIGNED, State.IN_CALL):
+            State.WAITING,
+            State.ASSIGNED,
+            State.IN_CALL,
+        ):
             self._live.pop(live.machine.session_id, None)
 
     def _notify_customer(self, session_id: str, event: str, data: dict[str, Any]) -> None:

@@ -202,6 +202,8 @@ def load_config(
         raw.setdefault(section, {}).update(values)
     unknown = sorted(set(raw) - set(sections))
     if unknown:
-        raise ConfigError(f"unknown section(s): {', '.join(unknown)} (known: {', '.join(sections)})")
+        raise ConfigError(
+            f"unknown section(s): {', '.join(unknown)} (known: {', '.join(sections)})"
+        )
     hints = typing.get_type_hints(Config)
     return Config(**{s: _build(hints[s], v, s) for s, v in raw.items()})

@@ -45,13 +45,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPRequestEntityTooLarge:
         response = web.json_response(
             {"error": {"code": "payload_too_large", "message": "the request is too large"}},
-            status=413)
+            status=413,
+        )
     except web.HTTPException as err:
         if err.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed"}.get(err.status, "http_error")
-        response = web.json_response({"error": {"code": code, "message": err.reason}},
-                                     status=err.status)
+        response = web.json_response(
+            {"error": {"code": code, "message": err.reason}}, status=err.status
+        )
     if not request.path.startswith("/socket.io"):
         response.headers.update(SECURITY_HEADERS)
     return response
@@ -72,8 +74,9 @@ async def read_json(request: web.Request, fields: dict[str, int]) -> dict[str, s
     for name, limit in fields.items():
         value = body.get(name)
         if not isinstance(value, str) or not value or len(value) > limit:
-            raise ValidationError(f"{name}: required, a string of at most {limit} characters",
-                                  code="invalid_payload")
+            raise ValidationError(
+                f"{name}: required, a string of at most {limit} characters", code="invalid_payload"
+            )
         out[name] = value
     return out
 
@@ -98,23 +101,40 @@ class HttpApi:
     def _page(self, name: str) -> Handler:
         async def page(request: web.Request) -> web.StreamResponse:
             return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-store"})
+
         return page
 
     async def health(self, request: web.Request) -> web.Response:
         snapshot = _s(request).center.snapshot()
-        return web.json_response({"status": "ok", "waiting": len(snapshot["waiting"]),
-                                  "operators": snapshot["operators"]})
+        return web.json_response(
+            {
+                "status": "ok",
+                "waiting": len(snapshot["waiting"]),
+                "operators": snapshot["operators"],
+            }
+        )
 
     async def login(self, request: web.Request) -> web.Response:
         body = await read_json(request, {"username": 64, "password": 256})
-        login = await _s(request).accounts.login(body["username"], body["password"],
-                                                _s(request).clock.now())
-        response = web.json_response({
-            "token": login.token, "expires_at": login.expires_at,
-            "operator": _operator_json(login.operator)})
-        response.set_cookie(LOGIN_COOKIE, login.token, httponly=True, samesite="Strict",
-                            secure=_s(request).config.server.secure_cookies, path="/",
-                            max_age=int(_s(request).config.operators.login_ttl_hours * 3600))
+        login = await _s(request).accounts.login(
+            body["username"], body["password"], _s(request).clock.now()
+        )
+        response = web.json_response(
+            {
+                "token": login.token,
+                "expires_at": login.expires_at,
+                "operator": _operator_json(login.operator),
+            }
+        )
+        response.set_cookie(
+            LOGIN_COOKIE,
+            login.token,
+            httponly=True,
+            samesite="Strict",
+            secure=_s(request).config.server.secure_cookies,
+            path="/",
+            max_age=int(_s(request).config.operators.login_ttl_hours * 3600),
+        )
         return response
 
     async def logout(self, request: web.Request) -> web.Response:
@@ -134,10 +154,17 @@ class HttpApi:
             raise Forbidden("only supervisors create invitations")
         body = await read_json(request, {"email": 254, "phone": 32})
         services = _s(request)
-        invitation = await services.invitations.create(body["email"], body["phone"],
-                                                       services.clock.now(), services.base_url)
-        return web.json_response({"session_id": invitation.session_id, "url": invitation.url,
-                                  "expires_at": invitation.expires_at}, status=201)
+        invitation = await services.invitations.create(
+            body["email"], body["phone"], services.clock.now(), services.base_url
+        )
+        return web.json_response(
+            {
+                "session_id": invitation.session_id,
+                "url": invitation.url,
+                "expires_at": invitation.expires_at,
+            },
+            status=201,
+        )
 
     async def session(self, request: web.Request) -> web.Response:
         await self._operator(request)
@@ -146,18 +173,38 @@ class HttpApi:
         record = await repo.find_session(id=session_id) if len(session_id) == 36 else None
         if record is None:
             raise SessionNotFound()
-        return web.json_response({
-            "session_id": record.id, "state": record.state, "operator_id": record.operator_id,
-            "created_at": record.created_at, "updated_at": record.updated_at,
-            "transitions": [{"from": a, "to": b, "at": at, "actor": actor}
-                            for a, b, at, actor in await repo.transitions(record.id)],
-            "assignments": [{"operator_id": d.operator_id, "candidates": list(d.candidates),
-                             "index": d.index, "at": d.at}
-                            for d in await repo.assignments(record.id)],
-            "decisions": [{"operator_id": d.operator_id, "outcome": d.outcome,
-                           "reason_code": d.reason_code, "reason_text": d.reason_text,
-                           "at": d.at} for d in await repo.decisions(record.id)],
-        })
+        return web.json_response(
+            {
+                "session_id": record.id,
+                "state": record.state,
+                "operator_id": record.operator_id,
+                "created_at": record.created_at,
+                "updated_at": record.updated_at,
+                "transitions": [
+                    {"from": a, "to": b, "at": at, "actor": actor}
+                    for a, b, at, actor in await repo.transitions(record.id)
+                ],
+                "assignments": [
+                    {
+                        "operator_id": d.operator_id,
+                        "candidates": list(d.candidates),
+                        "index": d.index,
+                        "at": d.at,
+                    }
+                    for d in await repo.assignments(record.id)
+                ],
+                "decisions": [
+                    {
+                        "operator_id": d.operator_id,
+                        "outcome": d.outcome,
+                        "reason_code": d.reason_code,
+                        "reason_text": d.reason_text,
+                        "at": d.at,
+                    }
+                    for d in await repo.decisions(record.id)
+                ],
+            }
+        )
 
     async def _operator(self, request: web.Request) -> OperatorRecord:
         services = _s(request)
@@ -171,11 +218,9 @@ def _s(request: web.Request) -> Services:
 def _token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        return header[len("Bearer "):].strip()
+        return header[len("Bearer ") :].strip()
     return request.cookies.get(LOGIN_COOKIE)
 
 
 def _operator_json(operator: OperatorRecord) -> dict[str, Any]:
     return {"id": operator.id, "username": operator.username, "role": operator.role}
-
-

@@ -68,8 +68,10 @@ class GuardedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             reply = error_reply(err)
         except Exception:
             logger.exception("%s: %s failed", self.namespace, event)
-            reply = {"ok": False, "error": {"code": "internal_error",
-                                            "message": "something went wrong on our side"}}
+            reply = {
+                "ok": False,
+                "error": {"code": "internal_error", "message": "something went wrong on our side"},
+            }
         await self.emit("error", {"event": str(event)[:64], **reply["error"]}, to=sid)
         return reply
 
@@ -78,7 +80,8 @@ class GuardedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         now = time.monotonic()
         if bucket is None:
             bucket = self._buckets[sid] = TokenBucket(
-                self._signaling.events_per_second, self._signaling.event_burst, now)
+                self._signaling.events_per_second, self._signaling.event_burst, now
+            )
         if not bucket.take(now):
             if bucket.refused > self.DISCONNECT_AFTER_REFUSALS:
                 logger.warning("%s: disconnecting a flooding client", self.namespace)

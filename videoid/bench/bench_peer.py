@@ -35,7 +35,7 @@ class ClipVideoTrack(MediaStreamTrack):
     def request_keyframe(self) -> None:
         self._index = 0
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:
@@ -64,7 +64,7 @@ class ClipAudioTrack(MediaStreamTrack):
         self._n = 0
         self._start: float | None = None
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:
@@ -137,17 +137,17 @@ class BenchPeer:
         for track in (ClipAudioTrack(clip), self.video):
             sender = self.pc.addTrack(track)
             if track.kind == "video":
-                sender._send_keyframe = self.video.request_keyframe
+                sender._send_keyframe = self.video.request_keyframe  # type: ignore[method-assign]
         for transceiver in self.pc.getTransceivers():
             caps = RTCRtpSender.getCapabilities(transceiver.kind)
             name = "video/VP8" if transceiver.kind == "video" else "audio/opus"
             transceiver.setCodecPreferences(
-                [c for c in caps.codecs if c.mimeType.lower() == name.lower()])
+                [c for c in caps.codecs if c.mimeType.lower() == name.lower()]
+            )
         self.pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        receiver = next(t.receiver for t in self.pc.getTransceivers()
-                        if t.receiver.track is track)
+        receiver = next(t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track)
         if track.kind == "audio":
             EncodedTap.install(receiver, "audio").subscribe(_AudioCount(self.arrivals))
         elif self._identify == "hash":
@@ -164,11 +164,12 @@ class BenchPeer:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            self.arrivals.arrived(read_barcode(frame))
+            if isinstance(frame, av.VideoFrame):
+                self.arrivals.arrived(read_barcode(frame))
 
     async def offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        return self.pc.localDescription.sdp  # type: ignore[no-any-return]
+        return self.pc.localDescription.sdp
 
     async def accept_answer(self, sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))

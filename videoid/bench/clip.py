@@ -11,6 +11,7 @@ import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -24,23 +25,23 @@ BAR_W, BAR_H = WIDTH // BITS, 32
 BITRATE = 500_000
 
 
-def draw_barcode(y_plane: np.ndarray, index: int) -> None:
+def draw_barcode(y_plane: np.ndarray[Any, np.dtype[np.uint8]], index: int) -> None:
     for bit in range(BITS):
         value = 255 if index >> bit & 1 else 0
-        y_plane[:BAR_H, bit * BAR_W:(bit + 1) * BAR_W] = value
+        y_plane[:BAR_H, bit * BAR_W : (bit + 1) * BAR_W] = value
 
 
 def read_barcode(frame: av.VideoFrame) -> int:
     """The index drawn by :func:`draw_barcode` on a decoded frame."""
     plane = frame.planes[0]
-    y = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+    y = np.frombuffer(bytes(plane), np.uint8).reshape(-1, plane.line_size)
     scale_x = frame.width / WIDTH
     scale_y = frame.height / HEIGHT
     row = int(BAR_H / 2 * scale_y)
     index = 0
     for bit in range(BITS):
         x = int((bit + 0.5) * BAR_W * scale_x)
-        if y[row - 2:row + 3, x - 4:x + 5].mean() > 128:
+        if y[row - 2 : row + 3, x - 4 : x + 5].mean() > 128:
             index |= 1 << bit
     return index
 
@@ -60,15 +61,20 @@ def frame_hash(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=8).digest()
 
 
-def _encoder(gop: int) -> av.CodecContext:
-    codec = av.CodecContext.create("libvpx", "w")
+def _encoder(gop: int) -> av.VideoCodecContext:
+    codec = av.VideoCodecContext.create("libvpx", "w")
     codec.width, codec.height, codec.pix_fmt = WIDTH, HEIGHT, "yuv420p"
     codec.bit_rate = BITRATE
     codec.time_base = fractions.Fraction(1, FPS)
     codec.gop_size = gop
-    codec.options = {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0",
-                     "minrate": str(BITRATE), "maxrate": str(BITRATE),
-                     "bufsize": str(BITRATE)}
+    codec.options = {
+        "deadline": "realtime",
+        "cpu-used": "-6",
+        "lag-in-frames": "0",
+        "minrate": str(BITRATE),
+        "maxrate": str(BITRATE),
+        "bufsize": str(BITRATE),
+    }
     return codec
 
 
@@ -80,14 +86,20 @@ def build_clip(photo: Path, cache_dir: Path, seconds: int = 10) -> Clip:
         if isinstance(clip, Clip):
             return clip
     cache_dir.mkdir(parents=True, exist_ok=True)
-    y4m = make_face_video(photo, cache_dir / f"{photo.stem}-{seconds}s.y4m", seconds=seconds,
-                          fps=FPS, width=WIDTH, height=HEIGHT)
+    y4m = make_face_video(
+        photo,
+        cache_dir / f"{photo.stem}-{seconds}s.y4m",
+        seconds=seconds,
+        fps=FPS,
+        width=WIDTH,
+        height=HEIGHT,
+    )
     encoder = _encoder(gop=10_000)
     video: list[bytes] = []
     with av.open(str(y4m)) as container:
         for i, frame in enumerate(container.decode(video=0)):
-            y = np.frombuffer(frame.planes[0], np.uint8).reshape(-1, frame.planes[0].line_size)
-            y = y.copy()
+            plane = frame.planes[0]
+            y = np.frombuffer(bytes(plane), np.uint8).reshape(-1, plane.line_size).copy()
             draw_barcode(y, i)
             frame.planes[0].update(y.tobytes())
             frame.pts = i
@@ -104,9 +116,9 @@ def build_clip(photo: Path, cache_dir: Path, seconds: int = 10) -> Clip:
     for i in range(50):
         t = (np.arange(samples) + i * samples) / 48000
         pcm = (np.sin(2 * math.pi * 440 * t) * 3000).astype(np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate, frame.pts = 48000, i * samples
-        audio.extend(bytes(p) for p in opus.encode(frame))
+        tone = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        tone.sample_rate, tone.pts = 48000, i * samples
+        audio.extend(bytes(p) for p in opus.encode(tone))
     clip = Clip(tuple(video), tuple(audio))
     cache.write_bytes(pickle.dumps(clip))
     return clip

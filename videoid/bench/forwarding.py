@@ -45,17 +45,28 @@ MAX_P95_MS = 1000.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pairs", default="1,2,4,8,12,16,20,24",
-                   help="comma-separated numbers of concurrent calls to try, in order")
+    p.add_argument(
+        "--pairs",
+        default="1,2,4,8,12,16,20,24",
+        help="comma-separated numbers of concurrent calls to try, in order",
+    )
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per step")
     p.add_argument("--modes", default="encoded,reencode")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--load-cpu", type=int, default=1)
-    p.add_argument("--arrival-interval", type=float, default=0.25,
-                   help="seconds between customers joining the queue (0: all at once)")
+    p.add_argument(
+        "--arrival-interval",
+        type=float,
+        default=0.25,
+        help="seconds between customers joining the queue (0: all at once)",
+    )
     p.add_argument("--keep-going", action="store_true", help="do not stop at the first break")
-    p.add_argument("--soak", type=float, default=0.0,
-                   help="instead: run calls that come and go for this many seconds")
+    p.add_argument(
+        "--soak",
+        type=float,
+        default=0.0,
+        help="instead: run calls that come and go for this many seconds",
+    )
     p.add_argument("--soak-pairs", type=int, default=4)
     p.add_argument("--photo", default=str(DEFAULT_PHOTO))
     p.add_argument("--json", help="also write the results to this file")
@@ -78,15 +89,18 @@ class Step:
 
     @property
     def broken(self) -> bool:
-        return (self.sustained < self.pairs or self.frames_lost_percent > MAX_LOSS * 100
-                or self.latency_ms[1] > MAX_P95_MS)
+        return (
+            self.sustained < self.pairs
+            or self.frames_lost_percent > MAX_LOSS * 100
+            or self.latency_ms[1] > MAX_P95_MS
+        )
 
 
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 class Harness:
@@ -116,17 +130,7 @@ class Harness:
         for i in range(operators):
             await accounts.add(f"bench-op-{i}", PASSWORD, "operator", time.time())
         await repo.close()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        log = open(self.dir / "server.log", "wb")  # noqa: SIM115 (kept open for the child)
-        cpu = self.args.server_cpu
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "videoid", "serve", "--port", str(port), "--data-dir",
-             str(self.dir), "--forwarding", self.mode],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+        proc = self._spawn()
         deadline = time.monotonic() + 30
         async with aiohttp.ClientSession() as http:
             while True:
@@ -136,12 +140,41 @@ class Harness:
                             break
                 except aiohttp.ClientError:
                     pass
-                if time.monotonic() > deadline or self.proc.poll() is not None:
+                if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError(f"the server did not start; see {self.dir}/server.log")
                 await asyncio.sleep(0.2)
         self.admin_token = await login(self.url, "bench-admin", PASSWORD)
-        self.operator_tokens = [await login(self.url, f"bench-op-{i}", PASSWORD)
-                                for i in range(operators)]
+        self.operator_tokens = [
+            await login(self.url, f"bench-op-{i}", PASSWORD) for i in range(operators)
+        ]
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """Start the server process, pinned to its core, logging to the work directory."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        cpu = self.args.server_cpu
+        with open(self.dir / "server.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "videoid",
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(self.dir),
+                    "--forwarding",
+                    self.mode,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+            )
+        return self.proc
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -153,9 +186,11 @@ class Harness:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     async def invite(self, http: aiohttp.ClientSession) -> str:
-        async with http.post(f"{self.url}/api/invitations",
-                             headers={"Authorization": f"Bearer {self.admin_token}"},
-                             json={"email": "bench@example.org", "phone": "+390000000000"}) as r:
+        async with http.post(
+            f"{self.url}/api/invitations",
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            json={"email": "bench@example.org", "phone": "+390000000000"},
+        ) as r:
             body = await r.json()
             if r.status != 201:
                 raise RuntimeError(f"invitation refused: {body}")
@@ -186,10 +221,12 @@ class Harness:
             await client.request("accept", {"session_id": session_id})
             await client.request("set_presence", {"status": "paused"})
             peer = peers.setdefault(session_id, {})["operator"] = BenchPeer(
-                self.clip, self.identify, self.table)
+                self.clip, self.identify, self.table
+            )
             link(session_id)
-            reply = await client.request("webrtc_offer",
-                                         {"type": "offer", "sdp": await peer.offer()})
+            reply = await client.request(
+                "webrtc_offer", {"type": "offer", "sdp": await peer.offer()}
+            )
             await peer.accept_answer(reply["answer"]["sdp"])
 
         async def customer_side(token: str) -> None:
@@ -200,10 +237,12 @@ class Harness:
             await client.request("join_queue")
             await client.next("call_started", 60)
             peer = peers.setdefault(session_id, {})["customer"] = BenchPeer(
-                self.clip, self.identify, self.table)
+                self.clip, self.identify, self.table
+            )
             link(session_id)
-            reply = await client.request("webrtc_offer",
-                                         {"type": "offer", "sdp": await peer.offer()})
+            reply = await client.request(
+                "webrtc_offer", {"type": "offer", "sdp": await peer.offer()}
+            )
             await peer.accept_answer(reply["answer"]["sdp"])
 
         async with aiohttp.ClientSession() as http:
@@ -247,13 +286,15 @@ class Harness:
                     ok = False
                 if arrivals.first_at is not None and session_id in accepted_at:
                     (first_op if role == "operator" else first_cust).append(
-                        (arrivals.first_at - accepted_at[session_id]) * 1000)
+                        (arrivals.first_at - accepted_at[session_id]) * 1000
+                    )
             sustained += ok and len(both) == 2
-        received_in_span = sum(
-            sum(1 for _, a in p.arrivals.frames if t0 <= a < t1) for p in sides)
+        received_in_span = sum(sum(1 for _, a in p.arrivals.frames if t0 <= a < t1) for p in sides)
 
         step = Step(
-            mode=self.mode, pairs=pairs, sustained=sustained,
+            mode=self.mode,
+            pairs=pairs,
+            sustained=sustained,
             server_cpu_per_call_second=((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system))
             / (pairs * span),
             frames_forwarded_per_second=received_in_span / span,
@@ -270,9 +311,15 @@ class Harness:
             for client in clients:
                 if client.namespace == "/operator" and client.sio.connected:
                     try:
-                        await client.request("decide", {"session_id": session_id,
-                                                        "outcome": "approved",
-                                                        "reason_code": "bench"}, 5)
+                        await client.request(
+                            "decide",
+                            {
+                                "session_id": session_id,
+                                "outcome": "approved",
+                                "reason_code": "bench",
+                            },
+                            5,
+                        )
                         break
                     except Exception:
                         continue
@@ -282,29 +329,39 @@ class Harness:
         return step
 
 
-HEADER = (f"{'mode':<9}{'calls':>6}{'ok':>4}{'srv cpu s/call-s':>17}{'fwd fps':>9}"
-          f"{'lost %':>8}{'accept→1st op p50/p95':>23}{'cust p50/p95':>14}"
-          f"{'latency p50/p95 ms':>20}{'srv MB':>8}{'gen cpu%':>9}")
+HEADER = (
+    f"{'mode':<9}{'calls':>6}{'ok':>4}{'srv cpu s/call-s':>17}{'fwd fps':>9}"
+    f"{'lost %':>8}{'accept→1st op p50/p95':>23}{'cust p50/p95':>14}"
+    f"{'latency p50/p95 ms':>20}{'srv MB':>8}{'gen cpu%':>9}"
+)
+
+
+def _pair(values: tuple[float, float]) -> str:
+    return f"{values[0]:.0f}/{values[1]:.0f}"
 
 
 def row(s: Step) -> str:
-    f = lambda pair: f"{pair[0]:.0f}/{pair[1]:.0f}"  # noqa: E731
-    return (f"{s.mode:<9}{s.pairs:>6}{s.sustained:>4}{s.server_cpu_per_call_second:>17.3f}"
-            f"{s.frames_forwarded_per_second:>9.0f}{s.frames_lost_percent:>8.2f}"
-            f"{f(s.first_frame_operator_ms):>23}{f(s.first_frame_customer_ms):>14}"
-            f"{f(s.latency_ms):>20}{s.server_rss_mb:>8.0f}{s.generator_cpu_percent:>9.0f}"
-            + ("  ← broke" if s.broken else ""))
+    f = _pair
+    return (
+        f"{s.mode:<9}{s.pairs:>6}{s.sustained:>4}{s.server_cpu_per_call_second:>17.3f}"
+        f"{s.frames_forwarded_per_second:>9.0f}{s.frames_lost_percent:>8.2f}"
+        f"{f(s.first_frame_operator_ms):>23}{f(s.first_frame_customer_ms):>14}"
+        f"{f(s.latency_ms):>20}{s.server_rss_mb:>8.0f}{s.generator_cpu_percent:>9.0f}"
+        + ("  ← broke" if s.broken else "")
+    )
 
 
 async def run(args: argparse.Namespace) -> list[Step]:
     clip = build_clip(Path(args.photo), ROOT / "var" / "bench")
     counts = [int(n) for n in args.pairs.split(",")]
     steps: list[Step] = []
-    print(f"server on core {args.server_cpu}, generator on core {args.load_cpu}; "
-          f"640x480 VP8 15 fps + Opus each way; customers arrive {args.arrival_interval} s "
-          f"apart; {args.seconds:.0f} s measured per step; "
-          f"a step breaks at a lost call, >{MAX_LOSS:.0%} frames lost or p95 > {MAX_P95_MS:.0f} ms",
-          flush=True)
+    print(
+        f"server on core {args.server_cpu}, generator on core {args.load_cpu}; "
+        f"640x480 VP8 15 fps + Opus each way; customers arrive {args.arrival_interval} s "
+        f"apart; {args.seconds:.0f} s measured per step; "
+        f"a step breaks at a lost call, >{MAX_LOSS:.0%} frames lost or p95 > {MAX_P95_MS:.0f} ms",
+        flush=True,
+    )
     print(HEADER, flush=True)
     for mode in args.modes.split(","):
         harness = Harness(mode, args, clip)
@@ -325,8 +382,10 @@ async def run(args: argparse.Namespace) -> list[Step]:
         print("\nserver CPU per call-second, re-encoding / encoded forwarding:")
         for n in common:
             ratio = reencode[n].server_cpu_per_call_second / encoded[n].server_cpu_per_call_second
-            print(f"  {n:>3} calls: {reencode[n].server_cpu_per_call_second:.3f} / "
-                  f"{encoded[n].server_cpu_per_call_second:.3f} = {ratio:.1f}x")
+            print(
+                f"  {n:>3} calls: {reencode[n].server_cpu_per_call_second:.3f} / "
+                f"{encoded[n].server_cpu_per_call_second:.3f} = {ratio:.1f}x"
+            )
     for mode, by_n in (("encoded", encoded), ("reencode", reencode)):
         good = [n for n, s in by_n.items() if not s.broken]
         if by_n:
@@ -344,22 +403,29 @@ async def soak(args: argparse.Namespace) -> None:
         start = time.monotonic()
         proc = psutil.Process(harness.proc.pid)  # type: ignore[union-attr]
         calls = 0
-        print(f"soak: {mode}, {args.soak_pairs} calls at a time, each 15-45 s, "
-              f"for {args.soak:.0f} s", flush=True)
+        print(
+            f"soak: {mode}, {args.soak_pairs} calls at a time, each 15-45 s, for {args.soak:.0f} s",
+            flush=True,
+        )
         while time.monotonic() - start < args.soak:
             step = await harness.round(args.soak_pairs, random.uniform(15, 45))
             calls += step.pairs
             rss = proc.memory_info().rss / 2**20
             samples.append((time.monotonic() - start, rss))
-            print(f"  t={samples[-1][0]:6.0f} s  calls so far {calls:5d}  server RSS "
-                  f"{rss:7.1f} MB  (lost {step.frames_lost_percent:.2f} %)", flush=True)
+            print(
+                f"  t={samples[-1][0]:6.0f} s  calls so far {calls:5d}  server RSS "
+                f"{rss:7.1f} MB  (lost {step.frames_lost_percent:.2f} %)",
+                flush=True,
+            )
     finally:
         harness.stop()
-    later = samples[len(samples) // 2:]
+    later = samples[len(samples) // 2 :]
     if len(later) >= 2:
         slope = statistics.linear_regression([t for t, _ in later], [m for _, m in later]).slope
-        print(f"memory trend over the second half: {slope * 3600:+.1f} MB/hour "
-              f"(first {samples[0][1]:.1f} MB, last {samples[-1][1]:.1f} MB)")
+        print(
+            f"memory trend over the second half: {slope * 3600:+.1f} MB/hour "
+            f"(first {samples[0][1]:.1f} MB, last {samples[-1][1]:.1f} MB)"
+        )
 
 
 def main(args: argparse.Namespace) -> None:

@@ -22,8 +22,10 @@ def parse_invitation(url: str) -> tuple[str, str]:
     """Split an invitation link ``http://host/join#TOKEN`` into (server URL, token)."""
     parts = urlsplit(url)
     if not parts.scheme or not parts.netloc or not parts.fragment:
-        raise ProtocolError("an invitation link looks like http://host:port/join#TOKEN",
-                            code="invalid_invitation_url")
+        raise ProtocolError(
+            "an invitation link looks like http://host:port/join#TOKEN",
+            code="invalid_invitation_url",
+        )
     return f"{parts.scheme}://{parts.netloc}", parts.fragment
 
 
@@ -39,8 +41,13 @@ class CustomerResult:
 
 
 class CustomerBot:
-    def __init__(self, invite_url: str, video: str | Path | MediaStreamTrack | None,
-                 *, on_video_frame: Any = None) -> None:
+    def __init__(
+        self,
+        invite_url: str,
+        video: str | Path | MediaStreamTrack | None,
+        *,
+        on_video_frame: Any = None,
+    ) -> None:
         self.server, self._token = parse_invitation(invite_url)
         self._video = video
         self._on_video_frame = on_video_frame
@@ -68,8 +75,9 @@ class CustomerBot:
 
     async def connect_media(self) -> None:
         self.peer = ClientPeer(self._video, on_video_frame=self._on_video_frame)
-        reply = await self.signaling.request("webrtc_offer", {"type": "offer",
-                                                              "sdp": await self.peer.offer()})
+        reply = await self.signaling.request(
+            "webrtc_offer", {"type": "offer", "sdp": await self.peer.offer()}
+        )
         await self.peer.accept_answer(reply["answer"]["sdp"])
 
     async def wait_outcome(self, timeout_seconds: float = 300.0) -> str:

@@ -88,8 +88,9 @@ class MonotonicTrack(MediaStreamTrack):
 class FrameCounter:
     """Reads a received track to its end, counting frames and noting the first one's time."""
 
-    def __init__(self, track: MediaStreamTrack,
-                 on_frame: Callable[[Any], None] | None = None) -> None:
+    def __init__(
+        self, track: MediaStreamTrack, on_frame: Callable[[Any], None] | None = None
+    ) -> None:
         self.track = track
         self.frames = 0
         self.first_frame_at: float | None = None
@@ -125,13 +126,17 @@ class ClientPeer:
     """One participant's aiortc peer: sends ``video`` (a file path or a track) and a
     tone; receives and counts the other side's media."""
 
-    def __init__(self, video: str | Path | MediaStreamTrack | None,
-                 audio: MediaStreamTrack | None = None,
-                 on_video_frame: Callable[[Any], None] | None = None) -> None:
+    def __init__(
+        self,
+        video: str | Path | MediaStreamTrack | None,
+        audio: MediaStreamTrack | None = None,
+        on_video_frame: Callable[[Any], None] | None = None,
+    ) -> None:
         self.pc = RTCPeerConnection()
         self._player: MediaPlayer | None = None
         if isinstance(video, str | Path):
             self._player = MediaPlayer(str(video), loop=True)
+            assert self._player.video is not None, f"{video} has no video"
             video = MonotonicTrack(self._player.video)
         self.counters: dict[str, FrameCounter] = {}
         self._on_video_frame = on_video_frame
@@ -155,7 +160,7 @@ class ClientPeer:
 
     async def offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        return self.pc.localDescription.sdp  # type: ignore[no-any-return]
+        return self.pc.localDescription.sdp
 
     async def accept_answer(self, sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))

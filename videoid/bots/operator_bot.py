@@ -20,15 +20,19 @@ logger = logging.getLogger(__name__)
 
 
 async def login(server: str, username: str, password: str) -> str:
-    async with aiohttp.ClientSession() as http, http.post(
-        f"{server.rstrip('/')}/api/operator/login",
-        json={"username": username, "password": password},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{server.rstrip('/')}/api/operator/login",
+            json={"username": username, "password": password},
+        ) as response,
+    ):
         body = await response.json()
         if response.status != 200:
             error = body.get("error", {})
-            raise ProtocolError(error.get("message", "login failed"),
-                                code=error.get("code", "login_failed"))
+            raise ProtocolError(
+                error.get("message", "login failed"), code=error.get("code", "login_failed")
+            )
         return str(body["token"])
 
 
@@ -76,17 +80,28 @@ class OperatorBot:
         peer = ClientPeer(self.video, on_video_frame=self.on_video_frame)
         try:
             reply = await self.signaling.request(
-                "webrtc_offer", {"type": "offer", "sdp": await peer.offer()})
+                "webrtc_offer", {"type": "offer", "sdp": await peer.offer()}
+            )
             await peer.accept_answer(reply["answer"]["sdp"])
             await peer.wait_frames("video", self.min_video_frames, timeout_seconds)
             await asyncio.sleep(self.watch_seconds)
-            await self.signaling.request("decide", {
-                "session_id": session_id, "outcome": self.decision,
-                "reason_code": self.reason_code})
+            await self.signaling.request(
+                "decide",
+                {
+                    "session_id": session_id,
+                    "outcome": self.decision,
+                    "reason_code": self.reason_code,
+                },
+            )
             counter = peer.counters.get("video")
-            result = CallResult(session_id, self.decision, peer.frames("video"),
-                                peer.frames("audio"), accepted_at,
-                                counter.first_frame_at if counter else None)
+            result = CallResult(
+                session_id,
+                self.decision,
+                peer.frames("video"),
+                peer.frames("audio"),
+                accepted_at,
+                counter.first_frame_at if counter else None,
+            )
         finally:
             await peer.close()
         self.calls.append(result)

@@ -35,24 +35,39 @@ class SignalingClient:
     async def _on_connect_error(self, data: Any = None) -> None:
         self._refusal = data if isinstance(data, dict) else {"message": str(data)}
 
-    async def connect(self, auth: dict[str, Any], timeout_seconds: float = 10.0,
-                      headers: dict[str, str] | None = None) -> None:
+    async def connect(
+        self,
+        auth: dict[str, Any],
+        timeout_seconds: float = 10.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         try:
-            await self.sio.connect(self.url, namespaces=[self.namespace], auth=auth,
-                                   headers=headers or {}, transports=["websocket"],
-                                   wait_timeout=timeout_seconds)
+            await self.sio.connect(
+                self.url,
+                namespaces=[self.namespace],
+                auth=auth,
+                headers=headers or {},
+                transports=["websocket"],
+                wait_timeout=timeout_seconds,
+            )
         except socketio.exceptions.ConnectionError as err:
             data = self._refusal.get("data")
             detail = data if isinstance(data, dict) else self._refusal
             await self.sio.disconnect()
-            raise ProtocolError(detail.get("message", str(err)),
-                                code=detail.get("code", "connect_failed")) from None
+            raise ProtocolError(
+                detail.get("message", str(err)), code=detail.get("code", "connect_failed")
+            ) from None
 
-    async def request(self, event: str, payload: Any = None,
-                      timeout_seconds: float = 20.0) -> dict[str, Any]:
+    async def request(
+        self, event: str, payload: Any = None, timeout_seconds: float = 20.0
+    ) -> dict[str, Any]:
         try:
-            reply = await self.sio.call(event, payload if payload is not None else {},
-                                        namespace=self.namespace, timeout=timeout_seconds)
+            reply = await self.sio.call(
+                event,
+                payload if payload is not None else {},
+                namespace=self.namespace,
+                timeout=timeout_seconds,
+            )
         except socketio.exceptions.TimeoutError:
             raise ProtocolError(f"{event}: no answer", code="timeout") from None
         if not isinstance(reply, dict):
@@ -67,8 +82,9 @@ class SignalingClient:
         try:
             return await asyncio.wait_for(self._events[event].get(), timeout_seconds)
         except TimeoutError:
-            raise ProtocolError(f"no {event!r} within {timeout_seconds} s",
-                                code="timeout") from None
+            raise ProtocolError(
+                f"no {event!r} within {timeout_seconds} s", code="timeout"
+            ) from None
 
     def drain(self, event: str) -> list[dict[str, Any]]:
         queue, out = self._events[event], []

@@ -42,8 +42,9 @@ def check_contacts(email: str, phone: str) -> tuple[str, str]:
 
 
 class Invitations:
-    def __init__(self, repo: Repository, config: Config,
-                 required_steps: tuple[State, ...] = ()) -> None:
+    def __init__(
+        self, repo: Repository, config: Config, required_steps: tuple[State, ...] = ()
+    ) -> None:
         self._repo = repo
         self._config = config
         self.required_steps = required_steps
@@ -55,8 +56,12 @@ class Invitations:
         expires_at = now + self._config.invitations.ttl_hours * 3600
         ready = self.required_steps[-1] if self.required_steps else State.CREATED
         session_id = await self._repo.create_session(
-            email=email, phone=phone, token_hash=token_hash(token), ready_state=ready.value,
-            now=now, expires_at=expires_at,
+            email=email,
+            phone=phone,
+            token_hash=token_hash(token),
+            ready_state=ready.value,
+            now=now,
+            expires_at=expires_at,
         )
         logger.info("session %s: invitation created", session_id)
         return Invitation(session_id, token, f"{base_url}/join#{token}", expires_at)
@@ -69,7 +74,9 @@ class Invitations:
         if record is None:
             raise InvitationError("this invitation link is not valid")
         if record.invite_expires_at <= now and record.state in (
-            State.CREATED.value, *(s.value for s in PRE_CALL_STEPS), State.WAITING.value
+            State.CREATED.value,
+            *(s.value for s in PRE_CALL_STEPS),
+            State.WAITING.value,
         ):
             raise InvitationExpired("this invitation link has expired; ask for a new one")
         return record

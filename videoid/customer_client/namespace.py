@@ -26,8 +26,9 @@ class CustomerNamespace(GuardedNamespace):
         "webrtc_candidate": WebrtcCandidate,
     }
 
-    def __init__(self, config: Config, invitations: Invitations, center: CallCenter,
-                 clock: Clock) -> None:
+    def __init__(
+        self, config: Config, invitations: Invitations, center: CallCenter, clock: Clock
+    ) -> None:
         super().__init__("/customer", config.signaling)
         self._invitations = invitations
         self._center = center
@@ -58,14 +59,20 @@ class CustomerNamespace(GuardedNamespace):
         return await self._center.leave_queue(await self._require(sid))
 
     async def on_webrtc_offer(self, sid: str, payload: WebrtcOffer) -> dict[str, Any]:
-        sdp = await self._center.media_offer("customer", await self._require(sid), None,
-                                             payload.sdp)
+        sdp = await self._center.media_offer(
+            "customer", await self._require(sid), None, payload.sdp
+        )
         return {"answer": {"type": "answer", "sdp": sdp}}
 
     async def on_webrtc_candidate(self, sid: str, payload: WebrtcCandidate) -> dict[str, Any]:
-        await self._center.media_candidate("customer", await self._require(sid), None,
-                                           payload.candidate, payload.sdpMid,
-                                           payload.sdpMLineIndex)
+        await self._center.media_candidate(
+            "customer",
+            await self._require(sid),
+            None,
+            payload.candidate,
+            payload.sdpMid,
+            payload.sdpMLineIndex,
+        )
         return {}
 
     async def _session_id(self, sid: str) -> str | None:

@@ -127,7 +127,10 @@ class Repository:
         try:
             async with self._sessions.begin() as db:
                 row = Operator(
-                    username=username, password_hash=password_hash, role=role, created_at=now,
+                    username=username,
+                    password_hash=password_hash,
+                    role=role,
+                    created_at=now,
                     failed_logins=0,
                 )
                 db.add(row)
@@ -142,35 +145,53 @@ class Repository:
         async with self._sessions() as db:
             return int(await db.scalar(select(func.count()).select_from(Operator)) or 0)
 
-    async def find_operator(self, *, username: str | None = None, id: int | None = None
-                            ) -> OperatorRecord | None:
+    async def find_operator(
+        self, *, username: str | None = None, id: int | None = None
+    ) -> OperatorRecord | None:
         query = select(Operator)
-        query = query.where(Operator.username == username) if username is not None else \
-            query.where(Operator.id == id)
+        query = (
+            query.where(Operator.username == username)
+            if username is not None
+            else query.where(Operator.id == id)
+        )
         async with self._sessions() as db:
             row = await db.scalar(query)
         if row is None:
             return None
-        return OperatorRecord(row.id, row.username, row.role, row.password_hash,
-                              row.failed_logins, row.locked_until)
+        return OperatorRecord(
+            row.id, row.username, row.role, row.password_hash, row.failed_logins, row.locked_until
+        )
 
     async def record_login_failure(self, operator_id: int, locked_until: float | None) -> None:
         async with self._sessions.begin() as db:
             await db.execute(
-                update(Operator).where(Operator.id == operator_id).values(
-                    failed_logins=Operator.failed_logins + 1, locked_until=locked_until
-                )
+                update(Operator)
+                .where(Operator.id == operator_id)
+                .values(failed_logins=Operator.failed_logins + 1, locked_until=locked_until)
             )
 
-    async def add_login(self, operator_id: int, token_hash: str, now: float, expires_at: float,
-                        *, password_hash: str | None = None) -> None:
+    async def add_login(
+        self,
+        operator_id: int,
+        token_hash: str,
+        now: float,
+        expires_at: float,
+        *,
+        password_hash: str | None = None,
+    ) -> None:
         async with self._sessions.begin() as db:
             values: dict[str, object] = {"failed_logins": 0, "locked_until": None}
             if password_hash is not None:
                 values["password_hash"] = password_hash
             await db.execute(update(Operator).where(Operator.id == operator_id).values(**values))
-            db.add(OperatorLogin(token_hash=token_hash, operator_id=operator_id,
-                                 created_at=now, expires_at=expires_at))
+            db.add(
+                OperatorLogin(
+                    token_hash=token_hash,
+                    operator_id=operator_id,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
 
     async def find_login(self, token_hash: str, now: float) -> OperatorRecord | None:
         async with self._sessions() as db:
@@ -186,39 +207,76 @@ class Repository:
 
     # -- sessions ---------------------------------------------------------------------
 
-    async def create_session(self, *, email: str, phone: str, token_hash: str, ready_state: str,
-                             now: float, expires_at: float) -> str:
+    async def create_session(
+        self,
+        *,
+        email: str,
+        phone: str,
+        token_hash: str,
+        ready_state: str,
+        now: float,
+        expires_at: float,
+    ) -> str:
         session_id = str(uuid.uuid4())
         async with self._sessions.begin() as db:
             customer = Customer(email=email, phone=phone, created_at=now)
             db.add(customer)
             await db.flush()
-            db.add(SessionRow(
-                id=session_id, customer_id=customer.id, state="created", ready_state=ready_state,
-                invite_token_hash=token_hash, invite_expires_at=expires_at, operator_id=None,
-                created_at=now, updated_at=now,
-            ))
-            db.add(Transition(session_id=session_id, previous="created", state="created",
-                              at=now, actor="provider"))
+            db.add(
+                SessionRow(
+                    id=session_id,
+                    customer_id=customer.id,
+                    state="created",
+                    ready_state=ready_state,
+                    invite_token_hash=token_hash,
+                    invite_expires_at=expires_at,
+                    operator_id=None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            db.add(
+                Transition(
+                    session_id=session_id,
+                    previous="created",
+                    state="created",
+                    at=now,
+                    actor="provider",
+                )
+            )
         return session_id
 
-    async def find_session(self, *, id: str | None = None, token_hash: str | None = None
-                           ) -> SessionRecord | None:
+    async def find_session(
+        self, *, id: str | None = None, token_hash: str | None = None
+    ) -> SessionRecord | None:
         query = select(SessionRow)
-        query = query.where(SessionRow.id == id) if id is not None else \
-            query.where(SessionRow.invite_token_hash == token_hash)
+        query = (
+            query.where(SessionRow.id == id)
+            if id is not None
+            else query.where(SessionRow.invite_token_hash == token_hash)
+        )
         async with self._sessions() as db:
             row = await db.scalar(query)
         return None if row is None else _session_record(row)
 
     async def sessions_in(self, states: Iterable[str]) -> list[SessionRecord]:
         async with self._sessions() as db:
-            rows = await db.scalars(select(SessionRow).where(SessionRow.state.in_(list(states)))
-                                    .order_by(SessionRow.updated_at))
+            rows = await db.scalars(
+                select(SessionRow)
+                .where(SessionRow.state.in_(list(states)))
+                .order_by(SessionRow.updated_at)
+            )
             return [_session_record(r) for r in rows]
 
-    async def save_events(self, session_id: str, events: Sequence[Event], *, state: str,
-                          ready_state: str, operator_id: int | None) -> None:
+    async def save_events(
+        self,
+        session_id: str,
+        events: Sequence[Event],
+        *,
+        state: str,
+        ready_state: str,
+        operator_id: int | None,
+    ) -> None:
         """Persist a batch of events from the state machine, and its resulting state, in
         one transaction."""
         if not events:
@@ -228,49 +286,96 @@ class Repository:
                 last = 0.0
                 for event in events:
                     if isinstance(event, StateChanged):
-                        db.add(Transition(session_id=session_id, previous=event.previous.value,
-                                          state=event.state.value, at=event.at,
-                                          actor=event.actor))
+                        db.add(
+                            Transition(
+                                session_id=session_id,
+                                previous=event.previous.value,
+                                state=event.state.value,
+                                at=event.at,
+                                actor=event.actor,
+                            )
+                        )
                         last = max(last, event.at)
                     elif isinstance(event, DecisionMade):
-                        db.add(Decision(session_id=session_id, operator_id=event.operator_id,
-                                        outcome=event.outcome.value,
-                                        reason_code=event.reason_code,
-                                        reason_text=event.reason_text, at=event.at))
-                await db.execute(update(SessionRow).where(SessionRow.id == session_id).values(
-                    state=state, ready_state=ready_state, operator_id=operator_id,
-                    updated_at=last or SessionRow.updated_at))
+                        db.add(
+                            Decision(
+                                session_id=session_id,
+                                operator_id=event.operator_id,
+                                outcome=event.outcome.value,
+                                reason_code=event.reason_code,
+                                reason_text=event.reason_text,
+                                at=event.at,
+                            )
+                        )
+                await db.execute(
+                    update(SessionRow)
+                    .where(SessionRow.id == session_id)
+                    .values(
+                        state=state,
+                        ready_state=ready_state,
+                        operator_id=operator_id,
+                        updated_at=last or SessionRow.updated_at,
+                    )
+                )
         except SQLAlchemyError as err:
             raise StorageError(f"cannot save session {session_id}: {err}") from err
 
     async def save_assignment(self, draw: AssignmentDrawn) -> None:
         async with self._sessions.begin() as db:
-            db.add(Assignment(session_id=draw.session_id, operator_id=draw.operator_id,
-                              candidates=json.dumps(list(draw.candidates)),
-                              draw_index=draw.index, at=draw.at))
+            db.add(
+                Assignment(
+                    session_id=draw.session_id,
+                    operator_id=draw.operator_id,
+                    candidates=json.dumps(list(draw.candidates)),
+                    draw_index=draw.index,
+                    at=draw.at,
+                )
+            )
 
     async def assignments(self, session_id: str) -> list[AssignmentDrawn]:
         async with self._sessions() as db:
-            rows = await db.scalars(select(Assignment).where(Assignment.session_id == session_id)
-                                    .order_by(Assignment.id))
-            return [AssignmentDrawn(r.session_id, r.operator_id,
-                                    tuple(json.loads(r.candidates)), r.draw_index, r.at)
-                    for r in rows]
+            rows = await db.scalars(
+                select(Assignment)
+                .where(Assignment.session_id == session_id)
+                .order_by(Assignment.id)
+            )
+            return [
+                AssignmentDrawn(
+                    r.session_id, r.operator_id, tuple(json.loads(r.candidates)), r.draw_index, r.at
+                )
+                for r in rows
+            ]
 
     async def transitions(self, session_id: str) -> list[tuple[str, str, float, str]]:
         async with self._sessions() as db:
-            rows = await db.scalars(select(Transition).where(Transition.session_id == session_id)
-                                    .order_by(Transition.id))
+            rows = await db.scalars(
+                select(Transition)
+                .where(Transition.session_id == session_id)
+                .order_by(Transition.id)
+            )
             return [(r.previous, r.state, r.at, r.actor) for r in rows]
 
     async def decisions(self, session_id: str) -> list[DecisionRecord]:
         async with self._sessions() as db:
-            rows = await db.scalars(select(Decision).where(Decision.session_id == session_id)
-                                    .order_by(Decision.id))
-            return [DecisionRecord(r.session_id, r.operator_id, r.outcome, r.reason_code,
-                                   r.reason_text, r.at) for r in rows]
+            rows = await db.scalars(
+                select(Decision).where(Decision.session_id == session_id).order_by(Decision.id)
+            )
+            return [
+                DecisionRecord(
+                    r.session_id, r.operator_id, r.outcome, r.reason_code, r.reason_text, r.at
+                )
+                for r in rows
+            ]
 
 
 def _session_record(row: SessionRow) -> SessionRecord:
-    return SessionRecord(row.id, row.customer_id, row.state, row.ready_state,
-                         row.invite_expires_at, row.operator_id, row.created_at, row.updated_at)
+    return SessionRecord(
+        row.id,
+        row.customer_id,
+        row.state,
+        row.ready_state,
+        row.invite_expires_at,
+        row.operator_id,
+        row.created_at,
+        row.updated_at,
+    )

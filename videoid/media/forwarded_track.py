@@ -37,7 +37,7 @@ class ForwardedTrack(MediaStreamTrack):
     def __init__(self, kind: str) -> None:
         super().__init__()
         self.kind = kind
-        self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue()
         self._source: EncodedTap | None = None
         self._time_base = fractions.Fraction(1, CLOCK_RATE[kind])
         self._need_keyframe = kind == "video"
@@ -100,7 +100,7 @@ class ForwardedTrack(MediaStreamTrack):
 
     # -- sender side ------------------------------------------------------------------
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         packet = await self._queue.get()

@@ -17,10 +17,12 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 
 
-class ForwardingJitterBuffer(JitterBuffer):  # type: ignore[misc]
+class ForwardingJitterBuffer(JitterBuffer):
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         packets: list[Any] = []
         timestamp = None
+        if self._origin is None:
+            return None
         for count in range(self.capacity):
             packet = self._packets[(self._origin + count) % self._capacity]
             if packet is None:
@@ -47,7 +49,10 @@ def install(receiver: Any, kind: str) -> ForwardingJitterBuffer:
         from ..errors import MediaError
 
         raise MediaError("this aiortc version does not expose its jitter buffer")
-    buffer = (ForwardingJitterBuffer(capacity=512, is_video=True) if kind == "video"
-              else ForwardingJitterBuffer(capacity=16))
+    buffer = (
+        ForwardingJitterBuffer(capacity=512, is_video=True)
+        if kind == "video"
+        else ForwardingJitterBuffer(capacity=16)
+    )
     setattr(receiver, _JITTER_BUFFER, buffer)
     return buffer

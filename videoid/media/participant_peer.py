@@ -118,7 +118,7 @@ class ParticipantPeer:
                     track = self._make_outgoing(kind)
                     sender = pc.addTrack(track)
                     # A keyframe request from our participant goes upstream to the source.
-                    sender._send_keyframe = track.request_keyframe
+                    sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
                 await pc.setLocalDescription(await pc.createAnswer())
             except (ValueError, KeyError, IndexError, AttributeError, TypeError) as err:
                 await self._close_pc()
@@ -126,7 +126,7 @@ class ParticipantPeer:
             if self.partner is not None:
                 self._feed_from(self.partner)
                 self.partner._feed_from(self)
-            return pc.localDescription.sdp  # type: ignore[no-any-return]
+            return pc.localDescription.sdp
 
     async def add_candidate(self, candidate: Any, sdp_mid: Any, sdp_mline_index: Any) -> None:
         """Add a trickled ICE candidate (``candidate:…`` line). Raises :class:`InvalidSdp`."""

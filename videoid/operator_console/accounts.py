@@ -81,8 +81,9 @@ class Accounts:
             rehash = await loop.run_in_executor(None, _hasher.hash, password)
         token = new_token()
         expires_at = now + self._config.login_ttl_hours * 3600
-        await self._repo.add_login(operator.id, token_hash(token), now, expires_at,
-                                   password_hash=rehash)
+        await self._repo.add_login(
+            operator.id, token_hash(token), now, expires_at, password_hash=rehash
+        )
         logger.info("operator %d logged in", operator.id)
         return Login(token, operator, expires_at)
 

@@ -45,8 +45,9 @@ class OperatorNamespace(GuardedNamespace):
         "decide": Decide,
     }
 
-    def __init__(self, config: Config, accounts: Accounts, center: CallCenter,
-                 clock: Clock) -> None:
+    def __init__(
+        self, config: Config, accounts: Accounts, center: CallCenter, clock: Clock
+    ) -> None:
         super().__init__("/operator", config.signaling)
         self._accounts = accounts
         self._center = center
@@ -54,8 +55,9 @@ class OperatorNamespace(GuardedNamespace):
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
-            operator = await self._accounts.authenticate(login_token(environ, auth),
-                                                         self._clock.now())
+            operator = await self._accounts.authenticate(
+                login_token(environ, auth), self._clock.now()
+            )
             if operator.role not in CALL_ROLES:
                 raise Forbidden("the operator console is for operators and supervisors")
             view = await self._center.operator_connected(operator, sid)
@@ -84,21 +86,31 @@ class OperatorNamespace(GuardedNamespace):
 
     async def on_webrtc_offer(self, sid: str, payload: WebrtcOffer) -> dict[str, Any]:
         operator_id = await self._require(sid)
-        sdp = await self._center.media_offer("operator", self._call(operator_id), operator_id,
-                                             payload.sdp)
+        sdp = await self._center.media_offer(
+            "operator", self._call(operator_id), operator_id, payload.sdp
+        )
         return {"answer": {"type": "answer", "sdp": sdp}}
 
     async def on_webrtc_candidate(self, sid: str, payload: WebrtcCandidate) -> dict[str, Any]:
         operator_id = await self._require(sid)
-        await self._center.media_candidate("operator", self._call(operator_id), operator_id,
-                                           payload.candidate, payload.sdpMid,
-                                           payload.sdpMLineIndex)
+        await self._center.media_candidate(
+            "operator",
+            self._call(operator_id),
+            operator_id,
+            payload.candidate,
+            payload.sdpMid,
+            payload.sdpMLineIndex,
+        )
         return {}
 
     async def on_decide(self, sid: str, payload: Decide) -> dict[str, Any]:
-        return await self._center.decide(await self._require(sid), payload.session_id,
-                                         payload.outcome, payload.reason_code,
-                                         payload.reason_text)
+        return await self._center.decide(
+            await self._require(sid),
+            payload.session_id,
+            payload.outcome,
+            payload.reason_code,
+            payload.reason_text,
+        )
 
     def _call(self, operator_id: int) -> str:
         session_id = self._center.operator_session(operator_id)

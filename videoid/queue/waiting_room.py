@@ -10,12 +10,12 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from ..errors import QueueError
 
 
-class Presence(str, Enum):
+class Presence(StrEnum):
     AVAILABLE = "available"
     PAUSED = "paused"
     OFFERED = "offered"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class State(str, Enum):
+class State(StrEnum):
     CREATED = "created"
     CONSENTED = "consented"
     DOCUMENTS_CAPTURED = "documents_captured"
@@ -26,7 +26,7 @@ class State(str, Enum):
     EXPIRED = "expired"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     SUSPENDED = "suspended"

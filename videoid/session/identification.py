@@ -181,11 +181,12 @@ class IdentificationSession:
             raise ValidationError("reason_code is required (at most 64 characters)")
         if len(reason_text) > MAX_REASON_TEXT:
             raise ValidationError("reason_text is too long (at most 2000 characters)")
-        self._move(State(outcome.value), now, f"operator:{operator_id}")
+        state = State(outcome.value)
+        self._move(state, now, f"operator:{operator_id}")
         self._events.append(
             DecisionMade(self.session_id, operator_id, outcome, reason_code, reason_text, now)
         )
-        if self.state is State.REJECTED:
+        if state is State.REJECTED:
             self._events.append(SessionEnded(self.session_id, self.state, now))
 
     # -- after the decision (filled in by the certificate issue) -----------------------
@@ -236,4 +237,3 @@ class IdentificationSession:
         raise IllegalTransition(
             why or f"{step} is not allowed while the session is {self.state.value}"
         )
-

@@ -27,7 +27,9 @@ def upgrade() -> None:
         "operator_logins",
         sa.Column("token_hash", sa.String(64), primary_key=True),
         sa.Column(
-            "operator_id", sa.Integer, sa.ForeignKey("operators.id", ondelete="CASCADE"),
+            "operator_id",
+            sa.Integer,
+            sa.ForeignKey("operators.id", ondelete="CASCADE"),
             nullable=False,
         ),
         sa.Column("created_at", sa.Float, nullable=False),
@@ -56,8 +58,11 @@ def upgrade() -> None:
         "session_transitions",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column(
-            "session_id", sa.String(36), sa.ForeignKey("identification_sessions.id"),
-            nullable=False, index=True,
+            "session_id",
+            sa.String(36),
+            sa.ForeignKey("identification_sessions.id"),
+            nullable=False,
+            index=True,
         ),
         sa.Column("previous", sa.String(32), nullable=False),
         sa.Column("state", sa.String(32), nullable=False),
@@ -68,8 +73,11 @@ def upgrade() -> None:
         "assignments",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column(
-            "session_id", sa.String(36), sa.ForeignKey("identification_sessions.id"),
-            nullable=False, index=True,
+            "session_id",
+            sa.String(36),
+            sa.ForeignKey("identification_sessions.id"),
+            nullable=False,
+            index=True,
         ),
         sa.Column("operator_id", sa.Integer, sa.ForeignKey("operators.id"), nullable=False),
         sa.Column("candidates", sa.Text, nullable=False),
@@ -80,8 +88,11 @@ def upgrade() -> None:
         "decisions",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column(
-            "session_id", sa.String(36), sa.ForeignKey("identification_sessions.id"),
-            nullable=False, index=True,
+            "session_id",
+            sa.String(36),
+            sa.ForeignKey("identification_sessions.id"),
+            nullable=False,
+            index=True,
         ),
         sa.Column("operator_id", sa.Integer, sa.ForeignKey("operators.id"), nullable=False),
         sa.Column("outcome", sa.String(16), nullable=False),
@@ -94,7 +105,12 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
-        "decisions", "assignments", "session_transitions", "identification_sessions",
-        "customers", "operator_logins", "operators",
+        "decisions",
+        "assignments",
+        "session_transitions",
+        "identification_sessions",
+        "customers",
+        "operator_logins",
+        "operators",
     ):
         op.drop_table(table)
