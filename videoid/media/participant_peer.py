@@ -175,7 +175,7 @@ class ParticipantPeer:
             if isinstance(track, ForwardedTrack) and kind in source.taps:
                 track.attach(source.taps[kind])
             elif isinstance(track, RelayedTrack) and kind in source.incoming:
-                track.attach_track(self._relay.subscribe(source.incoming[kind]))
+                track.attach_track(self._relay.subscribe(source.incoming[kind], buffered=False))
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         kind = track.kind
