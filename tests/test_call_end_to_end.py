@@ -13,12 +13,14 @@ from videoid.bots.operator_bot import OperatorBot
 from .conftest import PASSWORD, Server, StartServer
 
 
-async def run_call(server: Server, customer_video, operator_video, decision: str = "approved"):
-    await server.operator("olga")
+async def run_call(
+    server: Server, customer_video, operator_video, decision: str = "approved", name: str = "olga"
+):
+    await server.operator(name)
     invitation = await server.invite()
     operator = OperatorBot(
         server.url,
-        "olga",
+        name,
         PASSWORD,
         video=operator_video,
         decision=decision,
