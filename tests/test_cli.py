@@ -79,7 +79,7 @@ async def test_server_cli_and_bots_complete_a_call(
         )
         assert code == 2 and "invalid_email" in out
 
-        code, out = await run(
+        add = (
             "operator",
             "add",
             "--data-dir",
@@ -89,21 +89,10 @@ async def test_server_cli_and_bots_complete_a_call(
             "--role",
             "operator",
             "--password-stdin",
-            stdin="a long enough password\n",
         )
+        code, out = await run(*add, stdin="a long enough password\n")
         assert code == 0 and "added operator olga" in out, out
-        code, out = await run(
-            "operator",
-            "add",
-            "--data-dir",
-            str(data),
-            "--username",
-            "olga",
-            "--role",
-            "operator",
-            "--password-stdin",
-            stdin="a long enough password\n",
-        )
+        code, out = await run(*add, stdin="a long enough password\n")
         assert code == 2 and "username_taken" in out
 
         url = f"http://127.0.0.1:{port}"

@@ -56,6 +56,14 @@ class GuardedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self._signaling = config
         self._buckets: dict[str, TokenBucket] = {}
 
+    async def session_value(self, sid: str, key: str) -> Any:
+        """A value saved in the connection's Socket.IO session at connect, or None."""
+        try:
+            session = await self.get_session(sid)
+        except KeyError:
+            return None
+        return session.get(key)
+
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event in ("connect", "disconnect"):
             if event == "disconnect":

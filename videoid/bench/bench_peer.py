@@ -9,11 +9,12 @@ import time
 from typing import Any
 
 import av
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..media import forwarding_jitter_buffer
 from ..media.encoded_tap import EncodedTap
+from ..media.participant_peer import prefer_forwardable_codecs
 from .clip import FPS, Clip, frame_hash, read_barcode
 
 
@@ -138,12 +139,7 @@ class BenchPeer:
             sender = self.pc.addTrack(track)
             if track.kind == "video":
                 sender._send_keyframe = self.video.request_keyframe  # type: ignore[method-assign]
-        for transceiver in self.pc.getTransceivers():
-            caps = RTCRtpSender.getCapabilities(transceiver.kind)
-            name = "video/VP8" if transceiver.kind == "video" else "audio/opus"
-            transceiver.setCodecPreferences(
-                [c for c in caps.codecs if c.mimeType.lower() == name.lower()]
-            )
+        prefer_forwardable_codecs(self.pc)
         self.pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:

@@ -14,9 +14,11 @@ from typing import Any
 
 import av
 import numpy as np
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import AUDIO_PTIME, MediaStreamError, MediaStreamTrack
+
+from ..media.participant_peer import prefer_forwardable_codecs
 
 SAMPLE_RATE = 48000
 
@@ -145,12 +147,7 @@ class ClientPeer:
             self.pc.addTrack(video)
         else:  # no camera: still receive the other side's video
             self.pc.addTransceiver("video", direction="recvonly")
-        for transceiver in self.pc.getTransceivers():
-            caps = RTCRtpSender.getCapabilities(transceiver.kind)
-            codec = "video/VP8" if transceiver.kind == "video" else "audio/opus"
-            transceiver.setCodecPreferences(
-                [c for c in caps.codecs if c.mimeType.lower() == codec.lower()]
-            )
+        prefer_forwardable_codecs(self.pc)
         self.pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:

@@ -76,11 +76,7 @@ class CustomerNamespace(GuardedNamespace):
         return {}
 
     async def _session_id(self, sid: str) -> str | None:
-        try:
-            session = await self.get_session(sid)
-        except KeyError:
-            return None
-        value = session.get("session_id")
+        value = await self.session_value(sid, "session_id")
         return value if isinstance(value, str) else None
 
     async def _require(self, sid: str) -> str:

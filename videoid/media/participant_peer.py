@@ -37,6 +37,17 @@ CODECS = {"audio": "audio/opus", "video": "video/VP8"}
 """The one codec per kind the server negotiates, so encoded frames pass between peers."""
 
 
+def prefer_forwardable_codecs(pc: RTCPeerConnection) -> None:
+    """Restrict each audio/video transceiver to the one codec the server forwards."""
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind in KINDS:
+            caps = RTCRtpSender.getCapabilities(transceiver.kind)
+            wanted = CODECS[transceiver.kind].lower()
+            transceiver.setCodecPreferences(
+                [c for c in caps.codecs if c.mimeType.lower() == wanted]
+            )
+
+
 def parse_offer(sdp: Any, max_bytes: int) -> SessionDescription:
     """Check an offer before it reaches aiortc. Raises :class:`InvalidSdp`."""
     if not isinstance(sdp, str) or not sdp.strip():
@@ -108,13 +119,11 @@ class ParticipantPeer:
             pc.on("connectionstatechange", self._on_connection_state)
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                prefer_forwardable_codecs(pc)
                 for transceiver in pc.getTransceivers():
                     kind = transceiver.kind
                     if kind not in KINDS:
                         continue
-                    caps = RTCRtpSender.getCapabilities(kind)
-                    prefs = [c for c in caps.codecs if c.mimeType.lower() == CODECS[kind].lower()]
-                    transceiver.setCodecPreferences(prefs)
                     track = self._make_outgoing(kind)
                     sender = pc.addTrack(track)
                     # A keyframe request from our participant goes upstream to the source.

@@ -119,11 +119,7 @@ class OperatorNamespace(GuardedNamespace):
         return session_id
 
     async def _operator_id(self, sid: str) -> int | None:
-        try:
-            session = await self.get_session(sid)
-        except KeyError:
-            return None
-        value = session.get("operator_id")
+        value = await self.session_value(sid, "operator_id")
         return value if isinstance(value, int) else None
 
     async def _require(self, sid: str) -> int:
