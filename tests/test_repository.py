@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -43,32 +43,47 @@ async def _drop_schema(schema: str) -> None:
     await conn.close()
 
 
+Opener = Callable[[], Awaitable[Repository]]
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Repository]:
+async def open_repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    """Opens (applying migrations) the same fresh database as often as a test asks."""
+    opened: list[Repository] = []
+    schema = None
     if request.param == "sqlite":
-        repository = await Repository.open(f"sqlite+aiosqlite:///{tmp_path / 'v.db'}")
-        yield repository
+        url = f"sqlite+aiosqlite:///{tmp_path / 'v.db'}"
+    else:
+        schema = await _postgres_schema()
+        if schema is None:
+            if os.environ.get("CI"):
+                pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+            pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+        url = POSTGRES_URL
+
+    async def open_() -> Repository:
+        opened.append(await Repository.open(url, schema=schema))
+        return opened[-1]
+
+    yield open_
+    for repository in opened:
         await repository.close()
-        return
-    schema = await _postgres_schema()
-    if schema is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    repository = await Repository.open(POSTGRES_URL, schema=schema)
-    yield repository
-    await repository.close()
-    await _drop_schema(schema)
+    if schema is not None:
+        await _drop_schema(schema)
 
 
-async def test_migrations_are_idempotent(repo: Repository, tmp_path: Path) -> None:
-    # opening again applies nothing new and keeps the data
-    await repo.add_operator("olga", "hash", "operator", 1.0)
-    url = str(repo.engine.url.render_as_string(hide_password=False))
-    again = await Repository.open(url) if url.startswith("sqlite") else None
-    if again is not None:
-        assert await again.count_operators() == 1
-        await again.close()
+@pytest.fixture
+async def repo(open_repo: Opener) -> Repository:
+    return await open_repo()
+
+
+async def test_migrations_are_idempotent(open_repo: Opener) -> None:
+    first = await open_repo()
+    await first.add_operator("olga", "hash", "operator", 1.0)
+    again = await open_repo()  # runs the migrations again: nothing new, nothing lost
+    assert await again.count_operators() == 1
+    found = await again.find_operator(username="olga")
+    assert found is not None and found.role == "operator"
 
 
 async def test_operators_and_logins(repo: Repository) -> None:

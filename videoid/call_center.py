@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -315,10 +315,6 @@ class CallCenter:
             raise MediaError("there is no call to connect to", code="no_call")
         await live.peers[role].add_candidate(candidate, sdp_mid, index)
 
-    def media_stats(self, session_id: str) -> dict[str, Any]:
-        live = self._live.get(session_id)
-        return {role: peer.stats() for role, peer in live.peers.items()} if live else {}
-
     def operator_session(self, operator_id: int) -> str | None:
         link = self._operators.get(operator_id)
         return link.session_id if link else None
@@ -553,6 +549,3 @@ class CallCenter:
 
     def _notify_operator(self, operator_id: int, event: str, data: dict[str, Any]) -> None:
         self._outbox.append((self._notifier.to_operator, (operator_id, event, data)))
-
-    def live_sessions(self) -> Iterator[LiveSession]:
-        return iter(self._live.values())

@@ -96,7 +96,6 @@ class FrameCounter:
         self.track = track
         self.frames = 0
         self.first_frame_at: float | None = None
-        self.last_size: tuple[int, int] | None = None
         self._on_frame = on_frame
         self.first_frame = asyncio.Event()
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -108,8 +107,6 @@ class FrameCounter:
             except MediaStreamError:
                 return
             self.frames += 1
-            if isinstance(frame, av.VideoFrame):
-                self.last_size = (frame.width, frame.height)
             if self.first_frame_at is None:
                 self.first_frame_at = time.monotonic()
                 self.first_frame.set()

@@ -4,7 +4,6 @@ on ``{"ok": false}``, and server events delivered to an asyncio queue per name."
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import defaultdict
 from typing import Any
 
@@ -94,7 +93,3 @@ class SignalingClient:
 
     async def close(self) -> None:
         await self.sio.disconnect()
-
-
-def now() -> float:
-    return time.monotonic()

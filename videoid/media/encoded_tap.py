@@ -17,7 +17,6 @@ import asyncio
 import logging
 import queue
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import MediaError
@@ -59,11 +58,8 @@ class EncodedTap:
         self.decode = False
         """When True, frames also go to aiortc's decoder thread (for analysis)."""
         self.frames = 0
-        self.bytes = 0
-        self.first_frame_at: float | None = None
         self._last_pli = 0.0
         self._pli_task: asyncio.Task[None] | None = None
-        self.on_first_frame: Callable[[EncodedTap], None] | None = None
 
     @classmethod
     def install(cls, receiver: Any, kind: str) -> EncodedTap:
@@ -87,11 +83,6 @@ class EncodedTap:
             return
         codec, frame = item
         self.frames += 1
-        self.bytes += len(frame.data)
-        if self.first_frame_at is None:
-            self.first_frame_at = time.monotonic()
-            if self.on_first_frame is not None:
-                self.on_first_frame(self)
         keyframe = is_keyframe(codec.name, frame.data)
         for sink in self._sinks:
             sink.push(codec, frame, keyframe)

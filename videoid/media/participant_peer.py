@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any, Literal
 
 from aiortc import (
@@ -97,14 +96,8 @@ class ParticipantPeer:
         self.taps: dict[str, EncodedTap] = {}
         self.incoming: dict[str, MediaStreamTrack] = {}
         self.partner: ParticipantPeer | None = None
-        self.on_state: Callable[[str], None] | None = None
-        self.on_first_frame: Callable[[str], None] | None = None
         self._lock = asyncio.Lock()
         self._closed = False
-
-    @property
-    def connection_state(self) -> str:
-        return self.pc.connectionState if self.pc is not None else "new"
 
     async def answer(self, sdp: Any) -> str:
         """Answer the participant's offer; return the answer's SDP (with all candidates).
@@ -153,17 +146,6 @@ class ParticipantPeer:
         parsed.sdpMLineIndex = sdp_mline_index if isinstance(sdp_mline_index, int) else None
         await self.pc.addIceCandidate(parsed)
 
-    def stats(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for kind in KINDS:
-            tap, track = self.taps.get(kind), self.outgoing.get(kind)
-            out[kind] = {
-                "frames_in": tap.frames if tap else 0,
-                "frames_out": track.frames_forwarded if track else 0,
-                "frames_dropped": track.frames_dropped if track else 0,
-            }
-        return out
-
     async def close(self) -> None:
         async with self._lock:
             self._closed = True
@@ -196,17 +178,13 @@ class ParticipantPeer:
                 t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track
             )
             assert isinstance(receiver, RTCRtpReceiver)
-            tap = EncodedTap.install(receiver, kind)
-            tap.on_first_frame = lambda t: self.on_first_frame and self.on_first_frame(t.kind)
-            self.taps[kind] = tap
+            self.taps[kind] = EncodedTap.install(receiver, kind)
         if self.partner is not None:
             self.partner._feed_from(self)
 
     def _on_connection_state(self) -> None:
-        state = self.connection_state
-        logger.info("%s: connection %s", self.label, state)
-        if self.on_state is not None:
-            self.on_state(state)
+        if self.pc is not None:
+            logger.info("%s: connection %s", self.label, self.pc.connectionState)
 
     async def _close_pc(self) -> None:
         pc, self.pc = self.pc, None
