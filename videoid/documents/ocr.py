@@ -29,10 +29,14 @@ _MARGIN_Y = 0.18
 
 @dataclass(frozen=True)
 class Glyphs:
-    vectors: np.ndarray
-    """(variants * 37, 560) unit vectors."""
+    vectors: tuple[np.ndarray, ...]
+    """Per band, (variants * 37, 560) unit vectors. OCR-B's digits stand taller than
+    its capitals, so a line's band is measured either on capitals or on digits: one
+    set of templates for each."""
     labels: np.ndarray
     """Index into ALPHABET of each row of ``vectors``."""
+    bands: tuple[tuple[float, float], ...]
+    """(top, bottom) of the capitals' and of the digits' band, in font pixels."""
     pitch_ratio: float
     """Pitch (advance) over cap height, to shape the cells the same way."""
 
@@ -55,19 +59,19 @@ def glyphs() -> Glyphs:
         ImageDraw.Draw(img).text((advance, size // 2), ch, fill=255, font=font)
         renders.append(np.asarray(img))
     # the line band: from the top of the capitals to the baseline
-    tops, bottoms = [], []
-    for ch, arr in zip(ALPHABET, renders, strict=True):
-        ys = np.nonzero(arr.max(axis=1))[0]
-        if ch.isalpha():
-            tops.append(ys[0])
-            bottoms.append(ys[-1])
-    top, bottom = float(np.median(tops)), float(np.median(bottoms))
-    height = bottom - top
-    vectors, labels = [], []
+    bands = []
+    for kind in (str.isalpha, str.isdigit):
+        tops, bottoms = [], []
+        for ch, arr in zip(ALPHABET, renders, strict=True):
+            ys = np.nonzero(arr.max(axis=1))[0]
+            if kind(ch):
+                tops.append(ys[0])
+                bottoms.append(ys[-1])
+        bands.append((float(np.median(tops)), float(np.median(bottoms))))
+    variants: list[tuple[int, np.ndarray, float]] = []
     for index, arr in enumerate(renders):
         xs = np.nonzero(arr.max(axis=0))[0]
         cx = (xs[0] + xs[-1]) / 2
-        base = _cell(arr.astype(np.float32), cx, top, height, advance)
         for sigma in (0.0, 2.0, 4.0):
             for weight in (-1, 0, 1):
                 variant = arr.astype(np.float32)
@@ -76,10 +80,13 @@ def glyphs() -> Glyphs:
                     variant = op(variant, np.ones((3, 3), np.uint8), iterations=2)
                 if sigma:
                     variant = cv2.GaussianBlur(variant, (0, 0), sigma)
-                vectors.append(_cell(variant, cx, top, height, advance))
-                labels.append(index)
-        del base
-    return Glyphs(_normalise(np.array(vectors)), np.array(labels), advance / height)
+                variants.append((index, variant, cx))
+    vectors = tuple(
+        _normalise(np.array([_cell(v, cx, top, bottom - top, advance) for _, v, cx in variants]))
+        for top, bottom in bands
+    )
+    labels = np.array([index for index, _, _ in variants])
+    return Glyphs(vectors, labels, tuple(bands), advance / (bands[0][1] - bands[0][0]))
 
 
 def _cell(img: np.ndarray, cx: float, top: float, height: float, pitch: float) -> np.ndarray:
@@ -99,7 +106,10 @@ def _cell(img: np.ndarray, cx: float, top: float, height: float, pitch: float) -
 class CharBox:
     cx: float
     top: float
-    """Top of the capital band at this character."""
+    """Top of the line's band at this character (fitted along the line)."""
+    ink_top: float = -1.0
+    ink_height: float = 0.0
+    """The character's own ink, when it was found as one part (not split or inferred)."""
 
 
 @dataclass
@@ -172,23 +182,66 @@ def find_lines(ink: np.ndarray, min_chars: int = 20) -> list[Line]:
             parts = max(1, round(w / pitch)) if w > pitch * 1.4 else 1
             for k in range(parts):
                 px = x + (k + 0.5) * w / parts
-                boxes.append(CharBox(px, slope * px + intercept))
+                if parts == 1:
+                    boxes.append(CharBox(px, slope * px + intercept, _y, _h))
+                else:
+                    boxes.append(CharBox(px, slope * px + intercept))
             previous = x + (parts - 0.5) * w / parts
         lines.append(Line(boxes, height, pitch, float(np.mean(ty)) + height / 2))
     lines.sort(key=lambda line: line.y)
     return lines
 
 
-def score_line(gray_ink: np.ndarray, line: Line) -> np.ndarray:
-    """(characters, 37) similarity of each character cell to each glyph, in [-1, 1]."""
+@dataclass(frozen=True)
+class Band:
+    """A line's band measured on characters of one kind: ``top(x) = slope * x +
+    intercept``, ``height`` pixels, ``kind`` 0 for capitals, 1 for digits."""
+
+    slope: float
+    intercept: float
+    height: float
+    kind: int
+
+
+def measure_band(line: Line, kinds: str) -> Band:
+    """The band of ``line`` measured on the positions that ``kinds`` (one letter per
+    position, as :func:`videoid.documents.reader.layout` gives) says hold digits; on a
+    line without such positions, on its capitals."""
+    digits = [
+        b for b, k in zip(line.boxes, kinds, strict=False) if k == "D" and b.ink_height > 0
+    ]
+    chosen, kind = (digits, 1) if len(digits) >= 4 else ([], 0)
+    if not chosen:
+        chosen = [b for b in line.boxes if b.ink_height >= line.height * 0.85]
+    if len(chosen) < 2:
+        return Band(0.0, float(np.median([b.top for b in line.boxes])), line.height, 0)
+    height = float(np.median([b.ink_height for b in chosen]))
+    slope, intercept = np.polyfit([b.cx for b in chosen], [b.ink_top for b in chosen], 1)
+    return Band(float(slope), float(intercept), height, kind)
+
+
+def score_line(gray_ink: np.ndarray, line: Line, band: Band | None = None) -> np.ndarray:
+    """(characters, 37) similarity of each character cell to each glyph, in [-1, 1].
+    Each template set (capitals' band, digits' band) is compared on cells shaped by its
+    own band, derived from the one measured with the typeface's proportions."""
     g = glyphs()
-    cells = np.array(
-        [_cell(gray_ink, b.cx, b.top, line.height, line.pitch * 1.0) for b in line.boxes]
-    )
-    if not len(cells):
+    if not line.boxes:
         return np.zeros((0, len(ALPHABET)), np.float32)
-    sims = _normalise(cells) @ g.vectors.T
-    out = np.full((len(cells), len(ALPHABET)), -1.0, np.float32)
-    for index in range(len(ALPHABET)):
-        out[:, index] = sims[:, g.labels == index].max(axis=1)
+    out = np.full((len(line.boxes), len(ALPHABET)), -1.0, np.float32)
+    if band is None:
+        band = Band(0.0, 0.0, line.height, 0)
+        tops = [b.top for b in line.boxes]
+    else:
+        tops = [band.slope * b.cx + band.intercept for b in line.boxes]
+    m_top, m_bottom = g.bands[band.kind]
+    scale = band.height / (m_bottom - m_top)
+    for (k_top, k_bottom), vectors in zip(g.bands, g.vectors, strict=True):
+        offset = (k_top - m_top) * scale
+        height = (k_bottom - k_top) * scale
+        cells = np.array(
+            [_cell(gray_ink, b.cx, t + offset, height, line.pitch) for b, t in zip(line.boxes, tops, strict=True)]
+        )
+        sims = _normalise(cells) @ vectors.T
+        for index in range(len(ALPHABET)):
+            np.maximum(out[:, index], sims[:, g.labels == index].max(axis=1), out=out[:, index])
     return out

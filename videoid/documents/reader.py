@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from .mrz import FORMATS, MrzData, MrzError, check_digit, parse_mrz
-from .ocr import ALPHABET, Line, find_lines, score_line
+from .ocr import ALPHABET, Line, find_lines, measure_band, score_line
 
 WORK_WIDTH = 1000
 ZONE_WIDTH = 1600
@@ -101,7 +101,8 @@ def extract_zone(gray: np.ndarray, box: ZoneBox, margin: float = 0.06) -> np.nda
     """The zone cut out upright, with a margin, scaled to ``ZONE_WIDTH`` pixels (30 to
     44 characters: 36 to 53 pixels a character), and its light evened out."""
     (cx, cy), (bw, bh) = box.center, box.size
-    bw, bh = bw * (1 + margin), bh * (1 + 3 * margin) + bw * 0.02
+    # a line's height above and below: a zone found with one line missing is still whole
+    bw, bh = bw * (1 + margin), bh + bw * 0.12
     scale = ZONE_WIDTH / bw
     out_w, out_h = round(bw * scale), round(bh * scale)
     m = cv2.getRotationMatrix2D((cx, cy), box.angle, scale)
@@ -264,7 +265,13 @@ def read_zone(crop: np.ndarray) -> _Decoded | None:
                     ink_r, group_r = rectified
                 else:
                     ink_r, group_r = ink, group
-                scores = [_fit_scores(score_line(ink_r, line), width) for line in group_r]
+                scores = [
+                    _fit_scores(
+                        score_line(ink_r, line, measure_band(line, kinds) if len(line.boxes) == width else None),
+                        width,
+                    )
+                    for line, kinds in zip(group_r, layout(fmt), strict=True)
+                ]
                 decoded = decode(fmt, scores)
                 if best is None or decoded.confidence > best.confidence:
                     best = decoded
