@@ -15,7 +15,7 @@ from aiohttp import web
 
 from .clock import SystemClock
 from .config import Config, load_config
-from .errors import VideoidError
+from .errors import ValidationError, VideoidError
 
 logger = logging.getLogger("videoid")
 
@@ -184,6 +184,118 @@ def cmd_make_face_video(args: argparse.Namespace) -> None:
     print(make_face_video(args.photo, args.out, seconds=args.seconds))
 
 
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise ValidationError(f"{path}: {err.strerror}", code="file_unreadable") from err
+
+
+def cmd_mrz(args: argparse.Namespace) -> None:
+    import datetime
+
+    import cv2
+    import numpy as np
+
+    from .documents.images import load_image
+    from .documents.reader import read_mrz
+
+    image = load_image(_read_file(args.image), max_bytes=50_000_000, max_pixels=60_000_000)
+    today = datetime.date.today()
+    data = read_mrz(cv2.cvtColor(np.ascontiguousarray(image.rgb), cv2.COLOR_RGB2GRAY), today).data
+    if args.json:
+        print(json.dumps(data.to_json(today), indent=2))
+    else:
+        for line in data.lines:
+            print(line)
+        print()
+        for key in (
+            "format",
+            "document_code",
+            "issuing_state",
+            "document_number",
+            "surname",
+            "given_names",
+            "nationality",
+            "date_of_birth",
+            "sex",
+            "date_of_expiry",
+            "optional_data",
+        ):
+            print(f"{key.replace('_', ' '):<16} {getattr(data, key)}")
+        print()
+        for check in data.checks:
+            print(
+                f"check {check.name:<16} {'ok' if check.ok else 'FAILED'}"
+                f" (printed {check.printed}, computed {check.expected})"
+            )
+        print()
+        print(f"expired          {'yes' if data.expired(today) else 'no'}")
+        print(f"valid            {'yes' if data.valid(today) else 'NO'}")
+    if not data.valid(today):
+        sys.exit(1)
+
+
+def cmd_face_match(args: argparse.Namespace) -> None:
+    from .documents.analysis import face_match_files
+
+    result = face_match_files(_read_file(args.image_a), _read_file(args.image_b), args.threshold)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif "error" in result:
+        print(result["error"])
+    else:
+        print(f"distance   {result['distance']:.4f}")
+        print(f"threshold  {result['threshold']}")
+        print(f"decision   {'same person' if result['match'] else 'different people'}")
+    if "error" in result:
+        sys.exit(2)
+    if not result["match"]:
+        sys.exit(1)
+
+
+def cmd_make_document(args: argparse.Namespace) -> None:
+    import random
+
+    from .bench.documents import make_document, phone_photo, png_bytes, portrait_from, render
+
+    rng = random.Random(args.seed)
+    doc = make_document(rng, args.format)
+    side, other = render(doc, portrait_from(args.portrait), rng)
+    pages = [("zone", side)] + ([("front", other)] if other is not None else [])
+    for name, image in pages:
+        out = f"{args.out}-{name}.{'jpg' if args.photo else 'png'}"
+        with open(out, "wb") as f:
+            f.write(phone_photo(image, rng) if args.photo else png_bytes(image))
+        print(out)
+    print("\n".join(doc.lines))
+
+
+def cmd_bench_mrz(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .bench.mrz_bench import run
+
+    photos = [Path(args.photos) / n for n in ("obama.jpg", "biden.jpg")]
+    run(
+        args.count,
+        args.seed,
+        not args.no_baseline,
+        Path(args.data_dir),
+        photos,
+        args.verbose_errors,
+    )
+
+
+def cmd_bench_face_match(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .bench.face_bench import run
+
+    run(Path(args.photos), Path(args.data_dir), args.rounds)
+
+
 def cmd_bench_forwarding(args: argparse.Namespace) -> None:
     from .bench.forwarding import main as bench_main
 
@@ -251,7 +363,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=4.0)
     p.set_defaults(func=cmd_make_face_video)
 
+    p = sub.add_parser("mrz", help="read the machine readable zone of a document photo")
+    p.add_argument("image")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_mrz)
+
+    p = sub.add_parser("face-match", help="do two photos show the same person?")
+    p.add_argument("image_a")
+    p.add_argument("image_b")
+    p.add_argument("--threshold", type=float, default=0.6)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_face_match)
+
+    p = sub.add_parser("make-document", help="draw a synthetic test document (fictitious)")
+    p.add_argument("portrait", help="photo of a face for the portrait")
+    p.add_argument("out", help="output prefix: OUT-zone.png and, for TD1, OUT-front.png")
+    p.add_argument("--format", choices=("TD1", "TD3"), default="TD1")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--photo", action="store_true", help="as a phone photo (JPEG)")
+    p.set_defaults(func=cmd_make_document)
+
+    assets = "var/test-assets/face_recognition"
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
+    p = bench.add_parser("mrz", help="MRZ reading: ours against plain passporteye")
+    p.add_argument("--count", type=int, default=60)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--photos", default=assets, help="face photos for the portraits")
+    p.add_argument("--data-dir", default="var", help="where generated photos are cached")
+    p.add_argument("--verbose-errors", action="store_true", help="list every wrong field")
+    p.set_defaults(func=cmd_bench_mrz)
+    p = bench.add_parser("face-match", help="face match: ours against face_recognition's defaults")
+    p.add_argument("--photos", default=assets)
+    p.add_argument("--data-dir", default="var")
+    p.add_argument("--rounds", type=int, default=3)
+    p.set_defaults(func=cmd_bench_face_match)
     p = bench.add_parser("forwarding", help="calls per core: encoded vs re-encoding forwarding")
     from .bench.forwarding import add_arguments
 

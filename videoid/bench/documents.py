@@ -95,7 +95,9 @@ def make_document(rng: random.Random, fmt: Literal["TD1", "TD3"]) -> SyntheticDo
         date_of_expiry=doe,
         optional_data=optional,
     )
-    return SyntheticDocument(fmt, surname, given, number, dob, doe, sex, optional_data=optional, lines=lines)
+    return SyntheticDocument(
+        fmt, surname, given, number, dob, doe, sex, optional_data=optional, lines=lines
+    )
 
 
 # Sizes in millimetres (ICAO 9303 parts 4 and 5).
@@ -203,7 +205,12 @@ def render(
     printed(draw, 32, 9)
     back = _background(*size, rng)
     bdraw = ImageDraw.Draw(back)
-    bdraw.text((4 * mm, 3 * mm), "Address: 1 Specimen Street, Utopia", fill=(40, 40, 60), font=_font(SANS, 2.2 * mm))
+    bdraw.text(
+        (4 * mm, 3 * mm),
+        "Address: 1 Specimen Street, Utopia",
+        fill=(40, 40, 60),
+        font=_font(SANS, 2.2 * mm),
+    )
     zone(back, doc.lines)
     return back, front
 
@@ -223,7 +230,9 @@ class PhotoSettings:
     jpeg_quality: tuple[int, int] = (55, 90)
 
 
-def phone_photo(card: Image.Image, rng: random.Random, settings: PhotoSettings = PhotoSettings()) -> bytes:
+def phone_photo(
+    card: Image.Image, rng: random.Random, settings: PhotoSettings = PhotoSettings()
+) -> bytes:
     """A JPEG that looks like a phone photo of ``card`` lying on a table."""
     s = settings
     W, H = s.width, s.height
@@ -249,7 +258,10 @@ def phone_photo(card: Image.Image, rng: random.Random, settings: PhotoSettings =
         x = dx * width / 2 + rng.uniform(-s.perspective, s.perspective) * width
         y = dy * height / 2 + rng.uniform(-s.perspective, s.perspective) * height
         corners.append(
-            (cx + x * math.cos(angle) - y * math.sin(angle), cy + x * math.sin(angle) + y * math.cos(angle))
+            (
+                cx + x * math.cos(angle) - y * math.sin(angle),
+                cy + x * math.sin(angle) + y * math.cos(angle),
+            )
         )
     m = cv2.getPerspectiveTransform(
         np.float32([(0, 0), (cw, 0), (cw, ch), (0, ch)]), np.float32(corners)

@@ -145,18 +145,26 @@ def evaluate(name: str, reader: Callable[[Path], dict[str, str]], samples: list[
         if all(right):
             result.docs_right += 1
         else:
-            bad = [f"{f}={got.get(f)!r}≠{sample.expected[f]!r}" for f, ok in zip(FIELDS, right, strict=True) if not ok]
+            bad = [
+                f"{f}={got.get(f)!r}≠{sample.expected[f]!r}"
+                for f, ok in zip(FIELDS, right, strict=True)
+                if not ok
+            ]
             result.wrong.append(f"{sample.path.name}: {', '.join(bad)}")
     return result
 
 
-def run(count: int, seed: int, baseline: bool, data_dir: Path, photos: list[Path], verbose: bool) -> list[Result]:
+def run(
+    count: int, seed: int, baseline: bool, data_dir: Path, photos: list[Path], verbose: bool
+) -> list[Result]:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     cv2.setNumThreads(1)
     samples = make_samples(count, seed, data_dir / "bench" / "mrz", photos)
-    print(f"{len(samples)} phone photos of synthetic documents (seed {seed}), pinned to one core; wall time per photo")
+    print(
+        f"{len(samples)} phone photos of synthetic documents (seed {seed}), pinned to one core; wall time per photo"
+    )
     results = [evaluate("videoid", ours, samples)]
     print(results[0].line(), flush=True)
     if baseline:

@@ -26,7 +26,11 @@ from ..queue import AssignmentDrawn
 from ..session.events import DecisionMade, Event, StateChanged
 from .models import (
     Assignment,
+    CaptureAttempt,
+    Consent,
     Customer,
+    StepResult,
+    StoredObject,
     Decision,
     Operator,
     OperatorLogin,
@@ -58,6 +62,27 @@ class SessionRecord:
     operator_id: int | None
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    id: str
+    session_id: str
+    kind: str
+    content_type: str
+    size: int
+    sha256: str
+    key_id: str
+    wrapped_key: bytes | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class CustomerRecord:
+    id: int
+    email: str
+    phone: str
+    person_key: str | None
 
 
 @dataclass(frozen=True)
@@ -366,6 +391,167 @@ class Repository:
                 )
                 for r in rows
             ]
+
+    # -- onboarding -------------------------------------------------------------------
+
+    async def find_customer(self, customer_id: int) -> CustomerRecord | None:
+        async with self._sessions() as db:
+            row = await db.get(Customer, customer_id)
+        return None if row is None else CustomerRecord(row.id, row.email, row.phone, row.person_key)
+
+    async def contact_owner(
+        self, customer_id: int, email: str, phone: str, person_key: str
+    ) -> str | None:
+        """Which of ``email`` and ``phone`` belongs to another person: a customer with a
+        different confirmed person key (R4). None when both are free."""
+        async with self._sessions() as db:
+            rows = (
+                await db.scalars(
+                    select(Customer).where(
+                        Customer.id != customer_id,
+                        Customer.person_key.is_not(None),
+                        Customer.person_key != person_key,
+                        (Customer.email == email) | (Customer.phone == phone),
+                    )
+                )
+            ).all()
+        for row in rows:
+            if row.email == email:
+                return "email"
+        return "phone" if rows else None
+
+    async def update_customer(
+        self, customer_id: int, *, email: str, phone: str, person_key: str
+    ) -> None:
+        async with self._sessions.begin() as db:
+            await db.execute(
+                update(Customer)
+                .where(Customer.id == customer_id)
+                .values(email=email, phone=phone, person_key=person_key)
+            )
+
+    async def add_consent(
+        self,
+        session_id: str,
+        *,
+        document: str,
+        version: str,
+        language: str,
+        text_sha256: str,
+        client_address: str,
+        now: float,
+    ) -> None:
+        async with self._sessions.begin() as db:
+            db.add(
+                Consent(
+                    session_id=session_id,
+                    document=document,
+                    version=version,
+                    language=language,
+                    text_sha256=text_sha256,
+                    client_address=client_address[:64],
+                    at=now,
+                )
+            )
+
+    async def consents(self, session_id: str) -> list[dict[str, Any]]:
+        async with self._sessions() as db:
+            rows = (
+                await db.scalars(
+                    select(Consent).where(Consent.session_id == session_id).order_by(Consent.id)
+                )
+            ).all()
+        return [
+            {
+                "document": r.document,
+                "version": r.version,
+                "language": r.language,
+                "text_sha256": r.text_sha256,
+                "client_address": r.client_address,
+                "at": r.at,
+            }
+            for r in rows
+        ]
+
+    async def add_object(self, record: ObjectRecord) -> None:
+        async with self._sessions.begin() as db:
+            db.add(
+                StoredObject(
+                    id=record.id,
+                    session_id=record.session_id,
+                    kind=record.kind,
+                    content_type=record.content_type,
+                    size=record.size,
+                    sha256=record.sha256,
+                    key_id=record.key_id,
+                    wrapped_key=record.wrapped_key,
+                    created_at=record.created_at,
+                    shredded_at=None,
+                )
+            )
+
+    async def find_object(self, object_id: str) -> ObjectRecord | None:
+        async with self._sessions() as db:
+            row = await db.get(StoredObject, object_id)
+        if row is None:
+            return None
+        return ObjectRecord(
+            row.id,
+            row.session_id,
+            row.kind,
+            row.content_type,
+            row.size,
+            row.sha256,
+            row.key_id,
+            row.wrapped_key,
+            row.created_at,
+        )
+
+    async def shred_object(self, object_id: str, now: float) -> None:
+        async with self._sessions.begin() as db:
+            await db.execute(
+                update(StoredObject)
+                .where(StoredObject.id == object_id)
+                .values(wrapped_key=None, shredded_at=now)
+            )
+
+    async def add_attempt(
+        self, session_id: str, kind: str, accepted: bool, problems: Sequence[str], now: float
+    ) -> None:
+        async with self._sessions.begin() as db:
+            db.add(
+                CaptureAttempt(
+                    session_id=session_id,
+                    kind=kind,
+                    accepted=accepted,
+                    problems=json.dumps(list(problems)),
+                    at=now,
+                )
+            )
+
+    async def count_attempts(self, session_id: str, kind: str) -> int:
+        async with self._sessions() as db:
+            return int(
+                await db.scalar(
+                    select(func.count())
+                    .select_from(CaptureAttempt)
+                    .where(CaptureAttempt.session_id == session_id, CaptureAttempt.kind == kind)
+                )
+                or 0
+            )
+
+    async def put_result(self, session_id: str, name: str, value: Any, now: float) -> None:
+        async with self._sessions.begin() as db:
+            await db.merge(
+                StepResult(session_id=session_id, name=name, value=json.dumps(value), at=now)
+            )
+
+    async def results(self, session_id: str) -> dict[str, Any]:
+        async with self._sessions() as db:
+            rows = (
+                await db.scalars(select(StepResult).where(StepResult.session_id == session_id))
+            ).all()
+        return {r.name: json.loads(r.value) for r in rows}
 
 
 def _session_record(row: SessionRow) -> SessionRecord:

@@ -222,8 +222,21 @@ def parse_mrz(lines: Sequence[str], today: datetime.date | None = None) -> MrzDa
 
 
 _TRANSLITERATION = str.maketrans(
-    {"Ä": "AE", "Ö": "OE", "Ü": "UE", "ß": "SS", "Å": "AA", "Æ": "AE", "Ø": "OE", "Ł": "L",
-     "-": "<", " ": "<", "'": "", ".": "", ",": ""}
+    {
+        "Ä": "AE",
+        "Ö": "OE",
+        "Ü": "UE",
+        "ß": "SS",
+        "Å": "AA",
+        "Æ": "AE",
+        "Ø": "OE",
+        "Ł": "L",
+        "-": "<",
+        " ": "<",
+        "'": "",
+        ".": "",
+        ",": "",
+    }
 )
 
 

@@ -207,9 +207,7 @@ def measure_band(line: Line, kinds: str) -> Band:
     """The band of ``line`` measured on the positions that ``kinds`` (one letter per
     position, as :func:`videoid.documents.reader.layout` gives) says hold digits; on a
     line without such positions, on its capitals."""
-    digits = [
-        b for b, k in zip(line.boxes, kinds, strict=False) if k == "D" and b.ink_height > 0
-    ]
+    digits = [b for b, k in zip(line.boxes, kinds, strict=False) if k == "D" and b.ink_height > 0]
     chosen, kind = (digits, 1) if len(digits) >= 4 else ([], 0)
     if not chosen:
         chosen = [b for b in line.boxes if b.ink_height >= line.height * 0.85]
@@ -239,7 +237,10 @@ def score_line(gray_ink: np.ndarray, line: Line, band: Band | None = None) -> np
         offset = (k_top - m_top) * scale
         height = (k_bottom - k_top) * scale
         cells = np.array(
-            [_cell(gray_ink, b.cx, t + offset, height, line.pitch) for b, t in zip(line.boxes, tops, strict=True)]
+            [
+                _cell(gray_ink, b.cx, t + offset, height, line.pitch)
+                for b, t in zip(line.boxes, tops, strict=True)
+            ]
         )
         sims = _normalise(cells) @ vectors.T
         for index in range(len(ALPHABET)):

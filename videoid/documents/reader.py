@@ -37,6 +37,7 @@ ZONE_WIDTH = 1600
 PITCH = 34
 """Character pitch in pixels of the rectified zone."""
 
+
 @dataclass(frozen=True)
 class ZoneBox:
     """Where the zone is in the original image: a rotated rectangle."""
@@ -140,9 +141,7 @@ def layout(fmt: str) -> tuple[str, ...]:
     return ("L" * 44, "A" * 9 + "D" + "LLL" + "D" * 7 + "S" + "D" * 7 + "A" * 14 + "CD")
 
 
-_MASKS = {
-    kind: np.array([c in allowed for c in ALPHABET]) for kind, allowed in _KINDS.items()
-}
+_MASKS = {kind: np.array([c in allowed for c in ALPHABET]) for kind, allowed in _KINDS.items()}
 
 
 @dataclass(frozen=True)
@@ -166,9 +165,7 @@ def decode(fmt: str, scores: Sequence[np.ndarray]) -> _Decoded:
             order = np.argsort(-masked)
             row.append(ALPHABET[order[0]])
             worst = min(worst, float(masked[order[0]]))
-            alts.append(
-                [(float(masked[order[0]] - masked[j]), ALPHABET[j]) for j in order[1:3]]
-            )
+            alts.append([(float(masked[order[0]] - masked[j]), ALPHABET[j]) for j in order[1:3]])
         rows.append(row)
         alternatives.append(alts)
 
@@ -177,10 +174,7 @@ def decode(fmt: str, scores: Sequence[np.ndarray]) -> _Decoded:
         if not printed.isdigit() or check_digit("".join(rows[r][a:b])) == printed:
             return
         options = sorted(
-            (gap, i, ch)
-            for i in range(a, b)
-            for gap, ch in alternatives[r][i]
-            if gap < 0.2
+            (gap, i, ch) for i in range(a, b) for gap, ch in alternatives[r][i] if gap < 0.2
         )[:8]
         for count in (1, 2):
             for chosen in itertools.combinations(options, count):
@@ -215,7 +209,9 @@ def _fit_scores(scores: np.ndarray, width: int) -> np.ndarray:
     return scores
 
 
-def rectify(ink: np.ndarray, group: Sequence[Line], width: int) -> tuple[np.ndarray, list[Line]] | None:
+def rectify(
+    ink: np.ndarray, group: Sequence[Line], width: int
+) -> tuple[np.ndarray, list[Line]] | None:
     """Undo perspective and shear: the zone's characters stand in columns at a fixed
     pitch, so the centres found map to a regular grid by one homography. Returns the
     rectified image and its lines, or None when too few lines are complete."""
@@ -267,7 +263,11 @@ def read_zone(crop: np.ndarray) -> _Decoded | None:
                     ink_r, group_r = ink, group
                 scores = [
                     _fit_scores(
-                        score_line(ink_r, line, measure_band(line, kinds) if len(line.boxes) == width else None),
+                        score_line(
+                            ink_r,
+                            line,
+                            measure_band(line, kinds) if len(line.boxes) == width else None,
+                        ),
                         width,
                     )
                     for line, kinds in zip(group_r, layout(fmt), strict=True)

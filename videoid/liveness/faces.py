@@ -124,7 +124,11 @@ class Match:
     match: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {"distance": round(self.distance, 4), "threshold": self.threshold, "match": self.match}
+        return {
+            "distance": round(self.distance, 4),
+            "threshold": self.threshold,
+            "match": self.match,
+        }
 
 
 def compare(a: np.ndarray, b: np.ndarray, threshold: float = THRESHOLD) -> Match:
