@@ -13,16 +13,22 @@ from typing import Any
 import socketio
 from aiohttp import web
 
+from .analysis_pool import AnalysisPool
 from .call_center import CallCenter
 from .clock import Clock, SystemClock
 from .config import Config
 from .customer_client.invitations import Invitation, Invitations
 from .customer_client.namespace import CustomerNamespace
+from .customer_client.onboarding import Onboarding
+from .customer_client.onboarding_http import OnboardingApi
 from .db import Repository
+from .errors import ConfigError
 from .http_api import HttpApi, errors_middleware
 from .operator_console.accounts import Accounts, generate_password
 from .operator_console.namespace import OperatorNamespace
 from .services import SERVICES, Services
+from .session import PRE_CALL_STEPS, State
+from .storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +83,27 @@ def create_app(
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         repo = await Repository.open(config.database_url)
         accounts = Accounts(repo, config.operators)
-        invitations = Invitations(repo, config)
+        steps = required_steps(config)
+        invitations = Invitations(repo, config, steps)
         center = CallCenter(repo, config, SocketNotifier(sio), clock, rng)
-        center.required_steps = invitations.required_steps
+        center.required_steps = steps
         base_url = config.base_url()
-        app[SERVICES] = Services(config, clock, repo, accounts, invitations, center, sio, base_url)
+        objects = ObjectStore.from_config(repo, config)
+        pool = AnalysisPool(config.onboarding.analysis_workers)
+        onboarding = Onboarding(config, repo, center, objects, pool, clock)
+        app[SERVICES] = Services(
+            config,
+            clock,
+            repo,
+            accounts,
+            invitations,
+            center,
+            sio,
+            base_url,
+            objects,
+            pool,
+            onboarding,
+        )
         sio.register_namespace(CustomerNamespace(config, invitations, center, clock))
         sio.register_namespace(OperatorNamespace(config, accounts, center, clock))
         await center.recover()
@@ -102,6 +124,7 @@ def create_app(
             except asyncio.CancelledError:
                 pass
             await center.close()
+            await asyncio.to_thread(pool.close)
             await repo.close()
 
     app.cleanup_ctx.append(services_ctx)
@@ -116,7 +139,19 @@ def create_app(
     app.on_shutdown.append(close_sockets)
 
     app.router.add_routes(HttpApi().routes())
+    app.router.add_routes(OnboardingApi().routes())
     return app
+
+
+def required_steps(config: Config) -> tuple[State, ...]:
+    """The configured pre-call steps, checked against the ones that exist."""
+    names = {s.value: s for s in PRE_CALL_STEPS}
+    unknown = [n for n in config.onboarding.required_steps if n not in names]
+    if unknown:
+        raise ConfigError(
+            f"onboarding.required_steps: unknown step {unknown[0]!r} (known: {', '.join(names)})"
+        )
+    return tuple(s for s in PRE_CALL_STEPS if s.value in config.onboarding.required_steps)
 
 
 async def _tick(center: CallCenter) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -23,6 +23,7 @@ from .config import Config
 from .db import OperatorRecord, Repository, SessionRecord
 from .errors import (
     AlreadyTaken,
+    IllegalTransition,
     MediaError,
     NotAssigned,
     SessionInUse,
@@ -149,6 +150,45 @@ class CallCenter:
             live.customer_sid = None
             await self._customer_leaves(live)
             self._forget_if_idle(live)
+
+    async def step(
+        self,
+        session_id: str,
+        allowed: Iterable[State],
+        save: Callable[[], Awaitable[Any]],
+        complete: State | None = None,
+    ) -> Any:
+        """One onboarding action, atomically with respect to this session's state: check
+        that the session is in one of ``allowed`` states, run ``save`` (which persists
+        what the step produced), then, if ``complete`` is given, record that step done.
+        A session in another state raises IllegalTransition before anything is saved."""
+        async with self._locked():
+            live = self._live.get(session_id)
+            if live is not None:
+                machine = live.machine
+            else:
+                record = await self._repo.find_session(id=session_id)
+                if record is None:
+                    raise SessionNotFound()
+                machine = self._machine(record)
+            allowed = tuple(allowed)
+            if machine.state not in allowed:
+                raise IllegalTransition(
+                    f"this step cannot be done now (the session is {machine.state.value})",
+                    code="step_not_allowed",
+                )
+            result = await save()
+            if complete is not None:
+                machine.complete_step(complete, self._clock.now())
+                await self._persist(machine)
+                if live is not None:
+                    self._outbox.append(
+                        (
+                            self._notifier.to_customer,
+                            (session_id, "state", self._customer_view(live)),
+                        )
+                    )
+            return result
 
     async def join_queue(self, session_id: str) -> dict[str, Any]:
         async with self._locked():

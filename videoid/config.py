@@ -88,6 +88,39 @@ class SignalingConfig:
 
 
 @dataclass(frozen=True)
+class OnboardingConfig:
+    required_steps: tuple[str, ...] = (
+        "consented",
+        "documents_captured",
+        "data_confirmed",
+        "selfie_taken",
+        "av_tested",
+    )
+    """The pre-call steps a customer must do before the queue, in their order."""
+    max_upload_bytes: int = 15_000_000
+    max_pixels: int = 40_000_000
+    """Largest photo accepted, checked from the header before decoding."""
+    max_attempts: int = 5
+    """Photos a customer may send per capture (document front, back, selfie)."""
+    accept_without_mrz: tuple[str, ...] = ()
+    """Documents accepted without a machine readable zone, as ``COUNTRY:type``
+    (``ITA:id_card``); they are flagged to the operator."""
+    face_match_threshold: float = 0.6
+    """Descriptor distance under which two faces are the same person (dlib's)."""
+    analysis_workers: int = 1
+    """Processes that analyse images (each loads the face models once)."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    directory: str = ""
+    """Where encrypted objects go; empty means ``objects`` in the data directory."""
+    master_key_file: str = ""
+    """The master key (64 hex digits); empty means ``keys/master.key`` in the data
+    directory, created on first start."""
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -96,6 +129,8 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     signaling: SignalingConfig = field(default_factory=SignalingConfig)
+    onboarding: OnboardingConfig = field(default_factory=OnboardingConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     @property
     def data_path(self) -> Path:

@@ -25,6 +25,10 @@ class VideoidError(Exception):
     def message(self) -> str:
         return str(self.args[0])
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keep the code when crossing a process boundary (the analysis pool)
+        return (_rebuild, (type(self), self.message, self.code))
+
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message}
 
@@ -143,3 +147,7 @@ class StorageError(VideoidError, OSError):
     """The database or file store failed."""
 
     code = "storage_error"
+
+
+def _rebuild(cls: type[VideoidError], message: str, code: str) -> VideoidError:
+    return cls(message, code=code)

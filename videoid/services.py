@@ -7,12 +7,15 @@ from dataclasses import dataclass
 import socketio
 from aiohttp import web
 
+from .analysis_pool import AnalysisPool
 from .call_center import CallCenter
 from .clock import Clock
 from .config import Config
 from .customer_client.invitations import Invitations
+from .customer_client.onboarding import Onboarding
 from .db import Repository
 from .operator_console.accounts import Accounts
+from .storage import ObjectStore
 
 
 @dataclass
@@ -27,6 +30,9 @@ class Services:
     center: CallCenter
     sio: socketio.AsyncServer
     base_url: str
+    objects: ObjectStore
+    pool: AnalysisPool
+    onboarding: Onboarding
 
 
 SERVICES = web.AppKey("services", Services)

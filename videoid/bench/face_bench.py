@@ -16,9 +16,11 @@ import random
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from ..liveness import faces
 from .documents import make_document, phone_photo, portrait_from, render
@@ -49,18 +51,18 @@ def _photos(photos: Path, data_dir: Path) -> dict[str, tuple[bytes, str]]:
     return out
 
 
-def _decode(data: bytes) -> np.ndarray:
+def _decode(data: bytes) -> NDArray[Any]:
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
-def ours(data: bytes) -> np.ndarray | None:
+def ours(data: bytes) -> NDArray[Any] | None:
     rgb = _decode(data)
     found = faces.detect(rgb)
     return faces.encode(rgb, found[0]) if found else None
 
 
-def reference(data: bytes) -> np.ndarray | None:
+def reference(data: bytes) -> NDArray[Any] | None:
     return faces.reference_encoding(_decode(data))
 
 
@@ -70,7 +72,7 @@ def run(photos: Path, data_dir: Path, rounds: int) -> None:
     cv2.setNumThreads(1)
     images = _photos(photos, data_dir)
     ours(next(iter(images.values()))[0])  # load the models outside the timings
-    encodings: dict[str, dict[str, np.ndarray | None]] = {"videoid": {}, "face_recognition": {}}
+    encodings: dict[str, dict[str, NDArray[Any] | None]] = {"videoid": {}, "face_recognition": {}}
     times: dict[str, list[float]] = {"videoid": [], "face_recognition": []}
     for _ in range(rounds):
         for name, (data, _) in images.items():

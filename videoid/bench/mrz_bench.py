@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -74,7 +75,7 @@ def make_samples(count: int, seed: int, directory: Path, photos: list[Path]) -> 
     samples = []
     for i in range(count):
         rng = random.Random(f"{seed}-{i}")  # each sample its own stream: caching is safe
-        fmt = "TD1" if i % 2 == 0 else "TD3"
+        fmt: Literal["TD1", "TD3"] = "TD1" if i % 2 == 0 else "TD3"
         doc = make_document(rng, fmt)
         path = directory / f"{seed}-{i:03d}-{fmt}.jpg"
         if not path.exists():
@@ -163,7 +164,8 @@ def run(
     cv2.setNumThreads(1)
     samples = make_samples(count, seed, data_dir / "bench" / "mrz", photos)
     print(
-        f"{len(samples)} phone photos of synthetic documents (seed {seed}), pinned to one core; wall time per photo"
+        f"{len(samples)} phone photos of synthetic documents (seed {seed}),"
+        " pinned to one core; wall time per photo"
     )
     results = [evaluate("videoid", ours, samples)]
     print(results[0].line(), flush=True)

@@ -29,12 +29,12 @@ from .models import (
     CaptureAttempt,
     Consent,
     Customer,
-    StepResult,
-    StoredObject,
     Decision,
     Operator,
     OperatorLogin,
     SessionRow,
+    StepResult,
+    StoredObject,
     Transition,
 )
 

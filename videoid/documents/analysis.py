@@ -12,6 +12,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from ..liveness import faces
 from .images import load_image
@@ -28,7 +29,7 @@ ROLL_MAX = 15.0
 FACE_LIGHT = (60.0, 215.0)
 
 
-def _small_gray(rgb: np.ndarray, side: int = 1000) -> np.ndarray:
+def _small_gray(rgb: NDArray[Any], side: int = 1000) -> NDArray[Any]:
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     scale = side / max(gray.shape)
     if scale < 1:
@@ -36,18 +37,18 @@ def _small_gray(rgb: np.ndarray, side: int = 1000) -> np.ndarray:
     return gray
 
 
-def sharpness(gray: np.ndarray) -> float:
+def sharpness(gray: NDArray[Any]) -> float:
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
 
 
-def glare_share(gray: np.ndarray) -> float:
+def glare_share(gray: NDArray[Any]) -> float:
     """Share of pixels burnt out in clusters (a reflection), not single specks."""
     burnt = (gray >= 250).astype(np.uint8)
     burnt = cv2.morphologyEx(burnt, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     return float(burnt.mean())
 
 
-def _inside(points: np.ndarray, width: int, height: int, margin: float = 0.01) -> bool:
+def _inside(points: NDArray[Any], width: int, height: int, margin: float = 0.01) -> bool:
     mx, my = width * margin, height * margin
     return bool(
         (points[:, 0] >= mx).all()

@@ -13,8 +13,10 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ValidationError
@@ -32,7 +34,7 @@ class ImageRejected(ValidationError):
 
 @dataclass(frozen=True)
 class CleanImage:
-    rgb: np.ndarray
+    rgb: NDArray[Any]
     """(height, width, 3) uint8, upright."""
     jpeg: bytes
     """The image re-encoded, without metadata: what gets stored."""
@@ -80,7 +82,7 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int = 
                     f"the image has too many pixels ({w} x {h})", code="image_too_large"
                 )
             image.load()
-            image = ImageOps.exif_transpose(image)
+            image = ImageOps.exif_transpose(image)  # type: ignore[assignment]
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFont
 
 OCR_B_FONT = "/usr/share/fonts/opentype/ocr-b/OCRB.otf"
@@ -29,11 +31,11 @@ _MARGIN_Y = 0.18
 
 @dataclass(frozen=True)
 class Glyphs:
-    vectors: tuple[np.ndarray, ...]
+    vectors: tuple[NDArray[Any], ...]
     """Per band, (variants * 37, 560) unit vectors. OCR-B's digits stand taller than
     its capitals, so a line's band is measured either on capitals or on digits: one
     set of templates for each."""
-    labels: np.ndarray
+    labels: NDArray[Any]
     """Index into ALPHABET of each row of ``vectors``."""
     bands: tuple[tuple[float, float], ...]
     """(top, bottom) of the capitals' and of the digits' band, in font pixels."""
@@ -41,7 +43,7 @@ class Glyphs:
     """Pitch (advance) over cap height, to shape the cells the same way."""
 
 
-def _normalise(cells: np.ndarray) -> np.ndarray:
+def _normalise(cells: NDArray[Any]) -> NDArray[Any]:
     flat = cells.reshape(len(cells), -1).astype(np.float32)
     flat -= flat.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(flat, axis=1, keepdims=True)
@@ -68,7 +70,7 @@ def glyphs() -> Glyphs:
                 tops.append(ys[0])
                 bottoms.append(ys[-1])
         bands.append((float(np.median(tops)), float(np.median(bottoms))))
-    variants: list[tuple[int, np.ndarray, float]] = []
+    variants: list[tuple[int, NDArray[Any], float]] = []
     for index, arr in enumerate(renders):
         xs = np.nonzero(arr.max(axis=0))[0]
         cx = (xs[0] + xs[-1]) / 2
@@ -89,7 +91,7 @@ def glyphs() -> Glyphs:
     return Glyphs(vectors, labels, tuple(bands), advance / (bands[0][1] - bands[0][0]))
 
 
-def _cell(img: np.ndarray, cx: float, top: float, height: float, pitch: float) -> np.ndarray:
+def _cell(img: NDArray[Any], cx: float, top: float, height: float, pitch: float) -> NDArray[Any]:
     """The character cell around ink centre ``cx`` on the band starting at ``top``,
     resized to :data:`CELL` (ink bright)."""
     x0, x1 = cx - pitch * 0.55, cx + pitch * 0.55
@@ -121,9 +123,9 @@ class Line:
     """Vertical centre, for ordering lines."""
 
 
-def find_lines(ink: np.ndarray, min_chars: int = 20) -> list[Line]:
+def find_lines(ink: NDArray[Any], min_chars: int = 20) -> list[Line]:
     """Text lines of evenly pitched characters in a binary image (ink = 255)."""
-    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     comps = [
         (float(x), float(y), float(w), float(h))
         for x, y, w, h, area in stats[1:]
@@ -218,7 +220,7 @@ def measure_band(line: Line, kinds: str) -> Band:
     return Band(float(slope), float(intercept), height, kind)
 
 
-def score_line(gray_ink: np.ndarray, line: Line, band: Band | None = None) -> np.ndarray:
+def score_line(gray_ink: NDArray[Any], line: Line, band: Band | None = None) -> NDArray[Any]:
     """(characters, 37) similarity of each character cell to each glyph, in [-1, 1].
     Each template set (capitals' band, digits' band) is compared on cells shaped by its
     own band, derived from the one measured with the typeface's proportions."""

@@ -24,9 +24,11 @@ import datetime
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from .mrz import FORMATS, MrzData, MrzError, check_digit, parse_mrz
 from .ocr import ALPHABET, Line, find_lines, measure_band, score_line
@@ -55,14 +57,14 @@ class Reading:
     box: ZoneBox
 
 
-def _scaled(gray: np.ndarray) -> tuple[np.ndarray, float]:
+def _scaled(gray: NDArray[Any]) -> tuple[NDArray[Any], float]:
     scale = WORK_WIDTH / max(gray.shape[1], 1)
     if scale >= 1:
         return gray, 1.0
     return cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
 
 
-def find_zone(gray: np.ndarray) -> Iterator[ZoneBox]:
+def find_zone(gray: NDArray[Any]) -> Iterator[ZoneBox]:
     """Candidate zones, most likely first, in ``gray``'s coordinates."""
     small, scale = _scaled(gray)
     h, w = small.shape
@@ -98,7 +100,7 @@ def find_zone(gray: np.ndarray) -> Iterator[ZoneBox]:
         yield box
 
 
-def extract_zone(gray: np.ndarray, box: ZoneBox, margin: float = 0.06) -> np.ndarray:
+def extract_zone(gray: NDArray[Any], box: ZoneBox, margin: float = 0.06) -> NDArray[Any]:
     """The zone cut out upright, with a margin, scaled to ``ZONE_WIDTH`` pixels (30 to
     44 characters: 36 to 53 pixels a character), and its light evened out."""
     (cx, cy), (bw, bh) = box.center, box.size
@@ -150,7 +152,7 @@ class _Decoded:
     confidence: float
 
 
-def decode(fmt: str, scores: Sequence[np.ndarray]) -> _Decoded:
+def decode(fmt: str, scores: Sequence[NDArray[Any]]) -> _Decoded:
     """The best text for each line under the format's character kinds, then the
     alphanumeric fields that carry a check digit brought into agreement with it where
     a close second reading allows."""
@@ -196,7 +198,7 @@ def decode(fmt: str, scores: Sequence[np.ndarray]) -> _Decoded:
     return _Decoded(tuple("".join(r) for r in rows), worst)
 
 
-def _fit_scores(scores: np.ndarray, width: int) -> np.ndarray:
+def _fit_scores(scores: NDArray[Any], width: int) -> NDArray[Any]:
     """Make a line's score rows exactly ``width`` long: extra cells at the ends that
     look least like any character go; missing cells at the end are fillers."""
     while len(scores) > width:
@@ -210,8 +212,8 @@ def _fit_scores(scores: np.ndarray, width: int) -> np.ndarray:
 
 
 def rectify(
-    ink: np.ndarray, group: Sequence[Line], width: int
-) -> tuple[np.ndarray, list[Line]] | None:
+    ink: NDArray[Any], group: Sequence[Line], width: int
+) -> tuple[NDArray[Any], list[Line]] | None:
     """Undo perspective and shear: the zone's characters stand in columns at a fixed
     pitch, so the centres found map to a regular grid by one homography. Returns the
     rectified image and its lines, or None when too few lines are complete."""
@@ -240,7 +242,7 @@ def rectify(
     return warped, lines
 
 
-def read_zone(crop: np.ndarray) -> _Decoded | None:
+def read_zone(crop: NDArray[Any]) -> _Decoded | None:
     """Read an upright crop holding the zone (dark print on a light ground)."""
     ink = cv2.bitwise_not(crop)
     _, binary = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
@@ -280,7 +282,7 @@ def read_zone(crop: np.ndarray) -> _Decoded | None:
     return best
 
 
-def read_mrz(image: np.ndarray, today: datetime.date | None = None) -> Reading:
+def read_mrz(image: NDArray[Any], today: datetime.date | None = None) -> Reading:
     """Find and read the zone in ``image`` (grey or BGR). Raises :class:`MrzError`
     when no zone can be read."""
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)

@@ -19,6 +19,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 THRESHOLD = 0.6
 DETECT_SIDE = 480
@@ -42,7 +43,7 @@ def _models() -> tuple[Any, Any, Any, Any]:
 class Face:
     box: tuple[int, int, int, int]
     """(left, top, right, bottom) in the image's pixels."""
-    landmarks: np.ndarray = field(repr=False)
+    landmarks: NDArray[Any] = field(repr=False)
     """(68, 2) points."""
     score: float
 
@@ -54,9 +55,9 @@ class Face:
         """Mean of both eyes' aspect ratios (Soukupová and Čech 2016): about 0.3 with
         the eyes open, under 0.2 when they close."""
 
-        def ear(p: np.ndarray) -> float:
-            a = np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4])
-            return float(a / max(2 * np.linalg.norm(p[0] - p[3]), 1e-6))
+        def ear(p: NDArray[Any]) -> float:
+            a = float(np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4]))
+            return a / max(2 * float(np.linalg.norm(p[0] - p[3])), 1e-6)
 
         return (ear(self.landmarks[36:42]) + ear(self.landmarks[42:48])) / 2
 
@@ -73,14 +74,14 @@ class Face:
         return float(np.degrees(np.arctan2(d[1], d[0])))
 
 
-def _scaled(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+def _scaled(rgb: NDArray[Any], side: int) -> tuple[NDArray[Any], float]:
     scale = side / max(rgb.shape[:2])
     if scale >= 1:
         return rgb, 1.0
     return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
 
 
-def detect(rgb: np.ndarray, side: int = DETECT_SIDE) -> list[Face]:
+def detect(rgb: NDArray[Any], side: int = DETECT_SIDE) -> list[Face]:
     """Every face in an RGB image, largest first."""
     import dlib
 
@@ -103,7 +104,7 @@ def detect(rgb: np.ndarray, side: int = DETECT_SIDE) -> list[Face]:
     return faces
 
 
-def encode(rgb: np.ndarray, face: Face) -> np.ndarray:
+def encode(rgb: NDArray[Any], face: Face) -> NDArray[Any]:
     """The 128-dimensional descriptor of ``face`` (aligned on the 5-point landmarks,
     as face_recognition does)."""
     import dlib
@@ -113,7 +114,7 @@ def encode(rgb: np.ndarray, face: Face) -> np.ndarray:
     return np.array(encoder.compute_face_descriptor(rgb, shape, 1), np.float32)
 
 
-def distance(a: np.ndarray, b: np.ndarray) -> float:
+def distance(a: NDArray[Any], b: NDArray[Any]) -> float:
     return float(np.linalg.norm(a - b))
 
 
@@ -131,12 +132,12 @@ class Match:
         }
 
 
-def compare(a: np.ndarray, b: np.ndarray, threshold: float = THRESHOLD) -> Match:
+def compare(a: NDArray[Any], b: NDArray[Any], threshold: float = THRESHOLD) -> Match:
     d = distance(a, b)
     return Match(d, threshold, d < threshold)
 
 
-def reference_encoding(rgb: np.ndarray) -> np.ndarray | None:
+def reference_encoding(rgb: NDArray[Any]) -> NDArray[Any] | None:
     """face_recognition's own way, with its defaults (for the benchmark and tests)."""
     import face_recognition
 

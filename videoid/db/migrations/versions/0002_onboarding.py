@@ -13,7 +13,7 @@ branch_labels = None
 depends_on = None
 
 
-def _session_fk() -> sa.Column:
+def _session_fk() -> sa.Column[str]:
     return sa.Column(
         "session_id",
         sa.String(36),

@@ -1,0 +1,566 @@
+"""The customer's steps before the call: consent, document, data check, selfie, A/V test.
+
+:class:`Onboarding` is the driver between the HTTP handlers and the core. Each action
+goes through :meth:`CallCenter.step`, which checks the session's state before
+anything is saved and records the step as done afterwards; image work runs in the
+analysis pool; images are stored encrypted through the object store. Everything the
+operator will need (document images, MRZ data and checks, edited fields, selfie,
+face match, flags) is kept as step results.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..analysis_pool import AnalysisPool
+from ..call_center import CallCenter
+from ..clock import Clock
+from ..config import Config
+from ..db import Repository, SessionRecord
+from ..documents import analysis
+from ..documents.mrz import mrz_name
+from ..errors import RateLimited, ValidationError
+from ..session import State
+from ..storage import ObjectStore
+from .invitations import check_contacts
+from .tax_code import valid_tax_code
+
+logger = logging.getLogger(__name__)
+
+CONSENT_DIR = Path(__file__).with_name("consent")
+CONSENT_VERSIONS = {"privacy": "2026-11", "terms": "2026-11"}
+LANGUAGES = ("en", "it", "ro", "pl")
+DOCUMENT_TYPES = {
+    # type: (sides to capture, side carrying the zone, side carrying the portrait)
+    "passport": (("front",), "front", "front"),
+    "id_card": (("front", "back"), "back", "front"),
+    "residence_permit": (("front", "back"), "back", "front"),
+}
+COUNTRIES = (
+    # alpha-3 (as in the MRZ), alpha-2 (for the browser's own country names)
+    ("AUT", "AT"), ("BEL", "BE"), ("BGR", "BG"), ("HRV", "HR"), ("CYP", "CY"),
+    ("CZE", "CZ"), ("DNK", "DK"), ("EST", "EE"), ("FIN", "FI"), ("FRA", "FR"),
+    ("D", "DE"), ("GRC", "GR"), ("HUN", "HU"), ("IRL", "IE"), ("ITA", "IT"),
+    ("LVA", "LV"), ("LTU", "LT"), ("LUX", "LU"), ("MLT", "MT"), ("NLD", "NL"),
+    ("POL", "PL"), ("PRT", "PT"), ("ROU", "RO"), ("SVK", "SK"), ("SVN", "SI"),
+    ("ESP", "ES"), ("SWE", "SE"), ("ISL", "IS"), ("LIE", "LI"), ("NOR", "NO"),
+    ("CHE", "CH"), ("GBR", "GB"), ("MDA", "MD"), ("UKR", "UA"), ("ALB", "AL"),
+    ("SRB", "RS"), ("USA", "US"), ("UTO", ""),
+)  # fmt: skip
+COUNTRY_CODES = {c for c, _ in COUNTRIES}
+NAME_MAX = 64
+PERSONAL_FIELDS = (
+    "surname",
+    "given_names",
+    "document_number",
+    "date_of_birth",
+    "date_of_expiry",
+    "nationality",
+    "sex",
+)
+
+
+def consent_text(document: str, language: str) -> str:
+    return (CONSENT_DIR / f"{document}.{language}.txt").read_text("utf-8")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _latin_name(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{field}: expected text", code="invalid_field")
+    value = " ".join(value.split())
+    if not value:
+        raise ValidationError(f"{field}: required", code="field_required")
+    if len(value) > NAME_MAX:
+        raise ValidationError(f"{field}: at most {NAME_MAX} characters", code="field_too_long")
+    for ch in value:
+        if ch in " -'.":
+            continue
+        if not unicodedata.category(ch).startswith("L") or "LATIN" not in unicodedata.name(ch, ""):
+            raise ValidationError(
+                f"{field}: write it in Latin letters, as on the document", code="invalid_script"
+            )
+    return str(value)
+
+
+def _date(value: Any, field: str) -> datetime.date:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValidationError(f"{field}: expected a date (YYYY-MM-DD)", code="invalid_date")
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError as err:
+        raise ValidationError(f"{field}: not a real date", code="invalid_date") from err
+
+
+def person_key(surname: str, given_names: str, date_of_birth: str, nationality: str) -> str:
+    """Who a customer is, for R4, without storing anything new: a hash of the name as
+    the MRZ writes it, the date of birth and the nationality."""
+    basis = "|".join((mrz_name(surname), mrz_name(given_names), date_of_birth, nationality))
+    return hashlib.sha256(basis.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    client_address: str
+
+
+class Onboarding:
+    def __init__(
+        self,
+        config: Config,
+        repo: Repository,
+        center: CallCenter,
+        objects: ObjectStore,
+        pool: AnalysisPool,
+        clock: Clock,
+    ) -> None:
+        self._config = config
+        self._repo = repo
+        self._center = center
+        self._objects = objects
+        self._pool = pool
+        self._clock = clock
+        self._no_mrz = {entry.upper() for entry in config.onboarding.accept_without_mrz}
+
+    # -- what the customer's page needs ----------------------------------------------------
+
+    async def overview(self, record: SessionRecord) -> dict[str, Any]:
+        results = await self._repo.results(record.id)
+        customer = await self._repo.find_customer(record.customer_id)
+        document = results.get("document", {})
+        mrz = document.get("mrz") or {}
+        prefill = {f: mrz.get(f, "") for f in PERSONAL_FIELDS}
+        prefill["issuing_state"] = mrz.get("issuing_state", document.get("country", ""))
+        if "personal_data" in results:
+            prefill.update(results["personal_data"]["fields"])
+        if customer is not None:
+            prefill.setdefault("phone", customer.phone)
+            prefill.setdefault("email", customer.email)
+        limits = self._config.onboarding
+        attempts = {
+            kind: max(0, limits.max_attempts - await self._repo.count_attempts(record.id, kind))
+            for kind in ("document_front", "document_back", "selfie")
+        }
+        return {
+            "session_id": record.id,
+            "state": record.state,
+            "required_steps": list(limits.required_steps),
+            "document_types": {
+                t: {"sides": list(sides)} for t, (sides, _, _) in DOCUMENT_TYPES.items()
+            },
+            "countries": [{"code": c, "alpha2": a} for c, a in COUNTRIES],
+            "accept_without_mrz": sorted(self._no_mrz),
+            "document": {
+                "country": document.get("country"),
+                "type": document.get("type"),
+                "captured": sorted(document.get("sides", {})),
+                "warnings": document.get("warnings", []),
+            },
+            "prefill": prefill,
+            "attempts_left": attempts,
+            "max_upload_bytes": limits.max_upload_bytes,
+        }
+
+    def consent_documents(self, language: str) -> list[dict[str, str]]:
+        if language not in LANGUAGES:
+            language = "en"
+        out = []
+        for document, version in CONSENT_VERSIONS.items():
+            text = consent_text(document, language)
+            out.append(
+                {
+                    "document": document,
+                    "version": version,
+                    "language": language,
+                    "text": text,
+                    "sha256": _sha256(text),
+                }
+            )
+        return out
+
+    # -- consent (R1) -----------------------------------------------------------------
+
+    async def consent(
+        self, record: SessionRecord, body: Any, client_address: str
+    ) -> dict[str, Any]:
+        if not isinstance(body, dict) or set(body) - {"language", "accepted"}:
+            raise ValidationError("expected {language, accepted}", code="invalid_request")
+        language = body.get("language")
+        if language not in LANGUAGES:
+            raise ValidationError("language: one of en, it, ro, pl", code="invalid_language")
+        accepted = body.get("accepted")
+        if not isinstance(accepted, list) or len(accepted) > len(CONSENT_VERSIONS):
+            raise ValidationError("accepted: a list of documents", code="invalid_request")
+        given = {}
+        for item in accepted:
+            if not isinstance(item, dict) or set(item) != {"document", "version"}:
+                raise ValidationError("accepted: {document, version} items", code="invalid_request")
+            given[item["document"]] = item["version"]
+        for document, version in CONSENT_VERSIONS.items():
+            if given.get(document) != version:
+                raise ValidationError(
+                    "please read and accept the privacy notice and the terms",
+                    code="consent_required",
+                )
+        now = self._clock.now()
+
+        async def save() -> None:
+            for document, version in CONSENT_VERSIONS.items():
+                await self._repo.add_consent(
+                    record.id,
+                    document=document,
+                    version=version,
+                    language=language,
+                    text_sha256=_sha256(consent_text(document, language)),
+                    client_address=client_address,
+                    now=now,
+                )
+
+        await self._center.step(record.id, (State.CREATED,), save, State.CONSENTED)
+        logger.info("session %s: consent given (%s)", record.id, language)
+        return {"ok": True}
+
+    # -- document (R2, R3) ------------------------------------------------------------
+
+    async def _count_attempt(self, session_id: str, kind: str) -> None:
+        used = await self._repo.count_attempts(session_id, kind)
+        if used >= self._config.onboarding.max_attempts:
+            raise RateLimited(
+                "you have used every attempt for this photo; please contact us to continue",
+                code="too_many_attempts",
+            )
+
+    async def upload_document(
+        self, record: SessionRecord, side: str, country: str, doc_type: str, data: bytes
+    ) -> dict[str, Any]:
+        if doc_type not in DOCUMENT_TYPES:
+            raise ValidationError(
+                "type: passport, id_card or residence_permit", code="invalid_document_type"
+            )
+        if country not in COUNTRY_CODES:
+            raise ValidationError("country: not a country we accept", code="invalid_country")
+        sides, zone_side, portrait_side = DOCUMENT_TYPES[doc_type]
+        if side not in sides:
+            raise ValidationError(
+                f"a {doc_type} has no {side} side to capture", code="invalid_side"
+            )
+        without_mrz = f"{country}:{doc_type}".upper() in self._no_mrz
+        limits = self._config.onboarding
+        kind = f"document_{side}"
+        today = datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC).date().isoformat()
+        await self._center.step(record.id, (State.CONSENTED,), _noop)  # the state, early
+        await self._count_attempt(record.id, kind)
+        try:
+            result = await self._pool.run(
+                analysis.analyse_document,
+                data,
+                want_mrz=side == zone_side,
+                want_portrait=side == portrait_side,
+                today=today,
+                max_bytes=limits.max_upload_bytes,
+                max_pixels=limits.max_pixels,
+            )
+        except ValidationError as err:
+            await self._repo.add_attempt(record.id, kind, False, [err.code], self._clock.now())
+            raise
+        problems: list[str] = list(result["problems"])
+        if without_mrz and problems == ["mrz_not_found"]:
+            problems = []
+        mrz = result.get("mrz")
+        if mrz is not None and not mrz["checks_ok"] and "mrz_unreadable" not in problems:
+            problems.append("mrz_unreadable")
+        now = self._clock.now()
+        await self._repo.add_attempt(record.id, kind, not problems, problems, now)
+        left = limits.max_attempts - await self._repo.count_attempts(record.id, kind)
+        if problems:
+            return {"accepted": False, "problems": problems, "attempts_left": left}
+
+        async def save() -> dict[str, Any]:
+            results = await self._repo.results(record.id)
+            document: dict[str, Any] = results.get("document", {})
+            if document.get("type") != doc_type or document.get("country") != country:
+                document = {"type": doc_type, "country": country, "sides": {}}
+            stored = await self._objects.put(record.id, kind, "image/jpeg", result["jpeg"], now)
+            document["sides"][side] = stored.id
+            document.setdefault("quality", {})[side] = result["quality"]
+            if side == zone_side:
+                document["mrz"] = mrz
+                document["has_mrz"] = mrz is not None
+            if "portrait" in result:
+                portrait = await self._objects.put(
+                    record.id, "portrait", "image/jpeg", result["portrait"], now
+                )
+                document["portrait"] = portrait.id
+            document["warnings"] = _document_warnings(document, country)
+            await self._repo.put_result(record.id, "document", document, now)
+            return document
+
+        document: dict[str, Any] = await self._center.step(record.id, (State.CONSENTED,), save)
+        out: dict[str, Any] = {
+            "accepted": True,
+            "attempts_left": left,
+            "warnings": document["warnings"],
+        }
+        return out
+
+    async def finish_document(self, record: SessionRecord) -> dict[str, Any]:
+        async def save() -> None:
+            document = (await self._repo.results(record.id)).get("document")
+            if not document:
+                raise ValidationError(
+                    "take the photos of your document first", code="document_missing"
+                )
+            sides, _, _ = DOCUMENT_TYPES[document["type"]]
+            missing = [s for s in sides if s not in document["sides"]]
+            if missing:
+                raise ValidationError(
+                    f"the {' and '.join(missing)} of the document is still missing",
+                    code="document_side_missing",
+                )
+
+        await self._center.step(record.id, (State.CONSENTED,), save, State.DOCUMENTS_CAPTURED)
+        return {"ok": True}
+
+    # -- check your data (R3, R4) ----------------------------------------------------------
+
+    async def confirm_data(self, record: SessionRecord, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ValidationError("expected an object of fields", code="invalid_request")
+        allowed = {*PERSONAL_FIELDS, "phone", "email", "tax_code"}
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise ValidationError(f"unknown fields: {', '.join(unknown)}", code="invalid_request")
+        fields: dict[str, str] = {
+            "surname": _latin_name(body.get("surname"), "surname"),
+            "given_names": _latin_name(body.get("given_names"), "given_names"),
+        }
+        number = body.get("document_number")
+        if not isinstance(number, str) or not re.fullmatch(r"[A-Za-z0-9]{1,20}", number.strip()):
+            raise ValidationError(
+                "document_number: letters and digits only", code="invalid_document_number"
+            )
+        fields["document_number"] = number.strip().upper()
+        today = datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC).date()
+        birth = _date(body.get("date_of_birth"), "date_of_birth")
+        if not datetime.date(1900, 1, 1) <= birth < today:
+            raise ValidationError("date_of_birth: not a plausible date", code="invalid_date")
+        expiry = _date(body.get("date_of_expiry"), "date_of_expiry")
+        fields["date_of_birth"], fields["date_of_expiry"] = birth.isoformat(), expiry.isoformat()
+        nationality = body.get("nationality")
+        if not isinstance(nationality, str) or not re.fullmatch(r"[A-Za-z]{1,3}", nationality):
+            raise ValidationError(
+                "nationality: a three-letter country code", code="invalid_nationality"
+            )
+        fields["nationality"] = nationality.upper()
+        sex = body.get("sex")
+        if sex not in ("F", "M", "X"):
+            raise ValidationError("sex: F, M or X", code="invalid_sex")
+        fields["sex"] = sex
+        email, phone = check_contacts(
+            str(body.get("email", ""))[:254], str(body.get("phone", ""))[:32]
+        )
+        fields["email"], fields["phone"] = email, phone
+        now = self._clock.now()
+
+        async def save() -> dict[str, Any]:
+            results = await self._repo.results(record.id)
+            document = results.get("document", {})
+            italian = "ITA" in (fields["nationality"], document.get("country"))
+            tax_code = str(body.get("tax_code", "")).strip().upper()[:16]
+            if italian or tax_code:
+                if not valid_tax_code(tax_code):
+                    raise ValidationError(
+                        "tax code: 16 characters, as on your health card; check the last one",
+                        code="invalid_tax_code",
+                    )
+                fields["tax_code"] = tax_code
+            mrz = document.get("mrz") or {}
+            edited = [
+                f
+                for f in PERSONAL_FIELDS
+                if mrz and _comparable(f, fields[f]) != _comparable(f, str(mrz.get(f, "")))
+            ]
+            key = person_key(
+                fields["surname"],
+                fields["given_names"],
+                fields["date_of_birth"],
+                fields["nationality"],
+            )
+            taken = await self._repo.contact_owner(record.customer_id, email, phone, key)
+            if taken is not None:
+                raise ValidationError(
+                    f"this {'e-mail address' if taken == 'email' else 'mobile number'} already"
+                    " belongs to another customer; use your own",
+                    code=f"{taken}_in_use",
+                )
+            await self._repo.update_customer(
+                record.customer_id, email=email, phone=phone, person_key=key
+            )
+            value = {"fields": fields, "edited": edited}
+            await self._repo.put_result(record.id, "personal_data", value, now)
+            return value
+
+        value = await self._center.step(
+            record.id, (State.DOCUMENTS_CAPTURED,), save, State.DATA_CONFIRMED
+        )
+        logger.info(
+            "session %s: data confirmed, %d field(s) edited", record.id, len(value["edited"])
+        )
+        return {"ok": True}
+
+    # -- selfie -----------------------------------------------------------------------
+
+    async def upload_selfie(self, record: SessionRecord, data: bytes) -> dict[str, Any]:
+        limits = self._config.onboarding
+        await self._center.step(record.id, (State.DATA_CONFIRMED,), _noop)
+        await self._count_attempt(record.id, "selfie")
+        document = (await self._repo.results(record.id)).get("document", {})
+        portrait = None
+        if document.get("portrait"):
+            _, portrait = await self._objects.get(document["portrait"])
+        try:
+            result = await self._pool.run(
+                analysis.analyse_selfie,
+                data,
+                portrait,
+                max_bytes=limits.max_upload_bytes,
+                max_pixels=limits.max_pixels,
+                threshold=limits.face_match_threshold,
+            )
+        except ValidationError as err:
+            await self._repo.add_attempt(record.id, "selfie", False, [err.code], self._clock.now())
+            raise
+        now = self._clock.now()
+        problems = result["problems"]
+        await self._repo.add_attempt(record.id, "selfie", not problems, problems, now)
+        left = limits.max_attempts - await self._repo.count_attempts(record.id, "selfie")
+        if problems:
+            return {"accepted": False, "problems": problems, "attempts_left": left}
+
+        async def save() -> None:
+            stored = await self._objects.put(record.id, "selfie", "image/jpeg", result["jpeg"], now)
+            value = {"object": stored.id, "checks": result["checks"], "match": result.get("match")}
+            await self._repo.put_result(record.id, "selfie", value, now)
+
+        await self._center.step(record.id, (State.DATA_CONFIRMED,), save, State.SELFIE_TAKEN)
+        match = result.get("match")
+        logger.info(
+            "session %s: selfie accepted, face match %s",
+            record.id,
+            "none" if match is None else ("yes" if match["match"] else "no"),
+        )
+        # the score goes to the operator only
+        return {"accepted": True}
+
+    # -- audio/video test -----------------------------------------------------------------
+
+    async def av_test(self, record: SessionRecord, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ValidationError("expected the test's results", code="invalid_request")
+        checks = {}
+        for key in ("camera", "microphone", "speaker"):
+            if not isinstance(body.get(key), bool):
+                raise ValidationError(f"{key}: true or false", code="invalid_request")
+            checks[key] = body[key]
+        failed = [k for k, ok in checks.items() if not ok]
+        if failed:
+            raise ValidationError(
+                f"the {', '.join(failed)} test did not pass", code=f"{failed[0]}_test_failed"
+            )
+        now = self._clock.now()
+
+        async def save() -> None:
+            await self._repo.put_result(record.id, "av_test", {**checks, "at": now}, now)
+
+        await self._center.step(record.id, (State.SELFIE_TAKEN,), save, State.AV_TESTED)
+        return {"ok": True}
+
+    # -- for the operator ---------------------------------------------------------------
+
+    async def operator_view(self, session_id: str) -> dict[str, Any]:
+        results = await self._repo.results(session_id)
+        document = results.get("document", {})
+        personal = results.get("personal_data", {})
+        selfie = results.get("selfie", {})
+        flags = list(document.get("warnings", []))
+        if personal.get("edited"):
+            flags.append("fields_edited")
+        if selfie and selfie.get("match") is None:
+            flags.append("face_match_unavailable")
+        elif selfie and not selfie["match"]["match"]:
+            flags.append("face_mismatch")
+        return {
+            "consents": await self._repo.consents(session_id),
+            "document": {
+                "country": document.get("country"),
+                "type": document.get("type"),
+                "has_mrz": document.get("has_mrz", False),
+                "mrz": document.get("mrz"),
+                "images": sorted(document.get("sides", {}))
+                + (["portrait"] if document.get("portrait") else []),
+                "quality": document.get("quality", {}),
+            },
+            "personal_data": personal.get("fields"),
+            "edited": personal.get("edited", []),
+            "selfie": {"checks": selfie.get("checks"), "match": selfie.get("match")}
+            if selfie
+            else None,
+            "av_test": results.get("av_test"),
+            "flags": flags,
+        }
+
+    async def image(self, session_id: str, name: str) -> tuple[str, bytes]:
+        results = await self._repo.results(session_id)
+        document = results.get("document", {})
+        ids = dict(document.get("sides", {}))
+        if document.get("portrait"):
+            ids["portrait"] = document["portrait"]
+        if results.get("selfie"):
+            ids["selfie"] = results["selfie"]["object"]
+        if name not in ids:
+            raise ValidationError("no such image in this session", code="image_not_found")
+        stored, data = await self._objects.get(ids[name])
+        if stored.session_id != session_id:  # pragma: no cover - ids come from this session
+            raise ValidationError("no such image in this session", code="image_not_found")
+        return stored.content_type, data
+
+
+async def _noop() -> None:
+    return None
+
+
+def _comparable(field: str, value: str) -> str:
+    if field in ("surname", "given_names"):
+        return mrz_name(value).replace("<", "")
+    return value.strip().upper()
+
+
+def _document_warnings(document: dict[str, Any], country: str) -> list[str]:
+    warnings: list[str] = []
+    mrz = document.get("mrz")
+    _, zone_side, _ = DOCUMENT_TYPES[document["type"]]
+    if zone_side in document["sides"] and mrz is None:
+        warnings.append("no_mrz")
+    if mrz is not None:
+        if mrz.get("expired"):
+            warnings.append("document_expired")
+        if not mrz.get("checks_ok"):
+            warnings.append("mrz_check_failed")
+        if mrz.get("issuing_state") and mrz["issuing_state"] != country:
+            warnings.append("country_mismatch")
+        expected_code = "P" if document["type"] == "passport" else ("I", "A", "C")
+        code = mrz.get("document_code", "")[:1]
+        if (expected_code == "P") != (code == "P"):
+            warnings.append("document_type_mismatch")
+    return warnings

@@ -1,0 +1,157 @@
+"""HTTP endpoints of the onboarding steps (customer) and of what they produced
+(operator). Customers authenticate with their invitation token as a Bearer token;
+photos are sent as the raw request body (JPEG or PNG), so that the page can show
+upload progress. See docs/protocol.md."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..db import SessionRecord
+from ..errors import Forbidden, SessionNotFound, ValidationError
+from ..services import SERVICES, Services
+
+JSON_LIMIT = 16_384
+
+
+def _s(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+async def _customer(request: web.Request) -> SessionRecord:
+    services = _s(request)
+    header = request.headers.get("Authorization", "")
+    token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else None
+    return await services.invitations.resolve(token, services.clock.now())
+
+
+async def _json(request: web.Request) -> Any:
+    raw = await _body(request, JSON_LIMIT)
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValidationError("the body must be JSON", code="invalid_json") from err
+
+
+async def _body(request: web.Request, limit: int) -> bytes:
+    """The request body, refused as soon as it grows past ``limit``."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ValidationError(
+            f"the file is larger than {limit // 1_000_000 or limit // 1000} "
+            f"{'MB' if limit >= 1_000_000 else 'kB'}",
+            code="file_too_large",
+        )
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise ValidationError("the file is too large", code="file_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _address(request: web.Request) -> str:
+    return request.remote or ""
+
+
+class OnboardingApi:
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return [
+            web.get("/api/onboarding", self.overview),
+            web.get("/api/onboarding/consent", self.consent_texts),
+            web.post("/api/onboarding/consent", self.consent),
+            web.post("/api/onboarding/document/{side}", self.document),
+            web.post("/api/onboarding/document-done", self.document_done),
+            web.post("/api/onboarding/data", self.data),
+            web.post("/api/onboarding/selfie", self.selfie),
+            web.post("/api/onboarding/av-test", self.av_test),
+            web.get("/api/sessions/{session_id}/onboarding", self.operator_view),
+            web.get("/api/sessions/{session_id}/images/{name}", self.operator_image),
+        ]
+
+    async def overview(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        return web.json_response(await _s(request).onboarding.overview(record))
+
+    async def consent_texts(self, request: web.Request) -> web.Response:
+        await _customer(request)
+        language = request.query.get("lang", "en")
+        return web.json_response({"documents": _s(request).onboarding.consent_documents(language)})
+
+    async def consent(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        body = await _json(request)
+        return web.json_response(
+            await _s(request).onboarding.consent(record, body, _address(request))
+        )
+
+    async def document(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        services = _s(request)
+        data = await _body(request, services.config.onboarding.max_upload_bytes)
+        result = await services.onboarding.upload_document(
+            record,
+            request.match_info["side"],
+            request.query.get("country", ""),
+            request.query.get("type", ""),
+            data,
+        )
+        return web.json_response(result, status=200 if result["accepted"] else 422)
+
+    async def document_done(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        return web.json_response(await _s(request).onboarding.finish_document(record))
+
+    async def data(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        body = await _json(request)
+        return web.json_response(await _s(request).onboarding.confirm_data(record, body))
+
+    async def selfie(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        services = _s(request)
+        data = await _body(request, services.config.onboarding.max_upload_bytes)
+        result = await services.onboarding.upload_selfie(record, data)
+        return web.json_response(result, status=200 if result["accepted"] else 422)
+
+    async def av_test(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        body = await _json(request)
+        return web.json_response(await _s(request).onboarding.av_test(record, body))
+
+    async def _session_for_operator(self, request: web.Request) -> str:
+        services = _s(request)
+        header = request.headers.get("Authorization", "")
+        from ..operator_console.namespace import LOGIN_COOKIE
+
+        token = (
+            header[len("Bearer ") :].strip()
+            if header.startswith("Bearer ")
+            else request.cookies.get(LOGIN_COOKIE)
+        )
+        operator = await services.accounts.authenticate(token, services.clock.now())
+        session_id = request.match_info["session_id"]
+        record = await services.repo.find_session(id=session_id) if len(session_id) == 36 else None
+        if record is None:
+            raise SessionNotFound()
+        if operator.role == "operator" and record.operator_id != operator.id:
+            raise Forbidden("this session is not assigned to you")
+        return record.id
+
+    async def operator_view(self, request: web.Request) -> web.Response:
+        session_id = await self._session_for_operator(request)
+        return web.json_response(await _s(request).onboarding.operator_view(session_id))
+
+    async def operator_image(self, request: web.Request) -> web.Response:
+        session_id = await self._session_for_operator(request)
+        content_type, data = await _s(request).onboarding.image(
+            session_id, request.match_info["name"]
+        )
+        return web.Response(
+            body=data,
+            content_type=content_type,
+            headers={"Cache-Control": "no-store", "Content-Disposition": "inline"},
+        )
