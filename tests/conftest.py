@@ -67,6 +67,9 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
         overrides: dict[str, dict[str, Any]] = {
             "server": {"port": port, "data_dir": str(tmp_path / f"data{len(servers)}")},
             "database": {"url": database_url},
+            # The call tests go straight to the queue; the onboarding tests ask for
+            # the steps they exercise (the product's default is all five).
+            "onboarding": {"required_steps": ()},
         }
         for name, values in sections.items():
             overrides.setdefault(name, {}).update(values)

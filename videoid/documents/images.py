@@ -95,7 +95,8 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int = 
             f" at least {min_side} pixels on the short side",
             code="image_too_small",
         )
-    rgb = image.convert("RGB")
+    pixels = np.asarray(image.convert("RGB"))
     out = io.BytesIO()
-    rgb.save(out, "JPEG", quality=92)  # a fresh file: no EXIF, XMP, ICC or comments
-    return CleanImage(np.asarray(rgb), out.getvalue(), kind)
+    # a new image from the pixels alone: no EXIF, XMP, ICC profile or comment survives
+    Image.fromarray(pixels).save(out, "JPEG", quality=92)
+    return CleanImage(pixels, out.getvalue(), kind)

@@ -282,6 +282,10 @@ def read_zone(crop: NDArray[Any]) -> _Decoded | None:
     return best
 
 
+def _score(reading: Reading) -> int:
+    return sum(c.ok for c in reading.data.checks)
+
+
 def read_mrz(image: NDArray[Any], today: datetime.date | None = None) -> Reading:
     """Find and read the zone in ``image`` (grey or BGR). Raises :class:`MrzError`
     when no zone can be read."""
@@ -300,9 +304,9 @@ def read_mrz(image: NDArray[Any], today: datetime.date | None = None) -> Reading
             reading = Reading(data, decoded.lines, box)
             if data.checks_ok:
                 return reading
-            if best is None or sum(c.ok for c in data.checks) > sum(c.ok for c in best.data.checks):
+            # the other orientation, or the next candidate, may read better
+            if best is None or _score(reading) > _score(best):
                 best = reading
-            break
     if best is None:
         raise MrzError("no machine readable zone could be read in this image")
     return best
