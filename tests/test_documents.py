@@ -52,7 +52,9 @@ def test_a_pdf_renamed_jpg_is_refused_by_its_content() -> None:
     assert err.value.code == "unsupported_file_type"
 
 
-@pytest.mark.parametrize("data", [b"", b"GIF89a" + b"\0" * 100, b"<svg xmlns='http://www.w3.org/2000/svg'/>"])
+@pytest.mark.parametrize(
+    "data", [b"", b"GIF89a" + b"\0" * 100, b"<svg xmlns='http://www.w3.org/2000/svg'/>"]
+)
 def test_other_types_and_empty_files_are_refused(data: bytes) -> None:
     with pytest.raises(ImageRejected) as err:
         load_image(data, **LIMITS)
@@ -69,7 +71,9 @@ def test_a_truncated_jpeg_is_refused() -> None:
 def test_a_decompression_bomb_is_refused_from_its_header() -> None:
     # a valid PNG header declaring 60000 x 60000 pixels, with almost no data
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     png = (
         b"\x89PNG\r\n\x1a\n"
@@ -129,7 +133,9 @@ def test_an_upside_down_photo_is_read(portrait: Image.Image) -> None:
     assert read_mrz(cv2.rotate(photo, cv2.ROTATE_180)).data.lines == doc.lines
 
 
-def test_a_wrong_check_digit_on_the_document_is_reported_not_corrected(portrait: Image.Image) -> None:
+def test_a_wrong_check_digit_on_the_document_is_reported_not_corrected(
+    portrait: Image.Image,
+) -> None:
     rng = random.Random(31)
     doc = make_document(rng, "TD3")
     l2 = doc.lines[1]
@@ -169,26 +175,38 @@ def test_quality_problems_say_what_to_fix(portrait: Image.Image) -> None:
     photo = _gray(phone_photo(side, rng))
     blurred = cv2.GaussianBlur(photo, (0, 0), 6)
     result = analyse_document(
-        _jpeg(cv2.cvtColor(blurred, cv2.COLOR_GRAY2RGB)), want_mrz=True, want_portrait=False, today=TODAY, **LIMITS
+        _jpeg(cv2.cvtColor(blurred, cv2.COLOR_GRAY2RGB)),
+        want_mrz=True,
+        want_portrait=False,
+        today=TODAY,
+        **LIMITS,
     )
     assert "too_blurry" in result["problems"]
     # a reflection: a burnt-out patch over the card
     glare = cv2.cvtColor(photo, cv2.COLOR_GRAY2RGB)
     h, w = photo.shape
     cv2.circle(glare, (w // 2, h // 2), h // 6, (255, 255, 255), -1)
-    result = analyse_document(_jpeg(glare), want_mrz=True, want_portrait=False, today=TODAY, **LIMITS)
+    result = analyse_document(
+        _jpeg(glare), want_mrz=True, want_portrait=False, today=TODAY, **LIMITS
+    )
     assert "glare" in result["problems"]
     # the card cut by the photo's edge
     cut = photo[:, : int(w * 0.45)]
     result = analyse_document(
-        _jpeg(cv2.cvtColor(cut, cv2.COLOR_GRAY2RGB)), want_mrz=True, want_portrait=False, today=TODAY, **LIMITS
+        _jpeg(cv2.cvtColor(cut, cv2.COLOR_GRAY2RGB)),
+        want_mrz=True,
+        want_portrait=False,
+        today=TODAY,
+        **LIMITS,
     )
-    assert result["problems"] and "mrz" not in result or "document_cut_off" in result["problems"]
+    assert (result["problems"] and "mrz" not in result) or "document_cut_off" in result["problems"]
     # a front without a face where the portrait should be
     assert front is not None
     blank = render(doc, None, random.Random(1))[1]
     assert blank is not None
-    result = analyse_document(png_bytes(blank), want_mrz=False, want_portrait=True, today=TODAY, **LIMITS)
+    result = analyse_document(
+        png_bytes(blank), want_mrz=False, want_portrait=True, today=TODAY, **LIMITS
+    )
     assert result["problems"] == ["portrait_not_found"]
 
 

@@ -11,7 +11,10 @@ from videoid.documents.mrz import MrzError, build_mrz, check_digit, mrz_name, pa
 TODAY = datetime.date(2026, 11, 23)
 
 # ICAO Doc 9303, part 4 (TD3), part 5 (TD1), part 6 (TD2) specimens
-TD3 = ("P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10")
+TD3 = (
+    "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<",
+    "L898902C36UTO7408122F1204159ZE184226B<<<<<10",
+)
 TD1 = (
     "I<UTOD231458907<<<<<<<<<<<<<<<",
     "7408122F1204159UTO<<<<<<<<<<<6",
@@ -44,7 +47,12 @@ def test_icao_specimens_parse_with_every_check_passing(lines: tuple[str, ...], f
     assert data.date_of_expiry == "2012-04-15"
     assert data.sex == "F"
     assert data.checks_ok, [c for c in data.checks if not c.ok]
-    assert {c.name for c in data.checks} >= {"document_number", "date_of_birth", "date_of_expiry", "composite"}
+    assert {c.name for c in data.checks} >= {
+        "document_number",
+        "date_of_birth",
+        "date_of_expiry",
+        "composite",
+    }
     # the specimen expired in 2012 (R3: flagged, not hidden)
     assert data.expired(TODAY) and not data.valid(TODAY)
     assert data.valid(datetime.date(2010, 1, 1))
@@ -65,7 +73,12 @@ def test_td1_long_document_number_continues_in_the_optional_data() -> None:
 
 @pytest.mark.parametrize(
     ("line", "index", "broken"),
-    [(1, 9, "document_number"), (1, 19, "date_of_birth"), (1, 27, "date_of_expiry"), (1, 43, "composite")],
+    [
+        (1, 9, "document_number"),
+        (1, 19, "date_of_birth"),
+        (1, 27, "date_of_expiry"),
+        (1, 43, "composite"),
+    ],
 )
 def test_a_wrong_check_digit_is_reported_by_name(line: int, index: int, broken: str) -> None:
     lines = list(TD3)

@@ -386,11 +386,7 @@ class Onboarding:
                     )
                 fields["tax_code"] = tax_code
             mrz = document.get("mrz") or {}
-            edited = [
-                f
-                for f in PERSONAL_FIELDS
-                if mrz and _comparable(f, fields[f]) != _comparable(f, str(mrz.get(f, "")))
-            ]
+            edited = [f for f in PERSONAL_FIELDS if mrz and _edited(f, fields[f], mrz)]
             key = person_key(
                 fields["surname"],
                 fields["given_names"],
@@ -540,10 +536,17 @@ async def _noop() -> None:
     return None
 
 
-def _comparable(field: str, value: str) -> str:
+def _edited(field: str, value: str, mrz: dict[str, Any]) -> bool:
+    """Whether the customer's ``value`` differs from what the zone says. Names compare
+    as the zone writes them (Müller is MUELLER); a name the zone had to cut short
+    compares on what it kept."""
+    read = str(mrz.get(field, ""))
     if field in ("surname", "given_names"):
-        return mrz_name(value).replace("<", "")
-    return value.strip().upper()
+        mine, theirs = mrz_name(value).replace("<", ""), mrz_name(read).replace("<", "")
+        if mrz.get("names_truncated") and theirs and mine.startswith(theirs):
+            return False
+        return mine != theirs
+    return value.strip().upper() != read.strip().upper()
 
 
 def _document_warnings(document: dict[str, Any], country: str) -> list[str]:
