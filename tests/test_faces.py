@@ -117,7 +117,7 @@ def test_a_turned_head_is_not_frontal() -> None:
     face = faces.detect(rgb)[0]
     assert 0.3 < face.yaw_ratio() < 0.7 and face.eye_aspect_ratio() > 0.18
     # squash one side of the face: the nose moves off the middle as when turning
-    h, w = rgb.shape[:2]
+    h = rgb.shape[0]
     cx = (face.box[0] + face.box[2]) // 2
     left = cv2.resize(rgb[:, :cx], (max(1, int(cx * 0.45)), h))
     turned = np.ascontiguousarray(np.hstack([left, rgb[:, cx:]]))
