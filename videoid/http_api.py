@@ -138,7 +138,7 @@ class HttpApi:
         return response
 
     async def logout(self, request: web.Request) -> web.Response:
-        token = _token(request)
+        token = login_token(request)
         if token:
             await _s(request).accounts.logout(token)
         response = web.json_response({"ok": True})
@@ -208,14 +208,15 @@ class HttpApi:
 
     async def _operator(self, request: web.Request) -> OperatorRecord:
         services = _s(request)
-        return await services.accounts.authenticate(_token(request), services.clock.now())
+        return await services.accounts.authenticate(login_token(request), services.clock.now())
 
 
 def _s(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
-def _token(request: web.Request) -> str | None:
+def login_token(request: web.Request) -> str | None:
+    """The operator login: a Bearer token, else the login cookie."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return header[len("Bearer ") :].strip()

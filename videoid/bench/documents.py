@@ -69,10 +69,6 @@ class SyntheticDocument:
     optional_data: str = ""
     lines: tuple[str, ...] = field(default=())
 
-    @property
-    def document_code(self) -> str:
-        return "P" if self.fmt == "TD3" else "ID"
-
 
 def make_document(rng: random.Random, fmt: Literal["TD1", "TD3"]) -> SyntheticDocument:
     surname, given = rng.choice(NAMES)

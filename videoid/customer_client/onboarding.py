@@ -15,7 +15,6 @@ import hashlib
 import logging
 import re
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +108,6 @@ def person_key(surname: str, given_names: str, date_of_birth: str, nationality: 
     return hashlib.sha256(basis.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class Upload:
-    data: bytes
-    client_address: str
-
-
 class Onboarding:
     def __init__(
         self,
@@ -132,6 +125,9 @@ class Onboarding:
         self._pool = pool
         self._clock = clock
         self._no_mrz = {entry.upper() for entry in config.onboarding.accept_without_mrz}
+
+    def _today(self) -> datetime.date:
+        return datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC).date()
 
     # -- what the customer's page needs ----------------------------------------------------
 
@@ -233,13 +229,15 @@ class Onboarding:
 
     # -- document (R2, R3) ------------------------------------------------------------
 
-    async def _count_attempt(self, session_id: str, kind: str) -> None:
+    async def _attempts_left(self, session_id: str, kind: str) -> int:
+        """Attempts left once this one is counted; none left raises RateLimited."""
         used = await self._repo.count_attempts(session_id, kind)
         if used >= self._config.onboarding.max_attempts:
             raise RateLimited(
                 "you have used every attempt for this photo; please contact us to continue",
                 code="too_many_attempts",
             )
+        return self._config.onboarding.max_attempts - used - 1
 
     async def upload_document(
         self, record: SessionRecord, side: str, country: str, doc_type: str, data: bytes
@@ -258,9 +256,9 @@ class Onboarding:
         without_mrz = f"{country}:{doc_type}".upper() in self._no_mrz
         limits = self._config.onboarding
         kind = f"document_{side}"
-        today = datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC).date().isoformat()
+        today = self._today().isoformat()
         await self._center.step(record.id, (State.CONSENTED,), _noop)  # the state, early
-        await self._count_attempt(record.id, kind)
+        left = await self._attempts_left(record.id, kind)
         try:
             result = await self._pool.run(
                 analysis.analyse_document,
@@ -282,7 +280,6 @@ class Onboarding:
             problems.append("mrz_unreadable")
         now = self._clock.now()
         await self._repo.add_attempt(record.id, kind, not problems, problems, now)
-        left = limits.max_attempts - await self._repo.count_attempts(record.id, kind)
         if problems:
             return {"accepted": False, "problems": problems, "attempts_left": left}
 
@@ -351,7 +348,7 @@ class Onboarding:
                 "document_number: letters and digits only", code="invalid_document_number"
             )
         fields["document_number"] = number.strip().upper()
-        today = datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC).date()
+        today = self._today()
         birth = _date(body.get("date_of_birth"), "date_of_birth")
         if not datetime.date(1900, 1, 1) <= birth < today:
             raise ValidationError("date_of_birth: not a plausible date", code="invalid_date")
@@ -420,7 +417,7 @@ class Onboarding:
     async def upload_selfie(self, record: SessionRecord, data: bytes) -> dict[str, Any]:
         limits = self._config.onboarding
         await self._center.step(record.id, (State.DATA_CONFIRMED,), _noop)
-        await self._count_attempt(record.id, "selfie")
+        left = await self._attempts_left(record.id, "selfie")
         document = (await self._repo.results(record.id)).get("document", {})
         portrait = None
         if document.get("portrait"):
@@ -440,7 +437,6 @@ class Onboarding:
         now = self._clock.now()
         problems = result["problems"]
         await self._repo.add_attempt(record.id, "selfie", not problems, problems, now)
-        left = limits.max_attempts - await self._repo.count_attempts(record.id, "selfie")
         if problems:
             return {"accepted": False, "problems": problems, "attempts_left": left}
 
@@ -562,8 +558,7 @@ def _document_warnings(document: dict[str, Any], country: str) -> list[str]:
             warnings.append("mrz_check_failed")
         if mrz.get("issuing_state") and mrz["issuing_state"] != country:
             warnings.append("country_mismatch")
-        expected_code = "P" if document["type"] == "passport" else ("I", "A", "C")
-        code = mrz.get("document_code", "")[:1]
-        if (expected_code == "P") != (code == "P"):
+        # a passport's zone starts with P, a card's with I, A or C
+        if (document["type"] == "passport") != mrz.get("document_code", "").startswith("P"):
             warnings.append("document_type_mismatch")
     return warnings

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ..db import SessionRecord
 from ..errors import Forbidden, SessionNotFound, ValidationError
+from ..http_api import login_token
 from ..services import SERVICES, Services
 
 JSON_LIMIT = 16_384
@@ -124,15 +125,7 @@ class OnboardingApi:
 
     async def _session_for_operator(self, request: web.Request) -> str:
         services = _s(request)
-        header = request.headers.get("Authorization", "")
-        from ..operator_console.namespace import LOGIN_COOKIE
-
-        token = (
-            header[len("Bearer ") :].strip()
-            if header.startswith("Bearer ")
-            else request.cookies.get(LOGIN_COOKIE)
-        )
-        operator = await services.accounts.authenticate(token, services.clock.now())
+        operator = await services.accounts.authenticate(login_token(request), services.clock.now())
         session_id = request.match_info["session_id"]
         record = await services.repo.find_session(id=session_id) if len(session_id) == 36 else None
         if record is None:

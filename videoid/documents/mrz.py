@@ -9,6 +9,7 @@ OCR confusions is :mod:`videoid.documents.reader`'s job.
 from __future__ import annotations
 
 import datetime
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -243,8 +244,6 @@ _TRANSLITERATION = str.maketrans(
 def mrz_name(text: str) -> str:
     """A name as the zone writes it: upper case, transliterated (ICAO 9303 part 3),
     spaces and hyphens as fillers."""
-    import unicodedata
-
     text = text.upper().translate(_TRANSLITERATION)
     text = unicodedata.normalize("NFKD", text)
     return "".join(c for c in text if c in MRZ_CHARS)

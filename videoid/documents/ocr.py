@@ -39,8 +39,6 @@ class Glyphs:
     """Index into ALPHABET of each row of ``vectors``."""
     bands: tuple[tuple[float, float], ...]
     """(top, bottom) of the capitals' and of the digits' band, in font pixels."""
-    pitch_ratio: float
-    """Pitch (advance) over cap height, to shape the cells the same way."""
 
 
 def _normalise(cells: NDArray[Any]) -> NDArray[Any]:
@@ -88,7 +86,7 @@ def glyphs() -> Glyphs:
         for top, bottom in bands
     )
     labels = np.array([index for index, _, _ in variants])
-    return Glyphs(vectors, labels, tuple(bands), advance / (bands[0][1] - bands[0][0]))
+    return Glyphs(vectors, labels, tuple(bands))
 
 
 def _cell(img: NDArray[Any], cx: float, top: float, height: float, pitch: float) -> NDArray[Any]:

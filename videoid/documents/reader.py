@@ -4,14 +4,16 @@ The pipeline, built to be fast on one core and right on phone photos:
 
 1. **Find the zone** on a copy scaled to about 1000 pixels: black-hat filtering brings
    out dark print on a light ground, a horizontal gradient and closing merge the
-   characters of a line, and the zone is the block of two or three long, parallel,
-   evenly spaced lines near the edge of the document (:func:`find_zone`).
-2. **Cut it out** of the full-resolution image, rotated upright and scaled to a fixed
-   character height, with the light evened out (:func:`extract_zone`).
-3. **Read it** with Tesseract restricted to the 37 MRZ characters, one line at a time.
-4. **Correct** by field type: digits where the format wants digits, letters where it
-   wants letters, fillers after the names, and for alphanumeric fields the reading whose
-   check digit matches among the usual OCR confusions (:func:`correct_lines`).
+   characters of a line into a wide block (:func:`find_zone`).
+2. **Cut it out** of the full-resolution image, rotated upright, scaled to a fixed
+   width, with the light evened out (:func:`extract_zone`).
+3. **Rectify**: the characters stand in columns at a fixed pitch, so one homography maps
+   their centres to a regular grid, undoing perspective and shear (:func:`rectify`).
+4. **Read** each character cell against the OCR-B glyphs (:mod:`.ocr`), and take for
+   each position the best character of the kind the format allows there; for
+   alphanumeric fields, close second readings are tried so that the field agrees with
+   its printed check digit (:func:`decode`). The other orientation is tried when the
+   checks fail (a photo taken upside down).
 
 The result is an :class:`~videoid.documents.mrz.MrzData` whose check results are those
 of the corrected text: a correction never makes a wrong check digit pass, since the
@@ -52,8 +54,6 @@ class ZoneBox:
 @dataclass(frozen=True)
 class Reading:
     data: MrzData
-    raw: tuple[str, ...]
-    """What the OCR engine read, before correction."""
     box: ZoneBox
 
 
@@ -301,7 +301,7 @@ def read_mrz(image: NDArray[Any], today: datetime.date | None = None) -> Reading
                 data = parse_mrz(decoded.lines, today)
             except MrzError:
                 continue
-            reading = Reading(data, decoded.lines, box)
+            reading = Reading(data, box)
             if data.checks_ok:
                 return reading
             # the other orientation, or the next candidate, may read better
