@@ -124,6 +124,17 @@ def test_the_zone_is_read_from_phone_photos(fmt: str, seed: int, portrait: Image
     assert reading.data.checks_ok
 
 
+@pytest.mark.parametrize(("fmt", "seed"), [("TD1", 12), ("TD3", 15)])
+def test_a_scan_the_document_fills_edge_to_edge_is_read(
+    fmt: str, seed: int, portrait: Image.Image
+) -> None:
+    rng = random.Random(seed)
+    doc = make_document(rng, fmt)  # type: ignore[arg-type]
+    side, _ = render(doc, portrait, rng)  # no background, no degradation: a scan
+    reading = read_mrz(_gray(png_bytes(side)), datetime.date(2026, 11, 23))
+    assert reading.data.lines == doc.lines
+
+
 def test_an_upside_down_photo_is_read(portrait: Image.Image) -> None:
     rng = random.Random(21)
     doc = make_document(rng, "TD3")

@@ -124,6 +124,7 @@ def create_app(
             except asyncio.CancelledError:
                 pass
             await center.close()
+            await onboarding.close()
             await asyncio.to_thread(pool.close)
             await repo.close()
 

@@ -109,6 +109,13 @@ class OnboardingConfig:
     """Descriptor distance under which two faces are the same person (dlib's)."""
     analysis_workers: int = 1
     """Processes that analyse images (each loads the face models once)."""
+    connectivity_test: bool = True
+    """Whether the A/V test needs a passed connectivity test through the server."""
+    max_rtt_ms: float = 800.0
+    min_bitrate_kbps: float = 300.0
+    """What the connectivity test needs: round trip at most, upstream at least."""
+    handover_minutes: int = 10
+    """How long a "continue on your phone" QR code stays valid (used once)."""
 
 
 @dataclass(frozen=True)

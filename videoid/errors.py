@@ -16,10 +16,17 @@ class VideoidError(Exception):
     code = "internal_error"
     status = 500
 
-    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+    field: str | None = None
+    """The form field at fault, when there is one (the page marks it)."""
+
+    def __init__(
+        self, message: str | None = None, *, code: str | None = None, field: str | None = None
+    ) -> None:
         super().__init__(message or self.__class__.__doc__ or self.code)
         if code is not None:
             self.code = code
+        if field is not None:
+            self.field = field
 
     @property
     def message(self) -> str:
@@ -27,10 +34,13 @@ class VideoidError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # keep the code when crossing a process boundary (the analysis pool)
-        return (_rebuild, (type(self), self.message, self.code))
+        return (_rebuild, (type(self), self.message, self.code, self.field))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message}
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            out["field"] = self.field
+        return out
 
 
 class ConfigError(VideoidError, ValueError):
@@ -149,5 +159,7 @@ class StorageError(VideoidError, OSError):
     code = "storage_error"
 
 
-def _rebuild(cls: type[VideoidError], message: str, code: str) -> VideoidError:
-    return cls(message, code=code)
+def _rebuild(
+    cls: type[VideoidError], message: str, code: str, field: str | None = None
+) -> VideoidError:
+    return cls(message, code=code, field=field)

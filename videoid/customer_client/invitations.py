@@ -33,10 +33,12 @@ class Invitation:
 def check_contacts(email: str, phone: str) -> tuple[str, str]:
     email, phone = email.strip(), re.sub(r"[\s()-]", "", phone)
     if not EMAIL.match(email):
-        raise ValidationError("email: not a valid address", code="invalid_email")
+        raise ValidationError("email: not a valid address", code="invalid_email", field="email")
     if not PHONE.match(phone):
         raise ValidationError(
-            "phone: international format, e.g. +393471234567", code="invalid_phone"
+            "phone: international format, e.g. +393471234567",
+            code="invalid_phone",
+            field="phone",
         )
     return email, phone
 
@@ -70,7 +72,12 @@ class Invitations:
         """The session an invitation token opens. Raises :class:`InvitationError`."""
         if not isinstance(token, str) or not 20 <= len(token) <= 128:
             raise InvitationError("this invitation link is not valid")
-        record = await self._repo.find_session(token_hash=token_hash(token))
+        hashed = token_hash(token)
+        record = await self._repo.find_session(token_hash=hashed)
+        if record is None:
+            # a phone the session was handed over to
+            session_id = await self._repo.use_session_token("device", hashed, now)
+            record = await self._repo.find_session(id=session_id) if session_id else None
         if record is None:
             raise InvitationError("this invitation link is not valid")
         if record.invite_expires_at <= now and record.state in (
@@ -80,3 +87,35 @@ class Invitations:
         ):
             raise InvitationExpired("this invitation link has expired; ask for a new one")
         return record
+
+    async def handover(
+        self, record: SessionRecord, now: float, base_url: str, minutes: int
+    ) -> Invitation:
+        """A short-lived, single-use link that continues ``record`` on another device
+        (shown as a QR code): ``/join#handover=<token>``."""
+        token = new_token()
+        expires_at = min(now + minutes * 60, record.invite_expires_at)
+        await self._repo.add_session_token(
+            record.id, "handover", token_hash(token), now, expires_at
+        )
+        logger.info("session %s: handover link created", record.id)
+        return Invitation(record.id, token, f"{base_url}/join#handover={token}", expires_at)
+
+    async def claim_handover(self, token: object, now: float) -> str:
+        """Spend a handover token; return a device token that opens the same session
+        until the invitation expires. Raises :class:`InvitationError`."""
+        if not isinstance(token, str) or not 20 <= len(token) <= 128:
+            raise InvitationError("this code is not valid", code="handover_invalid")
+        session_id = await self._repo.use_session_token("handover", token_hash(token), now)
+        record = await self._repo.find_session(id=session_id) if session_id else None
+        if record is None:
+            raise InvitationError(
+                "this code is not valid or was already used; show a new one on your computer",
+                code="handover_invalid",
+            )
+        device = new_token()
+        await self._repo.add_session_token(
+            record.id, "device", token_hash(device), now, record.invite_expires_at
+        )
+        logger.info("session %s: continued on another device", record.id)
+        return device

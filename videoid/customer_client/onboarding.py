@@ -26,6 +26,7 @@ from ..db import Repository, SessionRecord
 from ..documents import analysis
 from ..documents.mrz import mrz_name
 from ..errors import RateLimited, ValidationError
+from ..media.probe import ConnectivityProbe, ProbeResult, Probes
 from ..session import State
 from ..storage import ObjectStore
 from .invitations import check_contacts
@@ -55,6 +56,8 @@ COUNTRIES = (
 )  # fmt: skip
 COUNTRY_CODES = {c for c, _ in COUNTRIES}
 NAME_MAX = 64
+CONNECTIVITY_VALID = 600.0
+"""Seconds a passed connectivity test counts for the A/V test."""
 PERSONAL_FIELDS = (
     "surname",
     "given_names",
@@ -76,29 +79,37 @@ def _sha256(text: str) -> str:
 
 def _latin_name(value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise ValidationError(f"{field}: expected text", code="invalid_field")
+        raise ValidationError(f"{field}: expected text", code="invalid_field", field=field)
     value = " ".join(value.split())
     if not value:
-        raise ValidationError(f"{field}: required", code="field_required")
+        raise ValidationError(f"{field}: required", code="field_required", field=field)
     if len(value) > NAME_MAX:
-        raise ValidationError(f"{field}: at most {NAME_MAX} characters", code="field_too_long")
+        raise ValidationError(
+            f"{field}: at most {NAME_MAX} characters", code="field_too_long", field=field
+        )
     for ch in value:
         if ch in " -'.":
             continue
         if not unicodedata.category(ch).startswith("L") or "LATIN" not in unicodedata.name(ch, ""):
             raise ValidationError(
-                f"{field}: write it in Latin letters, as on the document", code="invalid_script"
+                f"{field}: write it in Latin letters, as on the document",
+                code="invalid_script",
+                field=field,
             )
     return str(value)
 
 
 def _date(value: Any, field: str) -> datetime.date:
     if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-        raise ValidationError(f"{field}: expected a date (YYYY-MM-DD)", code="invalid_date")
+        raise ValidationError(
+            f"{field}: expected a date (YYYY-MM-DD)", code="invalid_date", field=field
+        )
     try:
         return datetime.date.fromisoformat(value)
     except ValueError as err:
-        raise ValidationError(f"{field}: not a real date", code="invalid_date") from err
+        raise ValidationError(
+            f"{field}: not a real date", code="invalid_date", field=field
+        ) from err
 
 
 def person_key(surname: str, given_names: str, date_of_birth: str, nationality: str) -> str:
@@ -117,6 +128,7 @@ class Onboarding:
         objects: ObjectStore,
         pool: AnalysisPool,
         clock: Clock,
+        probes: Probes | None = None,
     ) -> None:
         self._config = config
         self._repo = repo
@@ -124,6 +136,7 @@ class Onboarding:
         self._objects = objects
         self._pool = pool
         self._clock = clock
+        self._probes = probes or Probes()
         self._no_mrz = {entry.upper() for entry in config.onboarding.accept_without_mrz}
 
     def _today(self) -> datetime.date:
@@ -345,24 +358,30 @@ class Onboarding:
         number = body.get("document_number")
         if not isinstance(number, str) or not re.fullmatch(r"[A-Za-z0-9]{1,20}", number.strip()):
             raise ValidationError(
-                "document_number: letters and digits only", code="invalid_document_number"
+                "document_number: letters and digits only",
+                code="invalid_document_number",
+                field="document_number",
             )
         fields["document_number"] = number.strip().upper()
         today = self._today()
         birth = _date(body.get("date_of_birth"), "date_of_birth")
         if not datetime.date(1900, 1, 1) <= birth < today:
-            raise ValidationError("date_of_birth: not a plausible date", code="invalid_date")
+            raise ValidationError(
+                "date_of_birth: not a plausible date", code="invalid_date", field="date_of_birth"
+            )
         expiry = _date(body.get("date_of_expiry"), "date_of_expiry")
         fields["date_of_birth"], fields["date_of_expiry"] = birth.isoformat(), expiry.isoformat()
         nationality = body.get("nationality")
         if not isinstance(nationality, str) or not re.fullmatch(r"[A-Za-z]{1,3}", nationality):
             raise ValidationError(
-                "nationality: a three-letter country code", code="invalid_nationality"
+                "nationality: a three-letter country code",
+                code="invalid_nationality",
+                field="nationality",
             )
         fields["nationality"] = nationality.upper()
         sex = body.get("sex")
         if sex not in ("F", "M", "X"):
-            raise ValidationError("sex: F, M or X", code="invalid_sex")
+            raise ValidationError("sex: F, M or X", code="invalid_sex", field="sex")
         fields["sex"] = sex
         email, phone = check_contacts(
             str(body.get("email", ""))[:254], str(body.get("phone", ""))[:32]
@@ -380,6 +399,7 @@ class Onboarding:
                     raise ValidationError(
                         "tax code: 16 characters, as on your health card; check the last one",
                         code="invalid_tax_code",
+                        field="tax_code",
                     )
                 fields["tax_code"] = tax_code
             mrz = document.get("mrz") or {}
@@ -396,6 +416,7 @@ class Onboarding:
                     f"this {'e-mail address' if taken == 'email' else 'mobile number'} already"
                     " belongs to another customer; use your own",
                     code=f"{taken}_in_use",
+                    field=taken,
                 )
             await self._repo.update_customer(
                 record.customer_id, email=email, phone=phone, person_key=key
@@ -457,10 +478,42 @@ class Onboarding:
 
     # -- audio/video test -----------------------------------------------------------------
 
+    async def connectivity_offer(self, record: SessionRecord, body: Any) -> dict[str, Any]:
+        """Start the connectivity test: answer the client's offer (one data channel);
+        the server measures round trip and upstream bitrate and keeps the result."""
+        if not isinstance(body, dict) or body.get("type") != "offer":
+            raise ValidationError("expected {type: offer, sdp}", code="invalid_request")
+        await self._center.step(record.id, (State.SELFIE_TAKEN,), _noop)
+        limits, media = self._config.onboarding, self._config.media
+
+        async def on_result(result: ProbeResult) -> None:
+            now = self._clock.now()
+            await self._repo.put_result(
+                record.id, "connectivity", {**result.to_json(), "at": now}, now
+            )
+            await self._probes.finished(record.id, probe)
+            logger.info(
+                "session %s: connectivity test %s (rtt %s ms, %s kbit/s)",
+                record.id,
+                "passed" if result.passed else "failed",
+                result.rtt_ms,
+                result.bitrate_kbps,
+            )
+
+        probe = ConnectivityProbe(
+            ice_servers=media.ice_servers,
+            max_sdp_bytes=media.max_sdp_bytes,
+            max_rtt_ms=limits.max_rtt_ms,
+            min_bitrate_kbps=limits.min_bitrate_kbps,
+            on_result=on_result,
+        )
+        answer = await self._probes.start(record.id, probe, body.get("sdp"))
+        return {"answer": {"type": "answer", "sdp": answer}}
+
     async def av_test(self, record: SessionRecord, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ValidationError("expected the test's results", code="invalid_request")
-        checks = {}
+        checks: dict[str, Any] = {}
         for key in ("camera", "microphone", "speaker"):
             if not isinstance(body.get(key), bool):
                 raise ValidationError(f"{key}: true or false", code="invalid_request")
@@ -473,6 +526,17 @@ class Onboarding:
         now = self._clock.now()
 
         async def save() -> None:
+            connectivity = (await self._repo.results(record.id)).get("connectivity")
+            if self._config.onboarding.connectivity_test:
+                if connectivity is None or now - connectivity["at"] > CONNECTIVITY_VALID:
+                    raise ValidationError(
+                        "run the connection test first", code="connectivity_test_missing"
+                    )
+                if not connectivity["passed"]:
+                    raise ValidationError(
+                        "the connection test did not pass", code="connectivity_test_failed"
+                    )
+            checks["connectivity"] = connectivity
             await self._repo.put_result(record.id, "av_test", {**checks, "at": now}, now)
 
         await self._center.step(record.id, (State.SELFIE_TAKEN,), save, State.AV_TESTED)
@@ -511,6 +575,9 @@ class Onboarding:
             "av_test": results.get("av_test"),
             "flags": flags,
         }
+
+    async def close(self) -> None:
+        await self._probes.close()
 
     async def image(self, session_id: str, name: str) -> tuple[str, bytes]:
         results = await self._repo.results(session_id)

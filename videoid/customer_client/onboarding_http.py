@@ -5,17 +5,29 @@ upload progress. See docs/protocol.md."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
+import qrcode
 from aiohttp import web
+from qrcode.image.svg import SvgPathImage
 
 from ..db import SessionRecord
-from ..errors import Forbidden, SessionNotFound, ValidationError
+from ..errors import Forbidden, IllegalTransition, SessionNotFound, ValidationError
 from ..http_api import login_token
 from ..services import SERVICES, Services
+from ..session import PRE_CALL_STEPS, State
 
 JSON_LIMIT = 16_384
+PRE_QUEUE = {State.CREATED.value, *(s.value for s in PRE_CALL_STEPS)}
+
+
+def qr_data_url(text: str) -> str:
+    """``text`` as a QR code, an SVG data URL (the page shows it as an image)."""
+    image = qrcode.make(text, image_factory=SvgPathImage, box_size=10, border=2)
+    svg: bytes = image.to_string()
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
 
 
 def _s(request: web.Request) -> Services:
@@ -68,7 +80,10 @@ class OnboardingApi:
             web.post("/api/onboarding/document-done", self.document_done),
             web.post("/api/onboarding/data", self.data),
             web.post("/api/onboarding/selfie", self.selfie),
+            web.post("/api/onboarding/connectivity", self.connectivity),
             web.post("/api/onboarding/av-test", self.av_test),
+            web.post("/api/onboarding/handover", self.handover),
+            web.post("/api/onboarding/handover/claim", self.claim_handover),
             web.get("/api/sessions/{session_id}/onboarding", self.operator_view),
             web.get("/api/sessions/{session_id}/images/{name}", self.operator_image),
         ]
@@ -122,6 +137,37 @@ class OnboardingApi:
         record = await _customer(request)
         body = await _json(request)
         return web.json_response(await _s(request).onboarding.av_test(record, body))
+
+    async def connectivity(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        body = await _json(request)
+        return web.json_response(await _s(request).onboarding.connectivity_offer(record, body))
+
+    async def handover(self, request: web.Request) -> web.Response:
+        """A QR code that continues this session on a phone."""
+        record = await _customer(request)
+        services = _s(request)
+        if record.state not in PRE_QUEUE:
+            raise IllegalTransition(
+                "the identification can move to another device only before the queue",
+                code="step_not_allowed",
+            )
+        link = await services.invitations.handover(
+            record,
+            services.clock.now(),
+            services.base_url,
+            services.config.onboarding.handover_minutes,
+        )
+        return web.json_response(
+            {"url": link.url, "expires_at": link.expires_at, "qr": qr_data_url(link.url)}
+        )
+
+    async def claim_handover(self, request: web.Request) -> web.Response:
+        services = _s(request)
+        body = await _json(request)
+        token = body.get("token") if isinstance(body, dict) else None
+        device = await services.invitations.claim_handover(token, services.clock.now())
+        return web.json_response({"token": device})
 
     async def _session_for_operator(self, request: web.Request) -> str:
         services = _s(request)

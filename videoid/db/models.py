@@ -137,3 +137,14 @@ class StepResult(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     at: Mapped[float] = mapped_column(Float)
+
+
+class SessionToken(Base):
+    __tablename__ = "session_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("identification_sessions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """``handover`` (the QR code: single use, minutes) or ``device`` (what it became)."""
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -33,6 +33,7 @@ from .models import (
     Operator,
     OperatorLogin,
     SessionRow,
+    SessionToken,
     StepResult,
     StoredObject,
     Transition,
@@ -506,6 +507,41 @@ class Repository:
             row.wrapped_key,
             row.created_at,
         )
+
+    async def add_session_token(
+        self, session_id: str, kind: str, token_hash: str, now: float, expires_at: float
+    ) -> None:
+        async with self._sessions.begin() as db:
+            db.add(
+                SessionToken(
+                    token_hash=token_hash,
+                    session_id=session_id,
+                    kind=kind,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+
+    async def use_session_token(self, kind: str, token_hash: str, now: float) -> str | None:
+        """The session a valid ``kind`` token opens, or None. A ``handover`` token is
+        spent by this call (one use, atomically: a second caller gets None)."""
+        async with self._sessions.begin() as db:
+            row = await db.scalar(
+                select(SessionToken).where(
+                    SessionToken.token_hash == token_hash, SessionToken.kind == kind
+                )
+            )
+            if row is None or row.expires_at <= now:
+                return None
+            if kind == "handover":
+                spent = await db.execute(
+                    update(SessionToken)
+                    .where(SessionToken.token_hash == token_hash, SessionToken.used_at.is_(None))
+                    .values(used_at=now)
+                )
+                if spent.rowcount != 1:  # type: ignore[attr-defined]
+                    return None
+            return row.session_id
 
     async def shred_object(self, object_id: str, now: float) -> None:
         async with self._sessions.begin() as db:

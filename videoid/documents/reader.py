@@ -286,12 +286,25 @@ def _score(reading: Reading) -> int:
     return sum(c.ok for c in reading.data.checks)
 
 
+def _candidates(gray: NDArray[Any]) -> Iterator[ZoneBox]:
+    """Zone candidates in ``gray``, then, for a scan the document fills edge to edge
+    (whose characters are too large for the search's scale), in ``gray`` set in a
+    frame 40% larger, as a photo would show it."""
+    yield from find_zone(gray)
+    h, w = gray.shape
+    pad = round(max(h, w) * 0.2)
+    framed = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=40)
+    for box in find_zone(framed):
+        (cx, cy), size, angle = box.center, box.size, box.angle
+        yield ZoneBox((cx - pad, cy - pad), size, angle)
+
+
 def read_mrz(image: NDArray[Any], today: datetime.date | None = None) -> Reading:
     """Find and read the zone in ``image`` (grey or BGR). Raises :class:`MrzError`
     when no zone can be read."""
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     best: Reading | None = None
-    for box in find_zone(gray):
+    for box in _candidates(gray):
         crop = extract_zone(gray, box)
         for attempt in (crop, cv2.rotate(crop, cv2.ROTATE_180)):
             decoded = read_zone(attempt)

@@ -117,6 +117,7 @@
       try { stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true }); }
       catch (e) { stream = new MediaStream(); fail("Your camera is not available; the customer will not see you."); }
       $("local").srcObject = stream;
+      videoid.showOnboarding(sessionId).catch((e) => fail(e.message || "Cannot load the onboarding data."));
       pc = await videoid.connectMedia(socket, stream, $("remote"), r.ice_servers,
         (state) => { $("media-state").textContent = state === "connected" ? "" : `Video: ${state}`; });
     } catch (e) { fail(e.message || e.code); hideOffer(); }
@@ -144,7 +145,7 @@
   function endCall(message) {
     if (pc) { pc.close(); pc = null; }
     if (stream) { for (const t of stream.getTracks()) t.stop(); stream = null; }
-    inCall = null; $("call").hidden = true; $("idle").hidden = false; $("reason-text").value = "";
+    inCall = null; $("call").hidden = true; $("onboarding").hidden = true; $("idle").hidden = false; $("reason-text").value = "";
     $("last-decision").hidden = false; $("last-decision").textContent = message;
     if (socket && socket.connected) videoid.request(socket, "set_presence", { status: presence === "busy" ? "available" : presence })
       .then((r) => setPresence(r.presence)).catch(() => {});

@@ -17,6 +17,17 @@ videoid.request = function (socket, event, payload) {
   });
 };
 
+// The server does not trickle: an offer goes once candidates are gathered (or 3 s).
+videoid.gathered = function (pc) {
+  return new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    const timer = setTimeout(resolve, 3000);
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+    });
+  });
+};
+
 videoid.connectMedia = async function (socket, localStream, remoteVideo, iceServers, onState) {
   const pc = new RTCPeerConnection({ iceServers: (iceServers || []).map((u) => ({ urls: u })) });
   for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
@@ -29,14 +40,7 @@ videoid.connectMedia = async function (socket, localStream, remoteVideo, iceServ
   pc.ontrack = (e) => { remote.addTrack(e.track); remoteVideo.play().catch(() => {}); };
   pc.onconnectionstatechange = () => onState && onState(pc.connectionState);
   await pc.setLocalDescription(await pc.createOffer());
-  // The server does not trickle: send the offer once candidates are gathered (or 3 s).
-  await new Promise((resolve) => {
-    if (pc.iceGatheringState === "complete") return resolve();
-    const timer = setTimeout(resolve, 3000);
-    pc.addEventListener("icegatheringstatechange", () => {
-      if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
-    });
-  });
+  await videoid.gathered(pc);
   const reply = await videoid.request(socket, "webrtc_offer",
     { type: "offer", sdp: pc.localDescription.sdp });
   await pc.setRemoteDescription(reply.answer);
