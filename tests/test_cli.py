@@ -4,16 +4,17 @@ invitation; `videoid invite` and `videoid operator add` work; the two bots compl
 from __future__ import annotations
 
 import asyncio
-import os
+import random
 import re
 import sys
 from pathlib import Path
 
 import aiohttp
 
+from videoid.bench.documents import make_document, portrait_from, render
 from videoid.db import Repository
 
-from .conftest import ROOT, free_port
+from .conftest import PHOTOS, ROOT, free_port
 
 
 async def run(*args: str, stdin: str | None = None, timeout_seconds: float = 60) -> tuple[int, str]:
@@ -46,8 +47,6 @@ async def test_server_cli_and_bots_complete_a_call(
         "--data-dir",
         str(data),
         cwd=ROOT,
-        # the bot goes straight to the queue (the onboarding steps have their own tests)
-        env={**os.environ, "VIDEOID_ONBOARDING_REQUIRED_STEPS": ""},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -60,7 +59,7 @@ async def test_server_cli_and_bots_complete_a_call(
         text = "".join(lines)
         assert f"http://127.0.0.1:{port}/operator" in text
         password = re.search(r"password: (\S+)", text).group(1)  # type: ignore[union-attr]
-        first_link = re.search(r"invitation: (\S+)", text).group(1)  # type: ignore[union-attr]
+        first_link = re.search(r"a customer invitation: (\S+)", text).group(1)  # type: ignore[union-attr]
         assert "/join#" in first_link
 
         code, out = await run(
@@ -121,18 +120,43 @@ async def test_server_cli_and_bots_complete_a_call(
             )
         )
         await asyncio.sleep(1.5)
+        customer = ("bot", "customer", "--invite", link, "--video", str(customer_video))
+        # the product's default asks for every onboarding step: the bot needs something
+        # to show
+        code, out = await run(*customer)
+        assert code == 2 and "give --document and --selfie" in out, out
+        rng = random.Random(5)
+        back, front_side = render(
+            make_document(rng, "TD1"), portrait_from(PHOTOS / "obama.jpg"), rng
+        )
+        assert front_side is not None
+        front_side.convert("RGB").save(tmp_path / "front.jpg")
+        back.convert("RGB").save(tmp_path / "back.jpg")
         code, out = await run(
-            "bot",
-            "customer",
-            "--invite",
-            link,
-            "--video",
-            str(customer_video),
+            *customer,
+            "--document",
+            str(tmp_path / "front.jpg"),
+            "--document-back",
+            str(tmp_path / "back.jpg"),
+            "--selfie",
+            str(PHOTOS / "obama3.jpg"),
+            "--language",
+            "it",
             "--timeout",
             "60",
-            timeout_seconds=90,
+            timeout_seconds=120,
         )
         assert code == 0, out
+        for step in (
+            "consent: accepted (privacy 2026-11, terms 2026-11)",
+            "document front: accepted (id_card, UTO; no warnings)",
+            "document back: accepted (id_card, UTO; no warnings)",
+            "data: confirmed as read",
+            "selfie: accepted",
+            "connectivity: passed",
+            "a/v test: passed",
+        ):
+            assert step in out, out
         assert "queued: position 1" in out and "outcome: rejected" in out
         frames = int(re.search(r"received (\d+) video", out).group(1))  # type: ignore[union-attr]
         assert frames > 0

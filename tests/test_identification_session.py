@@ -190,3 +190,30 @@ def test_required_steps_must_be_done_in_order_before_queueing() -> None:
     s.enter_queue(5.0)
     s.leave_queue(6.0)
     assert s.state is State.AV_TESTED  # back where the customer may queue again
+
+
+def test_states_before_a_step_skip_no_required_step() -> None:
+    from videoid.session import states_before
+
+    every = (
+        State.CONSENTED,
+        State.DOCUMENTS_CAPTURED,
+        State.DATA_CONFIRMED,
+        State.SELFIE_TAKEN,
+        State.AV_TESTED,
+    )
+    assert states_before(State.SELFIE_TAKEN, every) == (State.DATA_CONFIRMED,)
+    assert states_before(State.CONSENTED, every) == (State.CREATED,)
+    # without the document and data steps, the selfie follows consent
+    assert states_before(State.SELFIE_TAKEN, (State.CONSENTED, State.SELFIE_TAKEN)) == (
+        State.DATA_CONFIRMED,
+        State.DOCUMENTS_CAPTURED,
+        State.CONSENTED,
+    )
+    assert states_before(State.AV_TESTED, ()) == (
+        State.SELFIE_TAKEN,
+        State.DATA_CONFIRMED,
+        State.DOCUMENTS_CAPTURED,
+        State.CONSENTED,
+        State.CREATED,
+    )

@@ -97,6 +97,13 @@ async def test_the_whole_onboarding_then_the_queue_and_the_operator_sees_it(
         turned = await client.selfie((PHOTOS / "obama2.jpg").read_bytes())
         assert turned["accepted"] is False and turned["problems"] == ["face_not_frontal"]
         assert (await client.selfie((PHOTOS / "obama3.jpg").read_bytes())) == {"accepted": True}
+        # the A/V test needs the connectivity test through the server first
+        with pytest.raises(OnboardingError) as err:
+            await client.av_test(AV_OK)
+        assert err.value.code == "connectivity_test_missing"
+        probe = await client.connectivity_test()
+        assert probe["passed"] is True and probe["pings_answered"] == 5
+        assert probe["rtt_ms"] < 800 and probe["bitrate_kbps"] > 300
         await client.av_test(AV_OK)
         assert (await client.overview())["state"] == "av_tested"
 
@@ -129,6 +136,7 @@ async def test_the_whole_onboarding_then_the_queue_and_the_operator_sees_it(
         assert (
             view["selfie"]["match"]["match"] is True and view["selfie"]["match"]["distance"] < 0.6
         )
+        assert view["av_test"]["connectivity"]["rtt_ms"] == probe["rtt_ms"]
         assert [c["document"] for c in view["consents"]] == ["privacy", "terms"]
         assert view["consents"][0]["language"] == "it" and view["consents"][0]["client_address"]
         assert sorted(view["document"]["images"]) == ["front", "portrait"]

@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -112,12 +113,30 @@ def cmd_operator_add(args: argparse.Namespace) -> None:
 
 
 def cmd_bot_customer(args: argparse.Namespace) -> None:
-    from .bots.customer_bot import CustomerBot
+    from .bots.customer_bot import CustomerBot, OnboardingInput
 
-    bot = CustomerBot(args.invite, args.video)
+    onboarding = None
+    if args.document or args.selfie:
+        if not (args.document and args.selfie):
+            raise VideoidError("give both --document and --selfie", code="usage")
+        onboarding = OnboardingInput(
+            document_front=Path(args.document),
+            document_back=Path(args.document_back) if args.document_back else None,
+            selfie=Path(args.selfie),
+            country=args.country,
+            document_type=args.document_type,
+            language=args.language,
+        )
+    bot = CustomerBot(
+        args.invite,
+        args.video,
+        onboarding=onboarding,
+        on_step=lambda name, outcome: print(f"{name}: {outcome}", flush=True),
+    )
 
     async def run() -> None:
         try:
+            await bot.onboard()
             session = await bot.connect()
             print(f"connected: session {session['session_id']} ({session['state']})", flush=True)
             reply = await bot.join_queue()
@@ -343,6 +362,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = bot.add_parser("customer", help="follow an invitation through a call")
     p.add_argument("--invite", required=True, help="the invitation link")
     p.add_argument("--video", required=True, help="video file used as the camera")
+    p.add_argument("--document", help="photo of the document's front (a passport's photo page)")
+    p.add_argument("--document-back", help="photo of the back of an identity card or permit")
+    p.add_argument("--selfie", help="the selfie's photo")
+    p.add_argument("--country", help="issuing country, alpha-3 (default: read from the zone)")
+    p.add_argument(
+        "--document-type",
+        choices=("passport", "id_card", "residence_permit"),
+        help="default: passport without --document-back, else id_card",
+    )
+    p.add_argument("--language", choices=("en", "it", "ro", "pl"), default="en")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait at each step")
     p.set_defaults(func=cmd_bot_customer)
     p = bot.add_parser("operator", help="take calls and decide")

@@ -1,5 +1,7 @@
-"""The customer bot: follows an invitation link, queues, and takes the call with a video
-file as its camera. For demos, tests and load."""
+"""The customer bot: follows an invitation link, goes through the onboarding steps the
+session requires (consent, document photos, data check, selfie, A/V test with the
+connectivity test), queues, and takes the call with a video file as its camera. For
+demos, tests and load."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from urllib.parse import urlsplit
 from aiortc.mediastreams import MediaStreamTrack
 
 from .media_client import ClientPeer
+from .onboarding_client import OnboardingClient, OnboardingError
 from .signaling_client import ProtocolError, SignalingClient
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,55 @@ def parse_invitation(url: str) -> tuple[str, str]:
     return f"{parts.scheme}://{parts.netloc}", parts.fragment
 
 
+@dataclass(frozen=True)
+class OnboardingInput:
+    """What the bot shows in the onboarding steps."""
+
+    document_front: Path
+    selfie: Path
+    document_back: Path | None = None
+    country: str | None = None
+    """The document's issuing country (alpha-3 as in the zone); read from the zone
+    when not given."""
+    document_type: str | None = None
+    """``passport`` without a back, else ``id_card``, unless given."""
+    language: str = "en"
+
+
+STEPS = ("consented", "documents_captured", "data_confirmed", "selfie_taken", "av_tested")
+PERSONAL_FIELDS = (
+    "surname",
+    "given_names",
+    "document_number",
+    "date_of_birth",
+    "date_of_expiry",
+    "nationality",
+    "sex",
+    "phone",
+    "email",
+)
+
+
+def _country_from_zone(*paths: Path) -> str:
+    import cv2
+    import numpy as np
+
+    from ..documents.reader import read_mrz
+    from ..errors import VideoidError
+
+    for path in paths:
+        image = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            continue
+        try:
+            return read_mrz(image).data.issuing_state
+        except VideoidError:
+            continue
+    raise ProtocolError(
+        "cannot read the issuing country from the document; give --country", code="usage"
+    )
+
+
 @dataclass
 class CustomerResult:
     session_id: str = ""
@@ -38,6 +90,8 @@ class CustomerResult:
     audio_frames_received: int = 0
     call_started_at: float | None = None
     first_video_at: float | None = None
+    steps: list[tuple[str, str]] = field(default_factory=list)
+    """The onboarding steps done, each with what the server said."""
 
 
 class CustomerBot:
@@ -47,8 +101,12 @@ class CustomerBot:
         video: str | Path | MediaStreamTrack | None,
         *,
         on_video_frame: Any = None,
+        onboarding: OnboardingInput | None = None,
+        on_step: Any = None,
     ) -> None:
         self.server, self._token = parse_invitation(invite_url)
+        self._onboarding = onboarding
+        self._on_step = on_step
         self._video = video
         self._on_video_frame = on_video_frame
         self.signaling = SignalingClient(self.server, "/customer")
@@ -60,6 +118,90 @@ class CustomerBot:
         session = await self.signaling.next("session", 10)
         self.result.session_id = session["session_id"]
         return session
+
+    def _step(self, name: str, outcome: str) -> None:
+        self.result.steps.append((name, outcome))
+        if self._on_step is not None:
+            self._on_step(name, outcome)
+
+    async def onboard(self) -> None:
+        """Do the pre-call steps the session still requires, in order. Raises
+        :class:`OnboardingError` when the server refuses one (a photo's problems
+        included) and ProtocolError when the bot was given nothing to show."""
+        async with OnboardingClient(self.server, self._token) as client:
+            overview = await client.overview()
+            order = ("created", *STEPS)
+            todo = [
+                s
+                for s in overview["required_steps"]
+                if order.index(s) > order.index(overview["state"])
+                if overview["state"] in order
+            ]
+            if not todo:
+                return
+            given = self._onboarding
+            needs = {"documents_captured", "selfie_taken"} & set(todo)
+            if given is None and needs:
+                raise ProtocolError(
+                    "this provider requires the onboarding steps: give --document and --selfie",
+                    code="usage",
+                )
+            for step in todo:
+                await getattr(self, f"_do_{step}")(client, given)
+
+    async def _do_consented(self, client: OnboardingClient, given: OnboardingInput | None) -> None:
+        texts = await client.consent_texts(given.language if given else "en")
+        await client.consent(given.language if given else "en")
+        versions = ", ".join(f"{t['document']} {t['version']}" for t in texts)
+        self._step("consent", f"accepted ({versions})")
+
+    async def _do_documents_captured(self, client: OnboardingClient, given: Any) -> None:
+        assert isinstance(given, OnboardingInput)
+        back = given.document_back
+        doc_type = given.document_type or ("id_card" if back else "passport")
+        country = given.country or _country_from_zone(
+            *(p for p in (back, given.document_front) if p)
+        )
+        sides = [("front", given.document_front)] + ([("back", back)] if back else [])
+        for side, path in sides:
+            reply = await client.document(
+                side, path.read_bytes(), country=country, doc_type=doc_type
+            )
+            if not reply["accepted"]:
+                raise OnboardingError(422, reply)
+            warnings = ", ".join(reply["warnings"]) or "no warnings"
+            self._step(f"document {side}", f"accepted ({doc_type}, {country}; {warnings})")
+        await client.document_done()
+
+    async def _do_data_confirmed(self, client: OnboardingClient, given: Any) -> None:
+        prefill = (await client.overview())["prefill"]
+        fields = {f: str(prefill.get(f) or "") for f in PERSONAL_FIELDS}
+        if prefill.get("tax_code"):
+            fields["tax_code"] = prefill["tax_code"]
+        await client.confirm_data(fields)
+        self._step(
+            "data",
+            f"confirmed as read: {fields['surname']}, {fields['given_names']}, "
+            f"born {fields['date_of_birth']}",
+        )
+
+    async def _do_selfie_taken(self, client: OnboardingClient, given: Any) -> None:
+        assert isinstance(given, OnboardingInput)
+        reply = await client.selfie(given.selfie.read_bytes())
+        if not reply["accepted"]:
+            raise OnboardingError(422, reply)
+        self._step("selfie", "accepted")
+
+    async def _do_av_tested(self, client: OnboardingClient, given: Any) -> None:
+        probe = await client.connectivity_test()
+        self._step(
+            "connectivity",
+            f"{'passed' if probe['passed'] else 'failed'}: round trip {probe['rtt_ms']} ms, "
+            f"upload {probe['bitrate_kbps']} kbit/s",
+        )
+        # a bot has no loudspeaker: it reports what its media path does
+        await client.av_test({"camera": True, "microphone": True, "speaker": True})
+        self._step("a/v test", "passed")
 
     async def join_queue(self) -> dict[str, Any]:
         reply = await self.signaling.request("join_queue")
@@ -97,6 +239,7 @@ class CustomerBot:
     async def run(self, timeout_seconds: float = 600.0) -> CustomerResult:
         """The whole visit: connect, queue, call, outcome."""
         try:
+            await self.onboard()
             await self.connect()
             await self.join_queue()
             await self.wait_call(timeout_seconds)

@@ -3,21 +3,28 @@ customer bot and the tests)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 from typing import Any
 
 import aiohttp
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from ..customer_client.onboarding import CONSENT_VERSIONS
+from ..errors import VideoidError
 
 
-class OnboardingError(Exception):
+class OnboardingError(VideoidError):
+    """The server refused an onboarding step; ``code`` is its error code, or the
+    photo's problems joined by commas."""
+
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         self.status = status
         self.body = body
         error = body.get("error", {})
-        self.code = error.get("code") or ",".join(body.get("problems", [])) or "unknown"
-        super().__init__(f"{status} {self.code}: {error.get('message', body)}")
+        code = error.get("code") or ",".join(body.get("problems", [])) or "unknown"
+        super().__init__(f"{status} {code}: {error.get('message', body)}", code=code)
 
 
 class OnboardingClient:
@@ -93,3 +100,52 @@ class OnboardingClient:
 
     async def av_test(self, results: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/api/onboarding/av-test", json=results)
+
+    async def connectivity_test(
+        self, *, upload_seconds: float = 1.0, timeout_seconds: float = 25.0
+    ) -> dict[str, Any]:
+        """The connectivity test, as the page runs it: a data channel to the server,
+        which measures round trip and upstream bitrate (see media/probe.py) and
+        answers with its result."""
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[dict[str, Any]] = loop.create_future()
+        pc = RTCPeerConnection()
+        channel = pc.createDataChannel("probe")
+        tasks: list[asyncio.Task[None]] = []
+
+        async def upload() -> None:
+            chunk, until = bytes(16384), loop.time() + upload_seconds
+            while loop.time() < until and channel.readyState == "open":
+                if channel.bufferedAmount < 1_000_000:
+                    channel.send(chunk)
+                await asyncio.sleep(0.002)
+            if channel.readyState == "open":
+                channel.send(json.dumps({"type": "done"}))
+
+        @channel.on("message")
+        def on_message(message: str | bytes) -> None:
+            if isinstance(message, bytes):
+                return
+            msg = json.loads(message)
+            if msg.get("type") == "ping":
+                channel.send(json.dumps({"type": "pong", "seq": msg["seq"], "t": msg["t"]}))
+            elif msg.get("type") == "upload":
+                tasks.append(asyncio.ensure_future(upload()))
+            elif msg.get("type") == "result" and not result.done():
+                result.set_result(msg)
+
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            reply = await self._call(
+                "POST",
+                "/api/onboarding/connectivity",
+                json={"type": "offer", "sdp": pc.localDescription.sdp},
+            )
+            await pc.setRemoteDescription(
+                RTCSessionDescription(sdp=reply["answer"]["sdp"], type="answer")
+            )
+            return await asyncio.wait_for(result, timeout_seconds)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await pc.close()

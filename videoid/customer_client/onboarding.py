@@ -27,7 +27,7 @@ from ..documents import analysis
 from ..documents.mrz import mrz_name
 from ..errors import RateLimited, ValidationError
 from ..media.probe import ConnectivityProbe, ProbeResult, Probes
-from ..session import State
+from ..session import PRE_CALL_STEPS, State, states_before
 from ..storage import ObjectStore
 from .invitations import check_contacts
 from .tax_code import valid_tax_code
@@ -137,6 +137,8 @@ class Onboarding:
         self._pool = pool
         self._clock = clock
         self._probes = probes or Probes()
+        required = {State(name) for name in config.onboarding.required_steps}
+        self._before = {step: states_before(step, required) for step in PRE_CALL_STEPS}
         self._no_mrz = {entry.upper() for entry in config.onboarding.accept_without_mrz}
 
     def _today(self) -> datetime.date:
@@ -236,7 +238,7 @@ class Onboarding:
                     now=now,
                 )
 
-        await self._center.step(record.id, (State.CREATED,), save, State.CONSENTED)
+        await self._center.step(record.id, self._before[State.CONSENTED], save, State.CONSENTED)
         logger.info("session %s: consent given (%s)", record.id, language)
         return {"ok": True}
 
@@ -270,7 +272,9 @@ class Onboarding:
         limits = self._config.onboarding
         kind = f"document_{side}"
         today = self._today().isoformat()
-        await self._center.step(record.id, (State.CONSENTED,), _noop)  # the state, early
+        await self._center.step(
+            record.id, self._before[State.DOCUMENTS_CAPTURED], _noop
+        )  # the state, early
         left = await self._attempts_left(record.id, kind)
         try:
             result = await self._pool.run(
@@ -316,7 +320,9 @@ class Onboarding:
             await self._repo.put_result(record.id, "document", document, now)
             return document
 
-        document: dict[str, Any] = await self._center.step(record.id, (State.CONSENTED,), save)
+        document: dict[str, Any] = await self._center.step(
+            record.id, self._before[State.DOCUMENTS_CAPTURED], save
+        )
         out: dict[str, Any] = {
             "accepted": True,
             "attempts_left": left,
@@ -339,7 +345,9 @@ class Onboarding:
                     code="document_side_missing",
                 )
 
-        await self._center.step(record.id, (State.CONSENTED,), save, State.DOCUMENTS_CAPTURED)
+        await self._center.step(
+            record.id, self._before[State.DOCUMENTS_CAPTURED], save, State.DOCUMENTS_CAPTURED
+        )
         return {"ok": True}
 
     # -- check your data (R3, R4) ----------------------------------------------------------
@@ -426,7 +434,7 @@ class Onboarding:
             return value
 
         value = await self._center.step(
-            record.id, (State.DOCUMENTS_CAPTURED,), save, State.DATA_CONFIRMED
+            record.id, self._before[State.DATA_CONFIRMED], save, State.DATA_CONFIRMED
         )
         logger.info(
             "session %s: data confirmed, %d field(s) edited", record.id, len(value["edited"])
@@ -437,7 +445,7 @@ class Onboarding:
 
     async def upload_selfie(self, record: SessionRecord, data: bytes) -> dict[str, Any]:
         limits = self._config.onboarding
-        await self._center.step(record.id, (State.DATA_CONFIRMED,), _noop)
+        await self._center.step(record.id, self._before[State.SELFIE_TAKEN], _noop)
         left = await self._attempts_left(record.id, "selfie")
         document = (await self._repo.results(record.id)).get("document", {})
         portrait = None
@@ -466,7 +474,9 @@ class Onboarding:
             value = {"object": stored.id, "checks": result["checks"], "match": result.get("match")}
             await self._repo.put_result(record.id, "selfie", value, now)
 
-        await self._center.step(record.id, (State.DATA_CONFIRMED,), save, State.SELFIE_TAKEN)
+        await self._center.step(
+            record.id, self._before[State.SELFIE_TAKEN], save, State.SELFIE_TAKEN
+        )
         match = result.get("match")
         logger.info(
             "session %s: selfie accepted, face match %s",
@@ -483,7 +493,7 @@ class Onboarding:
         the server measures round trip and upstream bitrate and keeps the result."""
         if not isinstance(body, dict) or body.get("type") != "offer":
             raise ValidationError("expected {type: offer, sdp}", code="invalid_request")
-        await self._center.step(record.id, (State.SELFIE_TAKEN,), _noop)
+        await self._center.step(record.id, self._before[State.AV_TESTED], _noop)
         limits, media = self._config.onboarding, self._config.media
 
         async def on_result(result: ProbeResult) -> None:
@@ -539,7 +549,7 @@ class Onboarding:
             checks["connectivity"] = connectivity
             await self._repo.put_result(record.id, "av_test", {**checks, "at": now}, now)
 
-        await self._center.step(record.id, (State.SELFIE_TAKEN,), save, State.AV_TESTED)
+        await self._center.step(record.id, self._before[State.AV_TESTED], save, State.AV_TESTED)
         return {"ok": True}
 
     # -- for the operator ---------------------------------------------------------------

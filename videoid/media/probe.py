@@ -142,9 +142,9 @@ class ConnectivityProbe:
             if self.result is not None:  # timed out or closed meanwhile
                 return
             result = self._finish()
-            channel.send(json.dumps({"type": "result", **result.to_json()}))
-            if self._on_result is not None:
+            if self._on_result is not None:  # kept before the client hears of it
                 await self._on_result(result)
+            channel.send(json.dumps({"type": "result", **result.to_json()}))
             await asyncio.sleep(0.5)  # let the result leave before closing
             await self.close()
 

@@ -41,6 +41,20 @@ PRE_CALL_STEPS: tuple[State, ...] = (
 )
 """The pre-call steps, in the order a customer does them."""
 
+
+def states_before(step: State, required: Iterable[State]) -> tuple[State, ...]:
+    """The states from which the pre-call ``step`` may be done: earlier ones, skipping
+    no required step. With every step required, only the one just before."""
+    order = (State.CREATED, *PRE_CALL_STEPS)
+    required = set(required)
+    out: list[State] = []
+    for state in reversed(order[: order.index(step)]):
+        out.append(state)
+        if state in required:
+            break
+    return tuple(out)
+
+
 TERMINAL: frozenset[State] = frozenset(
     {State.REJECTED, State.COMPLETED, State.ABANDONED, State.EXPIRED}
 )

@@ -1,4 +1,4 @@
-"""Session tokens besides the invitation: a short-lived, single-use handover token
+"""Session tokens other than the invitation link's: a short-lived, single-use handover token
 (the "continue on your phone" QR code) and the device token it is exchanged for.
 
 Revision ID: 0003
