@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from ..errors import ValidationError
 
@@ -72,6 +72,9 @@ def load_image(data: bytes, *, max_bytes: int, max_pixels: int, min_side: int = 
         raise ImageRejected(
             "only photos in JPEG or PNG format are accepted", code="unsupported_file_type"
         )
+    # face_recognition sets Pillow's process-wide LOAD_TRUNCATED_IMAGES when imported
+    # (it pads a truncated file silently): a damaged upload must fail here, always.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

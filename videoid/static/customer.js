@@ -688,7 +688,7 @@
     $("local").srcObject = stream;
     try {
       pc = await videoid.connectMedia(socket, stream || new MediaStream(), $("remote"), c.ice_servers, (st) => {
-        if (st === "connected") $("media-state").textContent = ""; else say($("media-state"), "video_state", { state: st });
+        if (st === "connected") $("media-state").textContent = ""; else say($("media-state"), "video_" + st);
       });
     } catch (e) { fail(e); }
   }
