@@ -116,3 +116,12 @@ def operator_video() -> Path:
 @pytest.fixture(scope="session")
 def customer_y4m() -> Path:
     return _face_video("obama", ".y4m")
+
+
+@pytest.fixture(scope="session")
+def customer_hd_y4m() -> Path:
+    """The customer's camera at 1024 x 768: enough pixels for a document photo."""
+    out = ASSETS / "obama-1024x768.y4m"
+    if not out.exists():
+        make_face_video(PHOTOS / "obama.jpg", out, seconds=2.0, width=1024, height=768)
+    return out

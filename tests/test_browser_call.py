@@ -3,9 +3,12 @@ real face video; the customer page in one context, the operator console in anoth
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,17 +34,24 @@ def chromium_args(y4m: Path) -> list[str]:
     ]
 
 
-@pytest.fixture
-async def browser(customer_y4m: Path):
+@contextlib.asynccontextmanager
+async def chromium(y4m: Path) -> AsyncIterator[Any]:
+    """Headless Chromium whose fake camera plays ``y4m``."""
     playwright_api = pytest.importorskip("playwright.async_api")
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed: run ./scripts/setup --test")
     async with playwright_api.async_playwright() as p:
         browser = await p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=chromium_args(customer_y4m)
+            executable_path=CHROMIUM, headless=True, args=chromium_args(y4m)
         )
         yield browser
         await browser.close()
+
+
+@pytest.fixture
+async def browser(customer_y4m: Path) -> AsyncIterator[Any]:
+    async with chromium(customer_y4m) as launched:
+        yield launched
 
 
 async def video_frames(page, selector: str) -> int:

@@ -8,6 +8,7 @@ your phone": the QR code's link opens the same session in another browser."""
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,17 @@ import pytest
 from videoid.bench.documents import SyntheticDocument, make_document, portrait_from, render
 
 from .conftest import PASSWORD, PHOTOS, Server, StartServer
-from .test_browser_call import browser  # noqa: F401  (the fixture)
+from .test_browser_call import chromium
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+async def browser(customer_hd_y4m: Path) -> AsyncIterator[Any]:
+    async with chromium(customer_hd_y4m) as launched:
+        yield launched
+
+
 ALL_STEPS = ("consented", "documents_captured", "data_confirmed", "selfie_taken", "av_tested")
 
 
@@ -37,7 +46,7 @@ def document_files(tmp_path: Path, fmt: str, seed: int) -> tuple[SyntheticDocume
     return doc, paths
 
 
-async def operator_desk(server: Server, browser: Any) -> Any:  # noqa: F811
+async def operator_desk(server: Server, browser: Any) -> Any:
     await server.operator("olga")
     ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await ctx.new_page()
@@ -59,7 +68,7 @@ async def operator_desk(server: Server, browser: Any) -> Any:  # noqa: F811
 )
 async def test_onboarding_in_the_browser_then_the_operator_sees_it(
     start_server: StartServer,
-    browser: Any,  # noqa: F811
+    browser: Any,
     tmp_path: Path,
     locale: str,
     viewport: dict[str, int],
@@ -108,6 +117,24 @@ async def test_onboarding_in_the_browser_then_the_operator_sees_it(
     await page.set_input_files(f"#side-{first} .side-file", str(fake))
     await page.wait_for_selector("#error:visible")
     assert (await page.get_attribute("#error", "data-i18n")) == "err_unsupported_file_type"
+    if doc_type != "passport":
+        # the in-page camera (the fake one shows a face, not a card): the photo goes
+        # through, and the customer is told, in their language, what to fix
+        await page.click("#side-back .side-camera")
+        await page.wait_for_selector("#camera-overlay:visible")
+        for _ in range(100):  # (no wait_for_function: the page's CSP forbids eval)
+            if await page.eval_on_selector("#doc-video", "v => v.videoWidth") > 0:
+                break
+            await page.wait_for_timeout(100)
+        await page.click("#doc-shoot")
+        await page.wait_for_selector("#side-back .side-status.bad", timeout=30000)
+        problems = page.locator("#side-back .side-status li")
+        said = {
+            await li.get_attribute("data-i18n"): await li.text_content()
+            for li in await problems.all()
+        }
+        assert "Nie widzimy wierszy znaków" in said["p_mrz_not_found"], said
+        assert await page.is_hidden("#camera-overlay")
     sides = ["front"] if doc_type == "passport" else ["front", "back"]
     for side, path in zip(sides, files, strict=True):
         await page.set_input_files(f"#side-{side} .side-file", str(path))
@@ -207,7 +234,7 @@ async def test_onboarding_in_the_browser_then_the_operator_sees_it(
 
 async def test_continue_on_the_phone(
     start_server: StartServer,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     server = await start_server(onboarding={"required_steps": ALL_STEPS})
     invitation = await server.invite()
@@ -242,3 +269,19 @@ async def test_continue_on_the_phone(
     await phone.reload()
     await phone.wait_for_selector("#screen-document:visible", timeout=15000)
     await phone_ctx.close()
+
+
+async def test_a_browser_without_webrtc_gets_specific_advice(
+    start_server: StartServer,
+    browser: Any,
+) -> None:
+    server = await start_server(onboarding={"required_steps": ALL_STEPS})
+    invitation = await server.invite()
+    ctx = await browser.new_context(locale="ro-RO")
+    await ctx.add_init_script("delete window.RTCPeerConnection")
+    page = await ctx.new_page()
+    await page.goto(invitation.url)
+    await page.wait_for_selector("#advice:visible", timeout=15000)
+    assert await page.get_attribute("#advice", "data-i18n") == "adv_unsupported"
+    assert "Acest browser nu poate face apeluri video" in (await page.text_content("#advice") or "")
+    await ctx.close()
