@@ -396,6 +396,8 @@
     taxCodeField();
   }
 
+  for (const name of FIELDS) $("f-" + name).addEventListener("input", () => fieldError(name, null));
+
   function taxCodeField() {
     const italian = $("f-nationality").value === "ITA" || overview.prefill.issuing_state === "ITA"
       || overview.document.country === "ITA";
