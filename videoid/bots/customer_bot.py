@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from aiortc.mediastreams import MediaStreamTrack
 
+from ..customer_client.onboarding import PERSONAL_FIELDS
 from .media_client import ClientPeer
 from .onboarding_client import OnboardingClient, OnboardingError
 from .signaling_client import ProtocolError, SignalingClient
@@ -48,17 +49,6 @@ class OnboardingInput:
 
 
 STEPS = ("consented", "documents_captured", "data_confirmed", "selfie_taken", "av_tested")
-PERSONAL_FIELDS = (
-    "surname",
-    "given_names",
-    "document_number",
-    "date_of_birth",
-    "date_of_expiry",
-    "nationality",
-    "sex",
-    "phone",
-    "email",
-)
 
 
 def _country_from_zone(*paths: Path) -> str:
@@ -175,7 +165,7 @@ class CustomerBot:
 
     async def _do_data_confirmed(self, client: OnboardingClient, given: Any) -> None:
         prefill = (await client.overview())["prefill"]
-        fields = {f: str(prefill.get(f) or "") for f in PERSONAL_FIELDS}
+        fields = {f: str(prefill.get(f) or "") for f in (*PERSONAL_FIELDS, "phone", "email")}
         if prefill.get("tax_code"):
             fields["tax_code"] = prefill["tax_code"]
         await client.confirm_data(fields)

@@ -312,14 +312,20 @@
     }
     if (body.problems) {
       status.className = "side-status status bad";
-      status.textContent = "";
-      const list = document.createElement("ul");
-      for (const problem of body.problems) list.append(say(document.createElement("li"), "p_" + problem));
-      status.append(list, say(document.createElement("small"), "attempts_left", { n: body.attempts_left }));
+      showProblems(status, body);
       return;
     }
     status.hidden = true;
     handleStepError(body.error || { code: "unknown" });
+  }
+
+  // What to fix in a refused photo, and the attempts left.
+  function showProblems(status, body) {
+    status.textContent = "";
+    delete status.dataset.i18n;
+    const list = document.createElement("ul");
+    for (const problem of body.problems) list.append(say(document.createElement("li"), "p_" + problem));
+    status.append(list, say(document.createElement("small"), "attempts_left", { n: body.attempts_left }));
   }
 
   $("doc-continue").onclick = async () => {
@@ -482,10 +488,8 @@
       if (reply.status === 200 && body.accepted) { say(status, "selfie_ok"); status.className = "status ok"; return route(); }
       selfieMode("shot");
       if (body.problems) {
-        status.className = "status bad"; status.textContent = ""; delete status.dataset.i18n;
-        const list = document.createElement("ul");
-        for (const p of body.problems) list.append(say(document.createElement("li"), "p_" + p));
-        status.append(list, say(document.createElement("small"), "attempts_left", { n: body.attempts_left }));
+        status.className = "status bad";
+        showProblems(status, body);
       } else { status.hidden = true; handleStepError(body.error || { code: "unknown" }); }
     } catch (e) { bar.hidden = true; status.hidden = true; selfieMode("shot"); fail(e); }
   };
