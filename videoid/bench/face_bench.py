@@ -58,8 +58,8 @@ def _decode(data: bytes) -> NDArray[Any]:
 
 def ours(data: bytes) -> NDArray[Any] | None:
     rgb = _decode(data)
-    found = faces.detect(rgb)
-    return faces.encode(rgb, found[0]) if found else None
+    face = faces.main_face(rgb)
+    return faces.encode(rgb, face) if face else None
 
 
 def reference(data: bytes) -> NDArray[Any] | None:

@@ -188,9 +188,8 @@ def face_match_files(a: bytes, b: bytes, threshold: float) -> dict[str, Any]:
     encodings = []
     for name, data in (("a", a), ("b", b)):
         image = load_image(data, max_bytes=50_000_000, max_pixels=60_000_000, min_side=32)
-        found = faces.detect(image.rgb)
-        result[f"faces_{name}"] = len(found)
-        if not found:
+        face = faces.main_face(image.rgb)
+        if face is None:
             return {**result, "error": f"no face in image {name.upper()}"}
-        encodings.append(faces.encode(image.rgb, found[0]))
+        encodings.append(faces.encode(image.rgb, face))
     return {**result, **faces.compare(encodings[0], encodings[1], threshold).to_json()}
