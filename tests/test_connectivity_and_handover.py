@@ -12,6 +12,7 @@ from aiortc import RTCPeerConnection
 
 from videoid.bots.onboarding_client import OnboardingClient, OnboardingError
 from videoid.bots.signaling_client import SignalingClient
+from videoid.errors import InvitationError
 
 from .conftest import PHOTOS, Server, StartServer
 
@@ -118,9 +119,9 @@ async def test_a_handover_code_works_once_and_expires(start_server: StartServer)
     # a code not claimed within its minutes is dead
     _, second = await _post(f"{server.url}/api/onboarding/handover", {}, invitation.token)
     late = now + 11 * 60
-    with pytest.raises(Exception) as err:
+    with pytest.raises(InvitationError) as err:
         await server.services.invitations.claim_handover(second["url"].split("=")[1], late)
-    assert getattr(err.value, "code", None) == "handover_invalid"
+    assert err.value.code == "handover_invalid"
     for bad in ({"token": "x"}, {"token": 7}, {}, ["token"]):
         status, body = await _post(f"{server.url}/api/onboarding/handover/claim", bad)
         assert status == 401 and body["error"]["code"] == "handover_invalid", bad

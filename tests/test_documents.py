@@ -8,6 +8,7 @@ import io
 import random
 import struct
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -214,3 +215,21 @@ def test_quality_problems_say_what_to_fix(portrait: Image.Image) -> None:
         png_bytes(blank), want_mrz=False, want_portrait=True, today=TODAY, **LIMITS
     )
     assert result["problems"] == ["portrait_not_found"]
+
+
+def test_the_mrz_command_prints_fields_and_checks(
+    portrait: Image.Image, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from videoid.__main__ import main
+
+    rng = random.Random(13)
+    doc = make_document(rng, "TD3")
+    side, _ = render(doc, portrait, rng)
+    path = tmp_path / "passport.png"
+    path.write_bytes(png_bytes(side))
+    main(["mrz", str(path), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["document_number"] == doc.document_number and out["checks_ok"] is True
+    assert {c["name"] for c in out["checks"]} >= {"document_number", "composite"}

@@ -16,6 +16,7 @@ CUSTOMER_FACING = [
     ROOT / "videoid" / "errors.py",
     ROOT / "videoid" / "signaling.py",
     ROOT / "videoid" / "http_api.py",
+    ROOT / "videoid" / "call_center.py",
 ]
 OPERATOR_ONLY = {
     "already_taken",

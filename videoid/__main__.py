@@ -214,15 +214,10 @@ def _read_file(path: str) -> bytes:
 def cmd_mrz(args: argparse.Namespace) -> None:
     import datetime
 
-    import cv2
-    import numpy as np
+    from .documents.analysis import mrz_file
 
-    from .documents.images import load_image
-    from .documents.reader import read_mrz
-
-    image = load_image(_read_file(args.image), max_bytes=50_000_000, max_pixels=60_000_000)
     today = datetime.date.today()
-    data = read_mrz(cv2.cvtColor(np.ascontiguousarray(image.rgb), cv2.COLOR_RGB2GRAY), today).data
+    data = mrz_file(_read_file(args.image), today)
     if args.json:
         print(json.dumps(data.to_json(today), indent=2))
     else:

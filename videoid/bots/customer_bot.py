@@ -52,18 +52,12 @@ STEPS = ("consented", "documents_captured", "data_confirmed", "selfie_taken", "a
 
 
 def _country_from_zone(*paths: Path) -> str:
-    import cv2
-    import numpy as np
-
-    from ..documents.reader import read_mrz
+    from ..documents.analysis import mrz_file
     from ..errors import VideoidError
 
     for path in paths:
-        image = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            continue
         try:
-            return read_mrz(image).data.issuing_state
+            return mrz_file(path.read_bytes()).issuing_state
         except VideoidError:
             continue
     raise ProtocolError(

@@ -501,7 +501,7 @@ class Onboarding:
             await self._repo.put_result(
                 record.id, "connectivity", {**result.to_json(), "at": now}, now
             )
-            await self._probes.finished(record.id, probe)
+            self._probes.finished(record.id, probe)
             logger.info(
                 "session %s: connectivity test %s (rtt %s ms, %s kbit/s)",
                 record.id,

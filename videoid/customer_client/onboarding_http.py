@@ -14,13 +14,14 @@ from aiohttp import web
 from qrcode.image.svg import SvgPathImage
 
 from ..db import SessionRecord
-from ..errors import Forbidden, IllegalTransition, SessionNotFound, ValidationError
+from ..errors import Forbidden, SessionNotFound, ValidationError
 from ..http_api import login_token
 from ..services import SERVICES, Services
 from ..session import PRE_CALL_STEPS, State
+from .invitations import Invitation
 
 JSON_LIMIT = 16_384
-PRE_QUEUE = {State.CREATED.value, *(s.value for s in PRE_CALL_STEPS)}
+BEFORE_QUEUE = (State.CREATED, *PRE_CALL_STEPS)
 
 
 def qr_data_url(text: str) -> str:
@@ -147,17 +148,17 @@ class OnboardingApi:
         """A QR code that continues this session on a phone."""
         record = await _customer(request)
         services = _s(request)
-        if record.state not in PRE_QUEUE:
-            raise IllegalTransition(
-                "the identification can move to another device only before the queue",
-                code="step_not_allowed",
+
+        async def create() -> Invitation:
+            return await services.invitations.handover(
+                record,
+                services.clock.now(),
+                services.base_url,
+                services.config.onboarding.handover_minutes,
             )
-        link = await services.invitations.handover(
-            record,
-            services.clock.now(),
-            services.base_url,
-            services.config.onboarding.handover_minutes,
-        )
+
+        # only before the queue: the same state check as every onboarding step
+        link: Invitation = await services.center.step(record.id, BEFORE_QUEUE, create)
         return web.json_response(
             {"url": link.url, "expires_at": link.expires_at, "qr": qr_data_url(link.url)}
         )

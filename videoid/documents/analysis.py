@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from ..liveness import faces
 from .images import load_image
-from .mrz import MrzError
+from .mrz import MrzData, MrzError
 from .reader import read_mrz
 
 SHARPNESS_MIN = 40.0
@@ -180,6 +180,14 @@ def analyse_selfie(
         selfie_encoding, faces.encode(p_image.rgb, p_faces[0]), threshold
     ).to_json()
     return out
+
+
+def mrz_file(data: bytes, today: datetime.date | None = None) -> MrzData:
+    """The zone of a photo file (the CLI's ``videoid mrz``, the bot's country). Raises
+    ImageRejected or MrzError."""
+    image = load_image(data, max_bytes=50_000_000, max_pixels=60_000_000)
+    gray = cv2.cvtColor(np.ascontiguousarray(image.rgb), cv2.COLOR_RGB2GRAY)
+    return read_mrz(gray, today).data
 
 
 def face_match_files(a: bytes, b: bytes, threshold: float) -> dict[str, Any]:

@@ -218,7 +218,7 @@ class Probes:
         self._probes[session_id] = probe
         return answer
 
-    async def finished(self, session_id: str, probe: ConnectivityProbe) -> None:
+    def finished(self, session_id: str, probe: ConnectivityProbe) -> None:
         if self._probes.get(session_id) is probe:
             del self._probes[session_id]
 

@@ -19,9 +19,7 @@
 
   function fail(keyOrErr, vars) {
     const el = $("error");
-    if (typeof keyOrErr === "string") say(el, keyOrErr, vars);
-    else say(el, "err_" + (videoid.STRINGS.en["err_" + (keyOrErr && keyOrErr.code)] !== undefined
-      ? keyOrErr.code : "unknown"), vars);
+    say(el, typeof keyOrErr === "string" ? keyOrErr : videoid.errorKey(keyOrErr), vars);
     el.hidden = false;
     el.scrollIntoView({ block: "nearest" });
   }
@@ -33,8 +31,10 @@
   async function api(method, path, body) {
     let response;
     try {
+      const headers = { "Content-Type": "application/json" };
+      if (token) headers.Authorization = "Bearer " + token;
       response = await fetch(path, {
-        method, headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
+        method, headers,
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) { throw { code: "network" }; }
@@ -742,11 +742,7 @@
   // -- start ------------------------------------------------------------------------------------
 
   async function claimHandover(code) {
-    const response = await fetch("/api/onboarding/handover/claim", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token: code }),
-    });
-    const data = await response.json().catch(() => ({}));
-    if (!response.ok) throw (data.error || { code: "handover_invalid" });
+    const data = await api("POST", "/api/onboarding/handover/claim", { token: code });
     history.replaceState(null, "", "#" + data.token);
     return data.token;
   }

@@ -564,12 +564,11 @@ videoid.t = function (key, vars) {
   return text;
 };
 
-// An error from the server ({code, message}) in the page's language.
-videoid.errorText = function (err, vars) {
-  const code = (err && err.code) || "unknown";
-  const key = "err_" + code;
-  if (videoid.STRINGS.en[key] !== undefined) return videoid.t(key, vars);
-  return videoid.t("err_unknown");
+// The text key of an error from the server ({code, message}): "err_<code>", or the
+// generic one for a code the page does not know.
+videoid.errorKey = function (err) {
+  const key = "err_" + ((err && err.code) || "unknown");
+  return videoid.STRINGS.en[key] !== undefined ? key : "err_unknown";
 };
 
 videoid.applyTexts = function (root) {
