@@ -27,7 +27,9 @@ async def run_call(
         watch_seconds=1.5,
         min_video_frames=10,
     )
-    customer = CustomerBot(invitation.url, customer_video)
+    customer = CustomerBot(
+        invitation.url, customer_video, sms_outbox=server.services.sms.path, phone="+393471234567"
+    )
     op_task = asyncio.create_task(operator.run(calls=1, timeout_seconds=30))
     result = await asyncio.wait_for(customer.run(timeout_seconds=30), 60)
     calls = await asyncio.wait_for(op_task, 30)
@@ -52,7 +54,7 @@ async def test_call_media_both_ways_and_decision_persisted(
     record = await repo.find_session(id=invitation.session_id)
     assert record is not None and record.state == "approved"
     decisions = await repo.decisions(invitation.session_id)
-    assert [(d.outcome, d.reason_code) for d in decisions] == [("approved", "bot_decision")]
+    assert [(d.outcome, d.reason_code) for d in decisions] == [("approved", "identity_verified")]
     states = [to for _, to, _, _ in await repo.transitions(invitation.session_id)]
     assert states == ["created", "waiting", "assigned", "in_call", "approved"]
     times = [at for _, _, at, _ in await repo.transitions(invitation.session_id)]

@@ -132,6 +132,7 @@ def cmd_bot_customer(args: argparse.Namespace) -> None:
         args.video,
         onboarding=onboarding,
         on_step=lambda name, outcome: print(f"{name}: {outcome}", flush=True),
+        sms_outbox=Path(args.sms_outbox),
     )
 
     async def run() -> None:
@@ -367,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: passport without --document-back, else id_card",
     )
     p.add_argument("--language", choices=("en", "it", "ro", "pl"), default="en")
+    p.add_argument(
+        "--sms-outbox",
+        default="var/outbox/sms.jsonl",
+        help="the server's development SMS outbox, where the bot reads its code from",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait at each step")
     p.set_defaults(func=cmd_bot_customer)
     p = bot.add_parser("operator", help="take calls and decide")

@@ -24,7 +24,10 @@ from .customer_client.onboarding_http import OnboardingApi
 from .db import Repository
 from .errors import ConfigError
 from .http_api import HttpApi, errors_middleware
+from .notify import sms_gateway
 from .operator_console.accounts import Accounts, generate_password
+from .operator_console.call_tools import CallTools
+from .operator_console.checklist import ChecklistTemplate
 from .operator_console.namespace import OperatorNamespace
 from .services import SERVICES, Services
 from .session import PRE_CALL_STEPS, State
@@ -85,12 +88,28 @@ def create_app(
         accounts = Accounts(repo, config.operators)
         steps = required_steps(config)
         invitations = Invitations(repo, config, steps)
-        center = CallCenter(repo, config, SocketNotifier(sio), clock, rng)
+        notifier = SocketNotifier(sio)
+        center = CallCenter(repo, config, notifier, clock, rng)
         center.required_steps = steps
         base_url = config.base_url()
         objects = ObjectStore.from_config(repo, config)
         pool = AnalysisPool(config.onboarding.analysis_workers)
         onboarding = Onboarding(config, repo, center, objects, pool, clock)
+        live_pool = AnalysisPool(config.live.workers) if config.live.workers > 0 else None
+        center.live_pool = live_pool
+        center.reference_photos = onboarding.reference_photos
+        sms = sms_gateway(config)
+        tools = CallTools(
+            config,
+            repo,
+            center,
+            objects,
+            sms,
+            notifier,
+            clock,
+            ChecklistTemplate.load(config.call.checklist_file),
+            rng,
+        )
         app[SERVICES] = Services(
             config,
             clock,
@@ -103,9 +122,11 @@ def create_app(
             objects,
             pool,
             onboarding,
+            tools,
+            sms,
         )
-        sio.register_namespace(CustomerNamespace(config, invitations, center, clock))
-        sio.register_namespace(OperatorNamespace(config, accounts, center, clock))
+        sio.register_namespace(CustomerNamespace(config, invitations, center, tools, clock))
+        sio.register_namespace(OperatorNamespace(config, accounts, center, tools, clock))
         await center.recover()
         if bootstrap and await repo.count_operators() == 0:
             password = generate_password()
@@ -126,6 +147,8 @@ def create_app(
             await center.close()
             await onboarding.close()
             await asyncio.to_thread(pool.close)
+            if live_pool is not None:
+                await asyncio.to_thread(live_pool.close)
             await repo.close()
 
     app.cleanup_ctx.append(services_ctx)

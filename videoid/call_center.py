@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 from aiortc.contrib.media import MediaRelay
 
+from .analysis_pool import AnalysisPool
 from .clock import Clock
 from .config import Config
 from .db import OperatorRecord, Repository, SessionRecord
@@ -29,6 +30,7 @@ from .errors import (
     SessionInUse,
     SessionNotFound,
 )
+from .liveness.live import LiveAnalysis
 from .media import ParticipantPeer, bridge
 from .queue import Presence, WaitingRoom
 from .session import IdentificationSession, Outcome, State
@@ -56,6 +58,7 @@ class LiveSession:
     call_started_at: float | None = None
     peers: dict[str, ParticipantPeer] = field(default_factory=dict)
     last_queue_info: tuple[int, float] | None = None
+    analysis: LiveAnalysis | None = None
 
 
 @dataclass
@@ -90,6 +93,13 @@ class CallCenter:
         self._outbox: list[tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]] = []
         self._relay = MediaRelay()
         self.required_steps: tuple[State, ...] = ()
+        self.live_pool: AnalysisPool | None = None
+        """Where the customer's live video is analysed; None turns the analysis off."""
+        self.reference_photos: Callable[[str], Awaitable[dict[str, bytes]]] | None = None
+        """The session's photos to compare the live face with (portrait, selfie)."""
+        self.before_decision: Callable[[str, str, str], Awaitable[None]] | None = None
+        """Checks a decision may be taken (the checklist); raises to refuse it."""
+        self._background: set[asyncio.Task[Any]] = set()
 
     # -- start and stop ---------------------------------------------------------------
 
@@ -110,6 +120,8 @@ class CallCenter:
         async with self._lock:
             for live in self._live.values():
                 await self._close_peers(live)
+        for task in list(self._background):
+            task.cancel()
 
     async def tick(self) -> None:
         """Expire offers nobody accepted in time. Called about once a second."""
@@ -129,6 +141,9 @@ class CallCenter:
                         operator_id,
                     )
             await self._assign()
+        for live in list(self._live.values()):
+            if live.analysis is not None:
+                await live.analysis.tick()
 
     # -- customers --------------------------------------------------------------------
 
@@ -307,6 +322,12 @@ class CallCenter:
             live = self._live.get(session_id)
             if live is None or live.machine.operator_id != operator_id:
                 raise NotAssigned("this session is not in a call with you")
+            if live.machine.state is not State.IN_CALL:
+                raise IllegalTransition(
+                    f"decide is not allowed while the session is {live.machine.state.value}"
+                )
+            if self.before_decision is not None:
+                await self.before_decision(session_id, outcome, reason_code)
             now = self._clock.now()
             live.machine.decide(operator_id, Outcome(outcome), reason_code, reason_text, now)
             await self._persist(live.machine)
@@ -354,6 +375,28 @@ class CallCenter:
         ):
             raise MediaError("there is no call to connect to", code="no_call")
         await live.peers[role].add_candidate(candidate, sdp_mid, index)
+
+    def analysis(self, session_id: str) -> LiveAnalysis | None:
+        live = self._live.get(session_id)
+        return live.analysis if live is not None else None
+
+    def call_of(self, operator_id: int) -> str:
+        """The session in a call with this operator. Raises NotAssigned."""
+        link = self._operators.get(operator_id)
+        live = self._live.get(link.session_id) if link and link.session_id else None
+        if live is None or live.machine.state is not State.IN_CALL:
+            raise NotAssigned("you are not in a call", code="no_call")
+        return live.machine.session_id
+
+    def customer_in_call(self, session_id: str) -> bool:
+        live = self._live.get(session_id)
+        return live is not None and live.machine.state is State.IN_CALL
+
+    def operator_in_call(self, session_id: str) -> int | None:
+        live = self._live.get(session_id)
+        if live is None or live.machine.state is not State.IN_CALL:
+            return None
+        return live.machine.operator_id
 
     def operator_session(self, operator_id: int) -> str | None:
         link = self._operators.get(operator_id)
@@ -571,10 +614,62 @@ class CallCenter:
                 relay=self._relay,
             )
         bridge(live.peers["customer"], live.peers["operator"])
+        if self.live_pool is not None:
+            analysis = live.analysis = LiveAnalysis(
+                sid,
+                self.live_pool,
+                self._config.live,
+                self._publisher(sid, operator_id),
+                max_bytes=self._config.onboarding.max_upload_bytes,
+                max_pixels=self._config.onboarding.max_pixels,
+            )
+            live.peers["customer"].on_video = analysis.watch
+            if self.reference_photos is not None:
+                self._in_background(self._load_references(analysis, self.reference_photos))
+
+    async def _load_references(
+        self, analysis: LiveAnalysis, photos: Callable[[str], Awaitable[dict[str, bytes]]]
+    ) -> None:
+        await analysis.load_references(await photos(analysis.session_id))
+
+    def _in_background(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _publisher(
+        self, session_id: str, operator_id: int
+    ) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+        async def publish(event: str, data: dict[str, Any]) -> None:
+            await self._notifier.to_operator(operator_id, event, data)
+            if event == "challenge":
+                current = data.get("current")
+                done = data.get("done") or []
+                await self._notifier.to_customer(
+                    session_id,
+                    "challenge",
+                    {
+                        "kind": current["kind"] if current else None,
+                        "seconds": round(current["deadline"] - current["started"])
+                        if current
+                        else None,
+                        "last": {"kind": done[-1]["kind"], "result": done[-1]["result"]}
+                        if done
+                        else None,
+                    },
+                )
+
+        return publish
 
     async def _close_peers(self, live: LiveSession) -> None:
         peers, live.peers = live.peers, {}
+        analysis, live.analysis = live.analysis, None
         await asyncio.gather(*(p.close() for p in peers.values()))
+        if analysis is not None:
+            await analysis.close()
+            await self._repo.add_item(
+                live.machine.session_id, "analysis", "system", analysis.summary(), self._clock.now()
+            )
 
     def _forget_if_idle(self, live: LiveSession) -> None:
         if live.customer_sid is None and live.machine.state not in (

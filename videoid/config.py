@@ -119,6 +119,70 @@ class OnboardingConfig:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """The analysis of the customer's live video and the operator's call tools."""
+
+    analysis_fps: float = 5.0
+    """Frames a second sent to the analysis pool (more while a challenge runs)."""
+    challenge_fps: float = 10.0
+    match_interval_seconds: float = 2.0
+    """How often the live face is compared with the document portrait and the selfie."""
+    workers: int = 1
+    """Worker processes of the live analysis pool (apart from onboarding's)."""
+    challenge_seconds: float = 8.0
+    """Time the customer has for a challenge (half as much again to blink twice)."""
+    face_match_threshold: float = 0.6
+    no_blink_seconds: float = 30.0
+    """A face seen this long without a blink is flagged."""
+    min_brightness: float = 50.0
+    max_brightness: float = 210.0
+    min_sharpness: float = 20.0
+    min_width: int = 640
+    min_height: int = 360
+    min_fps: float = 12.0
+
+
+@dataclass(frozen=True)
+class SmsConfig:
+    backend: Literal["outbox", "http"] = "outbox"
+    """``outbox``: a development file in the data directory, nothing is sent.
+    ``http``: a provider's HTTP API (``url``, ``token_file``, ``sender``)."""
+    url: str = ""
+    token_file: str = ""
+    sender: str = "videoid"
+
+
+@dataclass(frozen=True)
+class CallConfig:
+    """The operator's tools in the call."""
+
+    checklist_file: str = ""
+    """The provider's checklist (TOML); empty means the one shipped with videoid."""
+    otp_seconds: float = 300.0
+    """How long a read-back code stays valid."""
+    otp_attempts: int = 3
+    """Wrong entries allowed per code."""
+    otp_sends: int = 3
+    """Codes that may be sent per call in ten minutes."""
+    chat_max_chars: int = 1000
+    chat_per_minute: int = 30
+    snapshots_per_minute: int = 20
+    max_snapshots: int = 60
+    approve_reasons: tuple[str, ...] = ("identity_verified",)
+    """The reason codes an operator chooses from, per outcome."""
+    reject_reasons: tuple[str, ...] = (
+        "document_invalid",
+        "face_mismatch",
+        "suspected_fraud",
+        "liveness_failed",
+        "otp_failed",
+        "poor_quality",
+        "customer_withdrew",
+    )
+    suspend_reasons: tuple[str, ...] = ("needs_review", "technical_issue", "document_unclear")
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     directory: str = ""
     """Where encrypted objects go; empty means ``objects`` in the data directory."""
@@ -138,6 +202,9 @@ class Config:
     signaling: SignalingConfig = field(default_factory=SignalingConfig)
     onboarding: OnboardingConfig = field(default_factory=OnboardingConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
+    call: CallConfig = field(default_factory=CallConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
 
     @property
     def data_path(self) -> Path:

@@ -42,3 +42,32 @@ class Decide(Payload):
     outcome: Literal["approved", "rejected", "suspended"]
     reason_code: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
     reason_text: str = Field(default="", max_length=2000)
+
+
+class Challenge(Payload):
+    kinds: list[str] = Field(default_factory=list, max_length=5)
+    random: int = Field(default=0, ge=0, le=5)
+    """Draw this many challenges at random instead of naming them."""
+
+
+class Snapshot(Payload):
+    kind: str = Field(min_length=1, max_length=32)
+
+
+class ChecklistAnswer(Payload):
+    item: str = Field(min_length=1, max_length=128)
+    answer: Literal["passed", "failed"]
+    note: str = Field(default="", max_length=500)
+
+
+class OtpCheck(Payload):
+    code: str = Field(min_length=1, max_length=16)
+
+
+class ChatMessage(Payload):
+    text: str = Field(min_length=1, max_length=4000)
+    """Length is checked against call.chat_max_chars afterwards, with its own code."""
+
+
+class CameraInfo(Payload):
+    label: str = Field(max_length=200)

@@ -14,7 +14,9 @@ from .config import Config
 from .customer_client.invitations import Invitations
 from .customer_client.onboarding import Onboarding
 from .db import Repository
+from .notify import SmsGateway
 from .operator_console.accounts import Accounts
+from .operator_console.call_tools import CallTools
 from .storage import ObjectStore
 
 
@@ -33,6 +35,8 @@ class Services:
     objects: ObjectStore
     pool: AnalysisPool
     onboarding: Onboarding
+    tools: CallTools
+    sms: SmsGateway
 
 
 SERVICES = web.AppKey("services", Services)

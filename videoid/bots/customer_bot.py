@@ -5,7 +5,9 @@ demos, tests and load."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,15 +89,40 @@ class CustomerBot:
         on_video_frame: Any = None,
         onboarding: OnboardingInput | None = None,
         on_step: Any = None,
+        sms_outbox: Path | None = None,
+        phone: str | None = None,
+        camera_label: str = "videoid customer bot (video file)",
     ) -> None:
         self.server, self._token = parse_invitation(invite_url)
+        self._sms_outbox = sms_outbox
+        self.phone = phone
+        self._camera_label = camera_label
         self._onboarding = onboarding
         self._on_step = on_step
         self._video = video
         self._on_video_frame = on_video_frame
         self.signaling = SignalingClient(self.server, "/customer")
+        self.signaling.on("otp_sent", self._read_back_code)
         self.peer: ClientPeer | None = None
         self.result = CustomerResult()
+
+    async def _read_back_code(self, event: dict[str, Any]) -> None:
+        """The SMS code, read back to the operator: a bot has no voice, so it types it in
+        the call's chat (as a customer who cannot speak would). The code comes from the
+        development SMS outbox, which stands in for the phone."""
+        if self._sms_outbox is None:
+            return
+        from ..notify import OutboxSms
+
+        for _ in range(50):
+            messages = OutboxSms(self._sms_outbox).messages(self.phone)
+            if messages:
+                code = re.search(r"\b(\d{6})\b", messages[-1]["text"])
+                if code:
+                    await self.signaling.request("chat", {"text": f"My code is {code.group(1)}"})
+                    self._step("code", "read back in the chat")
+                    return
+            await asyncio.sleep(0.1)
 
     async def connect(self) -> dict[str, Any]:
         await self.signaling.connect({"token": self._token})
@@ -163,6 +190,7 @@ class CustomerBot:
         if prefill.get("tax_code"):
             fields["tax_code"] = prefill["tax_code"]
         await client.confirm_data(fields)
+        self.phone = self.phone or fields["phone"]
         self._step(
             "data",
             f"confirmed as read: {fields['surname']}, {fields['given_names']}, "
@@ -205,6 +233,7 @@ class CustomerBot:
             "webrtc_offer", {"type": "offer", "sdp": await self.peer.offer()}
         )
         await self.peer.accept_answer(reply["answer"]["sdp"])
+        await self.signaling.request("camera", {"label": self._camera_label})
 
     async def wait_outcome(self, timeout_seconds: float = 300.0) -> str:
         outcome = await self.signaling.next("outcome", timeout_seconds)

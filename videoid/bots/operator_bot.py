@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,11 @@ class OperatorBot:
     password: str
     video: str | Path | MediaStreamTrack | None = None
     decision: str = "approved"
-    reason_code: str = "bot_decision"
+    reason_code: str = ""
+    """From the provider's list for the outcome; the list's first when empty."""
+    checklist: bool = True
+    """Go through the checklist before deciding: the code read-back (the customer bot
+    reads it back in the chat), then every other item ticked as passed."""
     watch_seconds: float = 3.0
     """How long the bot looks at the customer (after the first video frame) before deciding."""
     min_video_frames: int = 1
@@ -66,7 +71,9 @@ class OperatorBot:
     async def connect(self) -> dict[str, Any]:
         token = await login(self.server, self.username, self.password)
         await self.signaling.connect({"token": token})
-        return await self.signaling.next("hello", 10)
+        hello = await self.signaling.next("hello", 10)
+        self.reasons: dict[str, list[str]] = hello.get("reasons", {})
+        return hello
 
     async def set_presence(self, status: str) -> None:
         await self.signaling.request("set_presence", {"status": status})
@@ -85,13 +92,12 @@ class OperatorBot:
             await peer.accept_answer(reply["answer"]["sdp"])
             await peer.wait_frames("video", self.min_video_frames, timeout_seconds)
             await asyncio.sleep(self.watch_seconds)
+            if self.checklist:
+                await self.run_checklist(timeout_seconds)
+            reason = self.reason_code or self.reasons.get(self.decision, ["unknown"])[0]
             await self.signaling.request(
                 "decide",
-                {
-                    "session_id": session_id,
-                    "outcome": self.decision,
-                    "reason_code": self.reason_code,
-                },
+                {"session_id": session_id, "outcome": self.decision, "reason_code": reason},
             )
             counter = peer.counters.get("video")
             result = CallResult(
@@ -106,6 +112,31 @@ class OperatorBot:
             await peer.close()
         self.calls.append(result)
         return result
+
+    async def run_checklist(self, timeout_seconds: float = 60.0) -> dict[str, Any]:
+        view = await self.signaling.request("call_view")
+        items = view["checklist"]["items"]
+        if any(i["kind"] == "otp" for i in items):
+            await self.read_back_code(timeout_seconds)
+        for item in items:
+            if item["kind"] != "otp" and "answer" not in item:
+                await self.signaling.request(
+                    "checklist_answer", {"item": item["id"], "answer": "passed"}
+                )
+        checklist: dict[str, Any] = (await self.signaling.request("call_view"))["checklist"]
+        return checklist
+
+    async def read_back_code(self, timeout_seconds: float = 60.0) -> None:
+        """Send the SMS code and enter what the customer reads back (in the chat)."""
+        self.signaling.drain("chat")
+        await self.signaling.request("otp_send")
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            message = await self.signaling.next("chat", max(0.1, deadline - time.monotonic()))
+            code = re.search(r"\b(\d{6})\b", message.get("text", ""))
+            if code:
+                await self.signaling.request("otp_check", {"code": code.group(1)})
+                return
 
     async def run(self, calls: int = 1, timeout_seconds: float = 600.0) -> list[CallResult]:
         try:

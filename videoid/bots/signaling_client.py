@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import socketio
@@ -27,9 +28,23 @@ class SignalingClient:
         self.sio.on("*", self._on_any, namespace=namespace)
         self.sio.on("connect_error", self._on_connect_error, namespace=namespace)
         self._refusal: dict[str, Any] = {}
+        self._handlers: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on(
+        self, event: str, handler: Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Also run ``handler`` on each ``event`` (in a task of its own)."""
+        self._handlers[event] = handler
 
     async def _on_any(self, event: str, data: Any = None) -> None:
-        self._events[event].put_nowait(data if isinstance(data, dict) else {"value": data})
+        payload = data if isinstance(data, dict) else {"value": data}
+        self._events[event].put_nowait(payload)
+        handler = self._handlers.get(event)
+        if handler is not None:
+            task = asyncio.get_running_loop().create_task(handler(payload))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _on_connect_error(self, data: Any = None) -> None:
         self._refusal = data if isinstance(data, dict) else {"message": str(data)}

@@ -11,7 +11,8 @@ from ..call_center import CallCenter
 from ..clock import Clock
 from ..config import Config
 from ..errors import VideoidError
-from ..protocol import Empty, WebrtcCandidate, WebrtcOffer
+from ..operator_console.call_tools import CallTools
+from ..protocol import CameraInfo, ChatMessage, Empty, WebrtcCandidate, WebrtcOffer
 from ..signaling import GuardedNamespace
 from .invitations import Invitations
 
@@ -24,14 +25,22 @@ class CustomerNamespace(GuardedNamespace):
         "leave_queue": Empty,
         "webrtc_offer": WebrtcOffer,
         "webrtc_candidate": WebrtcCandidate,
+        "chat": ChatMessage,
+        "camera": CameraInfo,
     }
 
     def __init__(
-        self, config: Config, invitations: Invitations, center: CallCenter, clock: Clock
+        self,
+        config: Config,
+        invitations: Invitations,
+        center: CallCenter,
+        tools: CallTools,
+        clock: Clock,
     ) -> None:
         super().__init__("/customer", config.signaling)
         self._invitations = invitations
         self._center = center
+        self._tools = tools
         self._clock = clock
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
@@ -73,6 +82,17 @@ class CustomerNamespace(GuardedNamespace):
             payload.sdpMid,
             payload.sdpMLineIndex,
         )
+        return {}
+
+    async def on_chat(self, sid: str, payload: ChatMessage) -> dict[str, Any]:
+        return await self._tools.chat(await self._require(sid), "customer", payload.text)
+
+    async def on_camera(self, sid: str, payload: CameraInfo) -> dict[str, Any]:
+        """The customer's camera as the browser names it (an injection signal, R7)."""
+        session_id = await self._require(sid)
+        if not self._center.customer_in_call(session_id):
+            raise VideoidError("there is no call", code="no_call")
+        await self._tools.camera_label(session_id, payload.label)
         return {}
 
     async def _session_id(self, sid: str) -> str | None:

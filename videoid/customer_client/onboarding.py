@@ -589,6 +589,17 @@ class Onboarding:
     async def close(self) -> None:
         await self._probes.close()
 
+    async def reference_photos(self, session_id: str) -> dict[str, bytes]:
+        """The photos the live face is compared with: the document's portrait (named
+        ``document``) and the selfie, those that exist."""
+        out = {}
+        for name, key in (("portrait", "document"), ("selfie", "selfie")):
+            try:
+                out[key] = (await self.image(session_id, name))[1]
+            except ValidationError:
+                continue
+        return out
+
     async def image(self, session_id: str, name: str) -> tuple[str, bytes]:
         results = await self._repo.results(session_id)
         document = results.get("document", {})

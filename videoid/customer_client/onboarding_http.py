@@ -87,6 +87,8 @@ class OnboardingApi:
             web.post("/api/onboarding/handover/claim", self.claim_handover),
             web.get("/api/sessions/{session_id}/onboarding", self.operator_view),
             web.get("/api/sessions/{session_id}/images/{name}", self.operator_image),
+            web.get("/api/sessions/{session_id}/call", self.call_view),
+            web.get("/api/sessions/{session_id}/snapshots/{object_id}", self.snapshot_image),
         ]
 
     async def overview(self, request: web.Request) -> web.Response:
@@ -180,6 +182,20 @@ class OnboardingApi:
         if operator.role == "operator" and record.operator_id != operator.id:
             raise Forbidden("this session is not assigned to you")
         return record.id
+
+    async def call_view(self, request: web.Request) -> web.Response:
+        """What happened in the call: checklist, snapshots, chat, OTP events, analysis."""
+        session_id = await self._session_for_operator(request)
+        return web.json_response(await _s(request).tools.call_view(session_id))
+
+    async def snapshot_image(self, request: web.Request) -> web.Response:
+        session_id = await self._session_for_operator(request)
+        data = await _s(request).tools.snapshot_image(session_id, request.match_info["object_id"])
+        return web.Response(
+            body=data,
+            content_type="image/jpeg",
+            headers={"Cache-Control": "no-store", "Content-Disposition": "inline"},
+        )
 
     async def operator_view(self, request: web.Request) -> web.Response:
         session_id = await self._session_for_operator(request)

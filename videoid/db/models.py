@@ -148,3 +148,29 @@ class SessionToken(Base):
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
     used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class CallItem(Base):
+    __tablename__ = "call_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("identification_sessions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    """``snapshot``, ``challenge``, ``checklist``, ``otp``, ``chat``, ``analysis``, ``gap``…"""
+    actor: Mapped[str] = mapped_column(String(32))
+    at: Mapped[float] = mapped_column(Float)
+    data: Mapped[str] = mapped_column(Text)
+    """JSON; never a code, a PIN or a key."""
+
+
+class OneTimeCode(Base):
+    __tablename__ = "one_time_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("identification_sessions.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    binding: Mapped[str] = mapped_column(String(128))
+    """What the code is for (a call; a document's digest): it checks only against that."""
+    code_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)

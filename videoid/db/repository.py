@@ -26,10 +26,12 @@ from ..queue import AssignmentDrawn
 from ..session.events import DecisionMade, Event, StateChanged
 from .models import (
     Assignment,
+    CallItem,
     CaptureAttempt,
     Consent,
     Customer,
     Decision,
+    OneTimeCode,
     Operator,
     OperatorLogin,
     SessionRow,
@@ -84,6 +86,18 @@ class CustomerRecord:
     email: str
     phone: str
     person_key: str | None
+
+
+@dataclass(frozen=True)
+class CodeRecord:
+    id: int
+    session_id: str
+    purpose: str
+    binding: str
+    code_hash: str
+    expires_at: float
+    attempts: int
+    used_at: float | None
 
 
 @dataclass(frozen=True)
@@ -588,6 +602,124 @@ class Repository:
                 await db.scalars(select(StepResult).where(StepResult.session_id == session_id))
             ).all()
         return {r.name: json.loads(r.value) for r in rows}
+
+    # -- the call's evidence items ------------------------------------------------------
+
+    async def add_item(
+        self, session_id: str, kind: str, actor: str, data: dict[str, Any], now: float
+    ) -> int:
+        async with self._sessions.begin() as db:
+            row = CallItem(
+                session_id=session_id, kind=kind, actor=actor[:32], at=now, data=json.dumps(data)
+            )
+            db.add(row)
+            await db.flush()
+            return int(row.id)
+
+    async def items(
+        self, session_id: str, kinds: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        query = select(CallItem).where(CallItem.session_id == session_id)
+        if kinds is not None:
+            query = query.where(CallItem.kind.in_(list(kinds)))
+        async with self._sessions() as db:
+            rows = (await db.scalars(query.order_by(CallItem.id))).all()
+        return [
+            {"id": r.id, "kind": r.kind, "actor": r.actor, "at": r.at, "data": json.loads(r.data)}
+            for r in rows
+        ]
+
+    # -- one-time codes -----------------------------------------------------------------
+
+    async def add_code(
+        self,
+        session_id: str,
+        purpose: str,
+        binding: str,
+        code_hash: str,
+        now: float,
+        expires_at: float,
+    ) -> int:
+        """Store a new code; earlier unused codes of the same purpose stop counting."""
+        async with self._sessions.begin() as db:
+            await db.execute(
+                update(OneTimeCode)
+                .where(
+                    OneTimeCode.session_id == session_id,
+                    OneTimeCode.purpose == purpose,
+                    OneTimeCode.used_at.is_(None),
+                    OneTimeCode.expires_at > now,
+                )
+                .values(expires_at=now)
+            )
+            row = OneTimeCode(
+                session_id=session_id,
+                purpose=purpose,
+                binding=binding,
+                code_hash=code_hash,
+                created_at=now,
+                expires_at=expires_at,
+                attempts=0,
+            )
+            db.add(row)
+            await db.flush()
+            return int(row.id)
+
+    async def latest_code(self, session_id: str, purpose: str) -> CodeRecord | None:
+        async with self._sessions() as db:
+            row = await db.scalar(
+                select(OneTimeCode)
+                .where(OneTimeCode.session_id == session_id, OneTimeCode.purpose == purpose)
+                .order_by(OneTimeCode.id.desc())
+                .limit(1)
+            )
+        if row is None:
+            return None
+        return CodeRecord(
+            row.id,
+            row.session_id,
+            row.purpose,
+            row.binding,
+            row.code_hash,
+            row.expires_at,
+            row.attempts,
+            row.used_at,
+        )
+
+    async def count_codes(self, session_id: str, purpose: str, since: float) -> int:
+        async with self._sessions() as db:
+            return int(
+                await db.scalar(
+                    select(func.count())
+                    .select_from(OneTimeCode)
+                    .where(
+                        OneTimeCode.session_id == session_id,
+                        OneTimeCode.purpose == purpose,
+                        OneTimeCode.created_at >= since,
+                    )
+                )
+                or 0
+            )
+
+    async def count_code_attempt(self, code_id: int, max_attempts: int) -> bool:
+        """Count one attempt on a code, atomically; False when none was left."""
+        async with self._sessions.begin() as db:
+            counted = await db.execute(
+                update(OneTimeCode)
+                .where(OneTimeCode.id == code_id, OneTimeCode.attempts < max_attempts)
+                .values(attempts=OneTimeCode.attempts + 1)
+            )
+            return bool(counted.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def use_code(self, code_id: int, now: float) -> bool:
+        """Spend a code, atomically: a second caller gets False."""
+        async with self._sessions.begin() as db:
+            spent = await db.execute(
+                update(OneTimeCode)
+                .where(OneTimeCode.id == code_id, OneTimeCode.used_at.is_(None))
+                .values(used_at=now)
+            )
+            return bool(spent.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def _session_record(row: SessionRow) -> SessionRecord:

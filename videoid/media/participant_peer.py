@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 from aiortc import (
@@ -96,6 +97,9 @@ class ParticipantPeer:
         self.taps: dict[str, EncodedTap] = {}
         self.incoming: dict[str, MediaStreamTrack] = {}
         self.partner: ParticipantPeer | None = None
+        self.on_video: Callable[[MediaStreamTrack], None] | None = None
+        """Called with each incoming video track to decode (the live analysis); in
+        encoded forwarding, only such a track's frames are decoded."""
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -179,6 +183,12 @@ class ParticipantPeer:
             )
             assert isinstance(receiver, RTCRtpReceiver)
             self.taps[kind] = EncodedTap.install(receiver, kind)
+        if kind == "video" and self.on_video is not None:
+            if self.forwarding == "encoded":
+                self.taps[kind].decode = True
+                self.on_video(track)
+            else:  # the re-encoding path reads the track too: share it through the relay
+                self.on_video(self._relay.subscribe(track, buffered=False))
         if self.partner is not None:
             self.partner._feed_from(self)
 

@@ -12,9 +12,22 @@ from ..call_center import CallCenter
 from ..clock import Clock
 from ..config import Config
 from ..errors import Forbidden, MediaError, VideoidError
-from ..protocol import Decide, SessionRef, SetPresence, WebrtcCandidate, WebrtcOffer
+from ..protocol import (
+    Challenge,
+    ChatMessage,
+    ChecklistAnswer,
+    Decide,
+    Empty,
+    OtpCheck,
+    SessionRef,
+    SetPresence,
+    Snapshot,
+    WebrtcCandidate,
+    WebrtcOffer,
+)
 from ..signaling import GuardedNamespace
 from .accounts import Accounts
+from .call_tools import CallTools
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +56,27 @@ class OperatorNamespace(GuardedNamespace):
         "webrtc_offer": WebrtcOffer,
         "webrtc_candidate": WebrtcCandidate,
         "decide": Decide,
+        "challenge": Challenge,
+        "snapshot": Snapshot,
+        "checklist_answer": ChecklistAnswer,
+        "otp_send": Empty,
+        "otp_check": OtpCheck,
+        "chat": ChatMessage,
+        "call_view": Empty,
     }
 
     def __init__(
-        self, config: Config, accounts: Accounts, center: CallCenter, clock: Clock
+        self,
+        config: Config,
+        accounts: Accounts,
+        center: CallCenter,
+        tools: CallTools,
+        clock: Clock,
     ) -> None:
         super().__init__("/operator", config.signaling)
         self._accounts = accounts
         self._center = center
+        self._tools = tools
         self._clock = clock
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
@@ -66,7 +92,8 @@ class OperatorNamespace(GuardedNamespace):
         await self.save_session(sid, {"operator_id": operator.id})
         await self.enter_room(sid, f"operator:{operator.id}")
         await self.enter_room(sid, "operators")
-        await self.emit("hello", {**view, "queue": self._center.snapshot()}, to=sid)
+        hello = {**view, "queue": self._center.snapshot(), "reasons": self._tools.reasons()}
+        await self.emit("hello", hello, to=sid)
         logger.info("operator %d connected", operator.id)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
@@ -111,6 +138,32 @@ class OperatorNamespace(GuardedNamespace):
             payload.reason_code,
             payload.reason_text,
         )
+
+    async def on_challenge(self, sid: str, payload: Challenge) -> dict[str, Any]:
+        return await self._tools.challenge(
+            await self._require(sid), list(payload.kinds), payload.random
+        )
+
+    async def on_snapshot(self, sid: str, payload: Snapshot) -> dict[str, Any]:
+        return await self._tools.snapshot(await self._require(sid), payload.kind)
+
+    async def on_checklist_answer(self, sid: str, payload: ChecklistAnswer) -> dict[str, Any]:
+        return await self._tools.answer(
+            await self._require(sid), payload.item, payload.answer, payload.note
+        )
+
+    async def on_otp_send(self, sid: str, payload: Empty) -> dict[str, Any]:
+        return await self._tools.send_otp(await self._require(sid))
+
+    async def on_otp_check(self, sid: str, payload: OtpCheck) -> dict[str, Any]:
+        return await self._tools.check_otp(await self._require(sid), payload.code)
+
+    async def on_chat(self, sid: str, payload: ChatMessage) -> dict[str, Any]:
+        return await self._tools.operator_chat(await self._require(sid), payload.text)
+
+    async def on_call_view(self, sid: str, payload: Empty) -> dict[str, Any]:
+        operator_id = await self._require(sid)
+        return await self._tools.call_view(self._center.call_of(operator_id))
 
     def _call(self, operator_id: int) -> str:
         session_id = self._center.operator_session(operator_id)

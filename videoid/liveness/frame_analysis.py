@@ -1,0 +1,143 @@
+"""What a worker measures on one frame of the customer's live video.
+
+Runs in the analysis pool (never on the event loop). mediapipe's face mesh (with iris
+refinement) finds every face and its 478 landmarks in about 6 ms on a 640x480 frame;
+from them come the eye, mouth and head-pose measures. Picture quality (brightness,
+sharpness), a small grey thumbnail (to see frozen or repeating pictures), the largest
+document-shaped quadrilateral when asked, and the face descriptor when asked (dlib's,
+aligned as face_recognition does; about 100 ms, so the caller asks for it rarely).
+
+Everything returned is plain data: it crosses a process boundary.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from . import faces
+from .landmarks import LANDMARK_COUNT, measure
+
+THUMB_SIZE = (32, 24)
+MAX_FACES = 3
+
+
+@functools.cache
+def _mesh() -> Any:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    import mediapipe as mp
+
+    return mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=True,  # the pool serves many calls: no tracking across frames
+        max_num_faces=MAX_FACES,
+        refine_landmarks=True,
+        min_detection_confidence=0.5,
+    )
+
+
+def landmarks(rgb: NDArray[Any]) -> list[NDArray[np.float64]]:
+    """Each face's landmarks in pixels (x, y, z), largest face first."""
+    h, w = rgb.shape[:2]
+    found = _mesh().process(np.ascontiguousarray(rgb)).multi_face_landmarks or []
+    out = []
+    for face in found:
+        pts = np.array([(p.x * w, p.y * h, p.z * w) for p in face.landmark], np.float64)
+        if len(pts) >= LANDMARK_COUNT:
+            out.append(pts)
+    out.sort(key=lambda p: -(p[:, 0].max() - p[:, 0].min()))
+    return out
+
+
+def document_share(gray: NDArray[Any]) -> float:
+    """The share of the picture covered by the largest convex quadrilateral whose sides'
+    ratio is a document's (ID-1 card 1.59, passport page 1.42), held near the camera."""
+    small = cv2.resize(gray, (320, 240), interpolation=cv2.INTER_AREA)
+    edges = cv2.Canny(cv2.GaussianBlur(small, (5, 5), 0), 40, 120)
+    edges = cv2.dilate(edges, np.ones((3, 3), np.uint8))
+    contours, _ = cv2.findContours(edges, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    best = 0.0
+    total = float(small.shape[0] * small.shape[1])
+    for contour in contours:
+        area = cv2.contourArea(contour)
+        if area < 0.05 * total:
+            continue
+        quad = cv2.approxPolyDP(contour, 0.04 * cv2.arcLength(contour, True), True)
+        if len(quad) != 4 or not cv2.isContourConvex(quad):
+            continue
+        (_, _), (a, b), _ = cv2.minAreaRect(quad)
+        ratio = max(a, b) / max(min(a, b), 1.0)
+        if 1.2 <= ratio <= 1.85:
+            best = max(best, area / total)
+    return best
+
+
+def analyse_frame(
+    rgb: NDArray[Any],
+    at: float,
+    *,
+    want_encoding: bool = False,
+    want_document: bool = False,
+) -> dict[str, Any]:
+    """Measure one frame. ``at`` is passed through (the frame's arrival time)."""
+    h, w = rgb.shape[:2]
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    found = landmarks(rgb)
+    out: dict[str, Any] = {
+        "at": at,
+        "width": w,
+        "height": h,
+        "faces": len(found),
+        "brightness": float(gray.mean()),
+        "thumb": cv2.resize(gray, THUMB_SIZE, interpolation=cv2.INTER_AREA).tobytes(),
+    }
+    region = gray
+    if found:
+        pts = found[0]
+        left, top = max(0.0, pts[:, 0].min()), max(0.0, pts[:, 1].min())
+        right, bottom = min(float(w), pts[:, 0].max()), min(float(h), pts[:, 1].max())
+        out["box"] = [left / w, top / h, (right - left) / w, (bottom - top) / h]
+        out["measures"] = measure(pts).__dict__
+        out["brightness"] = float(gray[int(top) : int(bottom), int(left) : int(right)].mean())
+        region = gray[int(top) : int(bottom), int(left) : int(right)]
+        if want_encoding:
+            box = (int(left), int(top), int(right), int(bottom))
+            out["encoding"] = [float(v) for v in _encoding(rgb, box)]
+    if region.size:
+        out["sharpness"] = float(cv2.Laplacian(region, cv2.CV_64F).var())
+    if want_document:
+        out["document"] = document_share(gray)
+    return out
+
+
+def _encoding(rgb: NDArray[Any], box: tuple[int, int, int, int]) -> NDArray[Any]:
+    """The face descriptor, with dlib's own face box (found in the mesh's region) so
+    the 5-point alignment sees the face as it was trained to."""
+    left, top, right, bottom = box
+    pad = (right - left) // 3
+    h, w = rgb.shape[:2]
+    x0, y0 = max(0, left - pad), max(0, top - pad)
+    crop = np.ascontiguousarray(rgb[y0 : min(h, bottom + pad), x0 : min(w, right + pad)])
+    found = faces.detect(crop, side=max(crop.shape[:2]), upsample=0)
+    if found:
+        fl, ft, fr, fb = found[0].box
+        face = faces.Face((fl + x0, ft + y0, fr + x0, fb + y0), found[0].landmarks, 1.0)
+    else:
+        face = faces.Face(box, np.zeros((68, 2), np.float32), 0.0)
+    return faces.encode(rgb, face)
+
+
+def reference_encoding(data: bytes, max_bytes: int, max_pixels: int) -> list[float] | None:
+    """The face descriptor of a stored photo (document portrait, selfie), to compare the
+    live face with. None when it shows no face."""
+    from ..documents.images import load_image
+
+    image = load_image(data, max_bytes=max_bytes, max_pixels=max_pixels, min_side=32)
+    face = faces.main_face(image.rgb)
+    if face is None:
+        return None
+    return [float(v) for v in faces.encode(image.rgb, face)]
