@@ -120,7 +120,16 @@ async def test_server_cli_and_bots_complete_a_call(
             )
         )
         await asyncio.sleep(1.5)
-        customer = ("bot", "customer", "--invite", link, "--video", str(customer_video))
+        customer = (
+            "bot",
+            "customer",
+            "--invite",
+            link,
+            "--video",
+            str(customer_video),
+            "--sms-outbox",
+            str(data / "outbox" / "sms.jsonl"),
+        )
         # the product's default asks for every onboarding step: the bot needs something
         # to show
         code, out = await run(*customer)
@@ -172,5 +181,5 @@ async def test_server_cli_and_bots_complete_a_call(
     rejected = await repo.sessions_in(["rejected"])
     assert len(rejected) == 1
     [decision] = await repo.decisions(rejected[0].id)
-    assert decision.outcome == "rejected" and decision.reason_code == "bot_decision"
+    assert decision.outcome == "rejected" and decision.reason_code == "document_invalid"
     await repo.close()

@@ -57,7 +57,7 @@ class OperatorBot:
     reason_code: str = ""
     """From the provider's list for the outcome; the list's first when empty."""
     checklist: bool = True
-    """Go through the checklist before deciding: the code read-back (the customer bot
+    """Go through the checklist before approving: the code read-back (the customer bot
     reads it back in the chat), then every other item ticked as passed."""
     watch_seconds: float = 3.0
     """How long the bot looks at the customer (after the first video frame) before deciding."""
@@ -92,7 +92,7 @@ class OperatorBot:
             await peer.accept_answer(reply["answer"]["sdp"])
             await peer.wait_frames("video", self.min_video_frames, timeout_seconds)
             await asyncio.sleep(self.watch_seconds)
-            if self.checklist:
+            if self.checklist and self.decision == "approved":  # only approval needs it
                 await self.run_checklist(timeout_seconds)
             reason = self.reason_code or self.reasons.get(self.decision, ["unknown"])[0]
             await self.signaling.request(
