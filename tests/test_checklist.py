@@ -1,0 +1,129 @@
+"""The call's checklist: security features drawn at random per session within the
+rules (R8), the random action (R10), the file's checks, and the decision gate."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from videoid.errors import ConfigError, ValidationError
+from videoid.operator_console.checklist import Checklist, ChecklistIncomplete, ChecklistTemplate
+
+
+@pytest.fixture(scope="module")
+def template() -> ChecklistTemplate:
+    return ChecklistTemplate.load()  # the shipped file
+
+
+def features(checklist: Checklist) -> list[dict]:
+    return [e for e in checklist.entries if e["kind"] == "security_feature"]
+
+
+@pytest.mark.parametrize("doc_type", ["id_card", "passport", "residence_permit"])
+def test_security_features_drawn_within_the_rules(
+    template: ChecklistTemplate, doc_type: str
+) -> None:
+    listed = {f.id for f in template.features[doc_type]}
+    seen: Counter[frozenset[str]] = Counter()
+    for seed in range(200):
+        drawn = features(template.draw(doc_type, random.Random(seed)))
+        ids = [e["id"].split(".", 1)[1] for e in drawn]
+        assert len(drawn) == 3 and len(set(ids)) == 3  # R8: at least three, distinct
+        assert sum(e["optically_variable"] for e in drawn) >= 2  # R8: two optically variable
+        assert set(ids) <= listed  # from this document type's list
+        seen[frozenset(ids)] += 1
+    # chosen at random per session: many different selections, none dominant
+    assert len(seen) >= 5 and max(seen.values()) < 100
+
+
+def test_random_action_varies_and_comes_from_the_list(template: ChecklistTemplate) -> None:
+    actions = {
+        next(e["action"] for e in template.draw("id_card", random.Random(s)).entries
+             if e["kind"] == "random_action")
+        for s in range(50)
+    }  # fmt: skip
+    assert actions <= set(template.actions) and len(actions) >= 4
+
+
+def test_unknown_document_type_uses_the_first_list(template: ChecklistTemplate) -> None:
+    drawn = features(template.draw("driving_licence", random.Random(1)))
+    assert len(drawn) == 3
+
+
+BASE = {
+    "items": [{"id": "a", "text": "A"}, {"id": "sf", "text": "S", "kind": "security_features"}],
+    "security_features": {
+        "min_checked": 3,
+        "min_optically_variable": 2,
+        "id_card": [
+            {"id": "h", "text": "h", "optically_variable": True},
+            {"id": "k", "text": "k", "optically_variable": True},
+            {"id": "g", "text": "g"},
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["security_features"].update(min_checked=2), "at least 3"),
+        (lambda d: d["security_features"].update(min_optically_variable=1), "at least 3"),
+        (lambda d: d["security_features"]["id_card"].pop(), "too few security features"),
+        (lambda d: d["security_features"]["id_card"][1].update(optically_variable=False),
+         "too few security features"),
+        (lambda d: d["items"].append({"id": "a", "text": "again"}), "used twice"),
+        (lambda d: d["items"].append({"id": "x", "text": "x", "kind": "dance"}), "unknown kind"),
+        (lambda d: d["items"].append({"id": "r", "text": "r", "kind": "random_action"}),
+         "random_actions"),
+        (lambda d: d["items"].append({"text": "no id"}), "needs an id"),
+        (lambda d: d.update(items=[]), "no items"),
+    ],
+)  # fmt: skip
+def test_a_bad_checklist_file_is_refused_at_start(change, message: str) -> None:
+    import copy
+
+    raw = copy.deepcopy(BASE)
+    ChecklistTemplate.from_dict(copy.deepcopy(raw))  # the base is valid
+    change(raw)
+    with pytest.raises(ConfigError, match=message):
+        ChecklistTemplate.from_dict(raw, "providers.toml")
+
+
+def test_a_missing_file_is_a_config_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="checklist"):
+        ChecklistTemplate.load(tmp_path / "none.toml")
+
+
+def test_approval_waits_for_every_mandatory_item(template: ChecklistTemplate) -> None:
+    checklist = template.draw("passport", random.Random(3))
+    with pytest.raises(ChecklistIncomplete) as err:
+        checklist.check_decision("approved")
+    assert err.value.code == "checklist_incomplete" and "greeting" in err.value.message
+    checklist.check_decision("rejected")  # a fraud can be stopped at any point
+    checklist.check_decision("suspended")
+
+    with pytest.raises(ValidationError) as auto:
+        checklist.answer("otp", "passed", "", 1.0, "operator:1")
+    assert auto.value.code == "checklist_item_automatic"
+    for entry in checklist.entries:
+        by = "system" if entry["kind"] == "otp" else "operator:1"
+        if entry["mandatory"]:
+            checklist.answer(entry["id"], "passed", "", 1.0, by)
+    checklist.check_decision("approved")
+    assert checklist.to_json()["complete"] is True
+
+    feature = features(checklist)[0]["id"]
+    checklist.answer(feature, "failed", "no hologram visible", 2.0, "operator:1")
+    with pytest.raises(ChecklistIncomplete) as failed:
+        checklist.check_decision("approved")
+    assert failed.value.code == "checklist_failed" and feature in failed.value.message
+
+    again = Checklist.from_json(checklist.to_json())
+    assert again.answers == checklist.answers and again.entries == checklist.entries
+    with pytest.raises(ValidationError):
+        again.answer("nope", "passed", "", 3.0, "operator:1")
+    with pytest.raises(ValidationError):
+        again.answer("greeting", "maybe", "", 3.0, "operator:1")
