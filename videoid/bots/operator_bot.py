@@ -69,7 +69,7 @@ class OperatorBot:
         self.signaling = SignalingClient(self.server, "/operator")
 
     async def connect(self) -> dict[str, Any]:
-        token = await login(self.server, self.username, self.password)
+        token = self.token = await login(self.server, self.username, self.password)
         await self.signaling.connect({"token": token})
         hello = await self.signaling.next("hello", 10)
         self.reasons: dict[str, list[str]] = hello.get("reasons", {})
@@ -78,18 +78,27 @@ class OperatorBot:
     async def set_presence(self, status: str) -> None:
         await self.signaling.request("set_presence", {"status": status})
 
-    async def handle_one(self, timeout_seconds: float = 120.0) -> CallResult:
-        """Wait for an assignment, accept it, watch the customer, decide."""
+    async def accept_next(self, timeout_seconds: float = 120.0) -> tuple[str, ClientPeer]:
+        """Wait for an assignment, accept it and connect the media."""
         offered = await self.signaling.next("assignment_offered", timeout_seconds)
-        session_id = offered["session_id"]
+        session_id: str = offered["session_id"]
         await self.signaling.request("accept", {"session_id": session_id})
-        accepted_at = time.monotonic()
         peer = ClientPeer(self.video, on_video_frame=self.on_video_frame)
         try:
             reply = await self.signaling.request(
                 "webrtc_offer", {"type": "offer", "sdp": await peer.offer()}
             )
             await peer.accept_answer(reply["answer"]["sdp"])
+        except BaseException:
+            await peer.close()
+            raise
+        return session_id, peer
+
+    async def handle_one(self, timeout_seconds: float = 120.0) -> CallResult:
+        """Wait for an assignment, accept it, watch the customer, decide."""
+        session_id, peer = await self.accept_next(timeout_seconds)
+        accepted_at = time.monotonic()
+        try:
             await peer.wait_frames("video", self.min_video_frames, timeout_seconds)
             await asyncio.sleep(self.watch_seconds)
             if self.checklist and self.decision == "approved":  # only approval needs it
@@ -128,13 +137,12 @@ class OperatorBot:
 
     async def read_back_code(self, timeout_seconds: float = 60.0) -> None:
         """Send the SMS code and enter what the customer reads back (in the chat)."""
-        self.signaling.drain("chat")
-        await self.signaling.request("otp_send")
+        sent = await self.signaling.request("otp_send")
         deadline = time.monotonic() + timeout_seconds
         while True:
             message = await self.signaling.next("chat", max(0.1, deadline - time.monotonic()))
             code = re.search(r"\b(\d{6})\b", message.get("text", ""))
-            if code:
+            if code and message.get("at", 0) >= sent["sent_at"]:  # not an earlier code
                 await self.signaling.request("otp_check", {"code": code.group(1)})
                 return
 

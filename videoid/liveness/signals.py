@@ -101,14 +101,24 @@ class FrameResult:
 class Blinks:
     """Counts blinks in a sequence of eye aspect ratios sampled a few times a second.
 
-    The open level is the customer's own (a high percentile of recent values); a sample
-    under ``closed_share`` of it, between open samples, is a blink. Sparse sampling
-    sees only some blinks: the count is a lower bound."""
+    The open level is the customer's own (a high percentile of recent values). The eyes
+    count as closed under ``closed_share`` of it and open again only above
+    ``open_share`` (so a ratio hovering near one line is not a string of blinks); a
+    closure shorter than ``max_seconds`` between open samples is a blink. Sparse
+    sampling sees only some blinks: the count is a lower bound."""
 
-    def __init__(self, closed_share: float = 0.7, window: int = 60) -> None:
-        self._closed_share = closed_share
+    def __init__(
+        self,
+        closed_share: float = 0.6,
+        open_share: float = 0.85,
+        max_seconds: float = 1.0,
+        window: int = 60,
+    ) -> None:
+        self._closed_share, self._open_share = closed_share, open_share
+        self._max_seconds = max_seconds
         self._recent: deque[float] = deque(maxlen=window)
         self._closed_since: float | None = None
+        self._was_open = False
         self.times: list[float] = []
 
     def open_level(self) -> float | None:
@@ -123,17 +133,17 @@ class Blinks:
         self._recent.append(ear)
         if level is None:
             return False
-        closed = ear < self._closed_share * level
-        if closed:
+        if ear < self._closed_share * level:
             if self._closed_since is None:
                 self._closed_since = at
             return False
-        if self._closed_since is not None:
-            long_closed = at - self._closed_since > 1.5  # eyes shut, not a blink
-            self._closed_since = None
-            if not long_closed:
-                self.times.append(at)
-                return True
+        if ear < self._open_share * level:
+            return False  # between the lines: neither closing nor open again
+        closed_since, self._closed_since = self._closed_since, None
+        was_open, self._was_open = self._was_open, True
+        if closed_since is not None and was_open and at - closed_since <= self._max_seconds:
+            self.times.append(at)
+            return True
         return False
 
 

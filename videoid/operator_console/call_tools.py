@@ -241,6 +241,7 @@ class CallTools:
         await self._notifier.to_customer(session_id, "otp_sent", {"expires_at": expires})
         return {
             "sent_to": masked(customer.phone),
+            "sent_at": now,
             "expires_at": expires,
             "attempts_left": cfg.otp_attempts,
         }
