@@ -4,7 +4,6 @@ analysis in a real worker process (mediapipe, dlib). R5, R7, R8, R9, R10."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import time
 from collections.abc import AsyncIterator
@@ -59,9 +58,9 @@ class Call:
     def op(self) -> SignalingClient:
         return self.operator.signaling
 
-    async def until(self, event: str, check: Any, timeout: float = 20.0) -> dict[str, Any]:
+    async def until(self, event: str, check: Any, seconds: float = 20.0) -> dict[str, Any]:
         """The first ``event`` to the operator for which ``check`` holds."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds
         while True:
             payload = await self.op.next(event, max(0.1, deadline - time.monotonic()))
             if check(payload):
@@ -135,7 +134,7 @@ async def run_the_call(call: Call) -> None:
     server, op = call.server, call.op
     # signals reach the operator: one face, compared with the selfie (same man)
     signals = await call.until(
-        "signals", lambda s: s["faces"] == 1 and "selfie" in s["match"], timeout=30
+        "signals", lambda s: s["faces"] == 1 and "selfie" in s["match"], seconds=30
     )
     assert signals["session_id"] == call.session_id
     assert signals["match"]["selfie"]["match"] is True
@@ -158,7 +157,7 @@ async def run_the_call(call: Call) -> None:
     assert started["pending"] == ["blink_twice"]
     shown = await call.customer.signaling.next("challenge", 5)
     assert shown["kind"] == "turn_right" and shown["seconds"] == 5
-    done = await call.until("challenge", lambda c: len(c["done"]) == 2, timeout=30)
+    done = await call.until("challenge", lambda c: len(c["done"]) == 2, seconds=30)
     results = {c["kind"]: c for c in done["done"]}
     assert results["turn_right"]["result"] == "passed"
     assert results["turn_right"]["evidence"]["yaw"] <= -15
@@ -247,7 +246,7 @@ async def test_a_replayed_picture_is_flagged(
     server = await start_server(live={"analysis_fps": 8.0, "no_blink_seconds": 3.0})
     async with live_call(server, still_video, operator_video) as call:
         wanted = {"frames_frozen", "no_motion", "no_blink"}
-        signals = await call.until("signals", lambda s: wanted <= set(s["flags"]), timeout=40)
+        signals = await call.until("signals", lambda s: wanted <= set(s["flags"]), seconds=40)
         assert signals["injection"]["frozen"] >= 5
         assert signals["faces"] == 1 and signals["blinks"] == 0
 
@@ -258,7 +257,7 @@ async def test_bad_input_in_a_call(
     server = await start_server(call={"chat_per_minute": 5, "snapshots_per_minute": 2})
     async with live_call(server, customer_video, operator_video, reads_codes=False) as call:
         op, customer = call.op, call.customer.signaling
-        await call.until("signals", lambda s: s["faces"] is not None, timeout=30)
+        await call.until("signals", lambda s: s["faces"] is not None, seconds=30)
         # a customer connection cannot challenge, decide, snapshot or send codes
         for event in ("challenge", "decide", "snapshot", "otp_send", "checklist_answer"):
             with pytest.raises(ProtocolError) as refused:
@@ -320,8 +319,13 @@ async def test_bad_input_in_a_call(
             },
         )
         # after the call: its tools answer that there is no call
-        for event, payload in [("snapshot", {"kind": "face"}), ("otp_send", {}),
-                               ("challenge", {"kinds": ["smile"]}), ("chat", {"text": "hi"})]:  # fmt: skip
+        after = [
+            ("snapshot", {"kind": "face"}),
+            ("otp_send", {}),
+            ("challenge", {"kinds": ["smile"]}),
+            ("chat", {"text": "hi"}),
+        ]
+        for event, payload in after:
             with pytest.raises(ProtocolError) as ended:
                 await op.request(event, payload)
             assert ended.value.code == "no_call", event
