@@ -69,9 +69,14 @@ class Call:
 
 @asynccontextmanager
 async def live_call(
-    server: Server, video: Path, operator_video: Path, name: str = "olga", reads_codes: bool = True
+    server: Server,
+    video: Path,
+    operator_video: Path,
+    name: str = "olga",
+    reads_codes: bool = True,
+    role: str = "operator",
 ) -> AsyncIterator[Call]:
-    await server.operator(name)
+    await server.operator(name, role=role)
     invitation = await server.invite(phone=PHONE)
     operator = OperatorBot(server.url, name, PASSWORD, video=operator_video)
     await operator.connect()
@@ -332,3 +337,145 @@ async def test_bad_input_in_a_call(
         with pytest.raises(ProtocolError) as late:
             await customer.request("chat", {"text": "are you there?"})
         assert late.value.code == "no_call"
+
+
+async def test_a_dropped_customer_reconnects_to_the_same_operator(
+    start_server: StartServer, customer_video: Path, operator_video: Path
+) -> None:
+    """R12: the customer's connection dies; the same operator keeps the call; the
+    customer comes back (a new connection, a new peer connection); the gap is kept."""
+    server = await start_server(call={"reconnect_seconds": 30.0})
+    async with live_call(server, customer_video, operator_video) as call:
+        await call.until("signals", lambda s: s["faces"] == 1, seconds=30)
+        first_url = call.customer.server + "/join#" + call.customer._token
+        # the connection dies (no goodbye from the media side)
+        await call.customer.signaling.close()
+        dropped = await call.op.next("customer_reconnecting", 10)
+        assert dropped == {"session_id": call.session_id, "seconds": 30.0}
+        assert call.server.services.center.operator_in_call(call.session_id) is not None
+
+        again = CustomerBot(first_url, customer_video)
+        try:
+            session = await again.connect()
+            assert session["state"] == "in_call" and "ice_servers" in session
+            back = await call.op.next("customer_back", 10)
+            assert back["resumed"] is True and back["seconds"] >= 0
+            await again.connect_media()  # a new peer connection replaces the old one
+            signals = await call.until(
+                "signals", lambda s: s["frame_at"] > back["to"] + 0.5 and s["faces"] == 1
+            )
+            assert signals["session_id"] == call.session_id
+            await call.op.request(
+                "decide",
+                {"session_id": call.session_id, "outcome": "rejected",
+                 "reason_code": "customer_withdrew"},
+            )  # fmt: skip
+            assert (await again.signaling.next("outcome", 10))["outcome"] == "rejected"
+        finally:
+            await again.close()
+        gaps = await server.services.repo.items(call.session_id, ["gap"])
+        assert len(gaps) == 1 and gaps[0]["data"]["resumed"] is True
+
+
+async def test_a_customer_who_does_not_come_back_loses_the_call(
+    start_server: StartServer, customer_video: Path, operator_video: Path
+) -> None:
+    server = await start_server(call={"reconnect_seconds": 1.0})
+    async with live_call(server, customer_video, operator_video) as call:
+        await call.customer.signaling.close()
+        await call.op.next("customer_reconnecting", 10)
+        ended = await call.op.next("call_ended", 10)
+        assert ended["reason"] == "customer_left"
+        gaps = await server.services.repo.items(call.session_id, ["gap"])
+        assert [g["data"]["resumed"] for g in gaps] == [False]
+        record = await server.services.repo.find_session(id=call.session_id)
+        assert record is not None and record.state == "created"  # may queue again
+
+
+async def test_four_eyes_review_of_a_suspended_session(
+    start_server: StartServer, customer_video: Path, operator_video: Path
+) -> None:
+    """R15: a suspended case goes to the supervisors' queue; a supervisor sees what the
+    operator saw and decides; the supervisor who handled the call cannot."""
+    server = await start_server()
+    await server.operator("sue", role="supervisor")
+    async with live_call(server, customer_video, operator_video, "sam", role="supervisor") as call:
+        await call.until("signals", lambda s: s["faces"] == 1, seconds=30)
+        snap = await call.op.request("snapshot", {"kind": "document_front"})
+        await call.op.request("chat", {"text": "Please hold the document still"})
+        await call.op.request(
+            "checklist_answer", {"item": "greeting", "answer": "passed", "note": "done"}
+        )
+        await call.op.request(
+            "decide",
+            {"session_id": call.session_id, "outcome": "suspended",
+             "reason_code": "document_unclear", "reason_text": "hologram hard to see"},
+        )  # fmt: skip
+        await call.op.next("reviews_changed", 5)
+
+    async def as_user(name: str) -> aiohttp.ClientSession:
+        http = aiohttp.ClientSession()
+        async with http.post(
+            f"{server.url}/api/operator/login", json={"username": name, "password": PASSWORD}
+        ) as r:
+            token = (await r.json())["token"]
+        http.headers["Authorization"] = f"Bearer {token}"  # type: ignore[index]
+        return http
+
+    sam, sue, olga = await as_user("sam"), await as_user("sue"), None
+    try:
+        await server.operator("olga2")
+        olga = await as_user("olga2")
+        async with olga.get(f"{server.url}/api/reviews") as r:
+            assert r.status == 403  # operators do not review
+        async with sue.get(f"{server.url}/api/reviews") as r:
+            reviews = (await r.json())["reviews"]
+        assert [(x["session_id"], x["operator"], x["reason_code"], x["own"]) for x in reviews] == [
+            (call.session_id, "sam", "document_unclear", False)
+        ]
+        async with sue.get(f"{server.url}/api/reviews/{call.session_id}") as r:
+            case = await r.json()
+        # everything the operator saw
+        assert case["call"]["snapshots"][0]["object"] == snap["object"]
+        assert case["call"]["chat"][0]["text"] == "Please hold the document still"
+        assert case["call"]["checklist"]["items"][0]["answer"]["note"] == "done"
+        assert case["call"]["analysis"]["analysed_frames"] > 0
+        assert case["decisions"][0]["reason_text"] == "hologram hard to see"
+        async with sue.get(
+            f"{server.url}/api/sessions/{call.session_id}/snapshots/{snap['object']}"
+        ) as r:
+            assert r.status == 200 and (await r.read())[:3] == b"\xff\xd8\xff"
+
+        url = f"{server.url}/api/reviews/{call.session_id}/decision"
+        async with sam.post(
+            url, json={"outcome": "approved", "reason_code": "identity_verified"}
+        ) as r:
+            assert r.status == 409 and (await r.json())["error"]["code"] == "own_session"
+        for body, code in [
+            ({"outcome": "suspended", "reason_code": "needs_review"}, "invalid_outcome"),
+            ({"outcome": "approved", "reason_code": "suspected_fraud"}, "invalid_reason"),
+        ]:
+            async with sue.post(url, json=body) as r:
+                assert (await r.json())["error"]["code"] == code
+        async with sue.post(
+            url, json={"outcome": "approved", "reason_code": "identity_verified",
+                       "reason_text": "hologram visible on the tilted snapshot"}
+        ) as r:  # fmt: skip
+            assert r.status == 200 and (await r.json())["state"] == "approved"
+        async with sue.post(
+            url, json={"outcome": "rejected", "reason_code": "suspected_fraud"}
+        ) as r:
+            assert (await r.json())["error"]["code"] == "illegal_transition"  # decided once
+        async with sue.get(f"{server.url}/api/reviews") as r:
+            assert (await r.json())["reviews"] == []
+    finally:
+        for http in (sam, sue, olga):
+            if http is not None:
+                await http.close()
+    decisions = await server.services.repo.decisions(call.session_id)
+    assert [(d.outcome, d.reason_code) for d in decisions] == [
+        ("suspended", "document_unclear"),
+        ("approved", "identity_verified"),
+    ]
+    sue_id = (await server.services.repo.find_operator(username="sue")).id  # type: ignore[union-attr]
+    assert decisions[1].operator_id == sue_id

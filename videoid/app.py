@@ -29,6 +29,7 @@ from .operator_console.accounts import Accounts, generate_password
 from .operator_console.call_tools import CallTools
 from .operator_console.checklist import ChecklistTemplate
 from .operator_console.namespace import OperatorNamespace
+from .operator_console.reviews_http import ReviewsApi
 from .services import SERVICES, Services
 from .session import PRE_CALL_STEPS, State
 from .storage import ObjectStore
@@ -164,6 +165,7 @@ def create_app(
 
     app.router.add_routes(HttpApi().routes())
     app.router.add_routes(OnboardingApi().routes())
+    app.router.add_routes(ReviewsApi().routes())
     return app
 
 

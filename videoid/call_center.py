@@ -59,6 +59,8 @@ class LiveSession:
     peers: dict[str, ParticipantPeer] = field(default_factory=dict)
     last_queue_info: tuple[int, float] | None = None
     analysis: LiveAnalysis | None = None
+    customer_gone_at: float | None = None
+    """When the customer's connection dropped mid-call (R12), while they may come back."""
 
 
 @dataclass
@@ -140,6 +142,21 @@ class CallCenter:
                         live.machine.session_id,
                         operator_id,
                     )
+                if (
+                    live.customer_gone_at is not None
+                    and live.customer_sid is None
+                    and now - live.customer_gone_at >= self._config.call.reconnect_seconds
+                ):
+                    gone, live.customer_gone_at = live.customer_gone_at, None
+                    gap = {
+                        "from": gone,
+                        "to": now,
+                        "seconds": round(now - gone, 3),
+                        "resumed": False,
+                    }
+                    await self._repo.add_item(live.machine.session_id, "gap", "system", gap, now)
+                    await self._customer_leaves(live)
+                    self._forget_if_idle(live)
             await self._assign()
         for live in list(self._live.values()):
             if live.analysis is not None:
@@ -147,15 +164,24 @@ class CallCenter:
 
     # -- customers --------------------------------------------------------------------
 
-    async def customer_connected(self, record: SessionRecord, sid: str) -> dict[str, Any]:
+    async def customer_connected(
+        self, record: SessionRecord, sid: str
+    ) -> tuple[dict[str, Any], str | None]:
+        """Returns the customer's view, and the connection this one replaces (to close):
+        in a call, a new connection takes over from one that has not noticed it died."""
         async with self._locked():
             live = self._live.get(record.id)
             if live is None:
                 live = self._live[record.id] = LiveSession(self._machine(record))
+            replaced = None
             if live.customer_sid is not None and live.customer_sid != sid:
-                raise SessionInUse()
+                if live.machine.state is not State.IN_CALL:
+                    raise SessionInUse()
+                replaced = live.customer_sid
             live.customer_sid = sid
-            return self._customer_view(live)
+            if live.customer_gone_at is not None or replaced is not None:
+                await self._customer_back(live)
+            return self._customer_view(live), replaced
 
     async def customer_disconnected(self, session_id: str, sid: str) -> None:
         async with self._locked():
@@ -163,8 +189,34 @@ class CallCenter:
             if live is None or live.customer_sid != sid:
                 return
             live.customer_sid = None
+            window = self._config.call.reconnect_seconds
+            if live.machine.state is State.IN_CALL and window > 0:
+                # the same operator keeps the call for a while: the page reconnects by itself
+                live.customer_gone_at = self._clock.now()
+                operator_id = live.machine.operator_id
+                assert operator_id is not None
+                self._notify_operator(
+                    operator_id,
+                    "customer_reconnecting",
+                    {"session_id": session_id, "seconds": window},
+                )
+                logger.info("session %s: customer dropped; waiting %s s", session_id, window)
+                return
             await self._customer_leaves(live)
             self._forget_if_idle(live)
+
+    async def _customer_back(self, live: LiveSession) -> None:
+        """The customer reconnected mid-call: the gap is recorded (R12)."""
+        now = self._clock.now()
+        gone = live.customer_gone_at if live.customer_gone_at is not None else now
+        live.customer_gone_at = None
+        sid = live.machine.session_id
+        gap = {"from": gone, "to": now, "seconds": round(now - gone, 3), "resumed": True}
+        await self._repo.add_item(sid, "gap", "customer", gap, now)
+        operator_id = live.machine.operator_id
+        if operator_id is not None:
+            self._notify_operator(operator_id, "customer_back", {"session_id": sid, **gap})
+        logger.info("session %s: customer back after %.1f s", sid, now - gone)
 
     async def step(
         self,
@@ -338,10 +390,50 @@ class CallCenter:
             self._notify_customer(
                 session_id, "outcome", {"outcome": outcome, "state": live.machine.state.value}
             )
+            if outcome == Outcome.SUSPENDED.value:
+                self._outbox.append((self._notifier.to_operators, ("reviews_changed", {})))
             self._forget_if_idle(live)
             self._queue_changed()
             await self._assign()
             return {"session_id": session_id, "state": live.machine.state.value}
+
+    async def review(
+        self,
+        supervisor_id: int,
+        session_id: str,
+        outcome: str,
+        reason_code: str,
+        reason_text: str,
+    ) -> dict[str, Any]:
+        """A supervisor decides a suspended session (four-eyes, R15)."""
+        async with self._locked():
+            live = self._live.get(session_id)
+            if live is not None:
+                machine = live.machine
+            else:
+                record = await self._repo.find_session(id=session_id)
+                if record is None:
+                    raise SessionNotFound()
+                machine = self._machine(record)
+            handled = {
+                int(actor.split(":", 1)[1])
+                for _, _, _, actor in await self._repo.transitions(session_id)
+                if actor.startswith("operator:")
+            } | {d.operator_id for d in await self._repo.decisions(session_id)}
+            machine.review(
+                supervisor_id,
+                handled,
+                Outcome(outcome),
+                reason_code,
+                reason_text,
+                self._clock.now(),
+            )
+            await self._persist(machine)
+            self._notify_customer(
+                session_id, "outcome", {"outcome": outcome, "state": machine.state.value}
+            )
+            self._outbox.append((self._notifier.to_operators, ("reviews_changed", {})))
+            return {"session_id": session_id, "state": machine.state.value}
 
     # -- media ------------------------------------------------------------------------
 
@@ -497,6 +589,7 @@ class CallCenter:
         assert operator_id is not None
         now = self._clock.now()
         machine.drop_call(now, by=by)
+        live.customer_gone_at = None
         await self._close_peers(live)
         live.call_started_at = None
         if by == "operator":
@@ -600,6 +693,10 @@ class CallCenter:
             live.last_queue_info = (view["position"], view["estimated_wait_seconds"])
         elif live.machine.state is State.ASSIGNED:
             view["position"], view["estimated_wait_seconds"] = 1, 0.0  # an operator is coming
+        elif live.machine.state is State.IN_CALL:
+            link = self._operators.get(live.machine.operator_id or -1)
+            view["operator"] = {"display_name": link.operator.username if link else ""}
+            view["ice_servers"] = list(self._config.media.ice_servers)
         return view
 
     def _open_peers(self, live: LiveSession, operator_id: int) -> None:

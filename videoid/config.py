@@ -168,6 +168,8 @@ class CallConfig:
     chat_per_minute: int = 30
     snapshots_per_minute: int = 20
     max_snapshots: int = 60
+    reconnect_seconds: float = 60.0
+    """How long the operator keeps a call whose customer dropped (R12); 0: no waiting."""
     approve_reasons: tuple[str, ...] = ("identity_verified",)
     """The reason codes an operator chooses from, per outcome."""
     reject_reasons: tuple[str, ...] = (

@@ -47,11 +47,13 @@ class CustomerNamespace(GuardedNamespace):
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             record = await self._invitations.resolve(token, self._clock.now())
-            view = await self._center.customer_connected(record, sid)
+            view, replaced = await self._center.customer_connected(record, sid)
         except VideoidError as err:
             raise socketio.exceptions.ConnectionRefusedError(err.message, err.to_dict()) from None
         await self.save_session(sid, {"session_id": record.id})
         await self.enter_room(sid, f"session:{record.id}")
+        if replaced is not None:  # a connection that died without saying so
+            await self.disconnect(replaced)
         await self.emit("session", view, to=sid)
         logger.info("session %s: customer connected", record.id)
 

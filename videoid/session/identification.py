@@ -203,6 +203,37 @@ class IdentificationSession:
         if state is State.REJECTED:
             self._events.append(SessionEnded(self.session_id, self.state, now))
 
+    def review(
+        self,
+        supervisor_id: int,
+        handled_by: set[int],
+        outcome: Outcome,
+        reason_code: str,
+        reason_text: str,
+        now: float,
+    ) -> None:
+        """A suspended session decided by a second person (R15): approved or rejected.
+        ``handled_by`` are the operators who took part in the session's calls and
+        decisions; none of them may review it."""
+        if self.state is not State.SUSPENDED:
+            self._illegal("review")
+        if supervisor_id in handled_by:
+            raise IllegalTransition(
+                "a supervisor cannot review a session they handled", code="own_session"
+            )
+        if outcome is Outcome.SUSPENDED:
+            raise ValidationError("a review approves or rejects", code="invalid_outcome")
+        if not reason_code or len(reason_code) > MAX_REASON_CODE:
+            raise ValidationError("reason_code is required (at most 64 characters)")
+        if len(reason_text) > MAX_REASON_TEXT:
+            raise ValidationError("reason_text is too long (at most 2000 characters)")
+        self._move(State(outcome.value), now, f"supervisor:{supervisor_id}")
+        self._events.append(
+            DecisionMade(self.session_id, supervisor_id, outcome, reason_code, reason_text, now)
+        )
+        if outcome is Outcome.REJECTED:
+            self._events.append(SessionEnded(self.session_id, self.state, now))
+
     # -- after the decision (filled in by the certificate issue) -----------------------
 
     def request_certificate(self, now: float) -> None:

@@ -1,0 +1,112 @@
+"""The supervisor's review of suspended sessions (four-eyes, R15), over HTTP.
+
+A supervisor sees the suspended sessions, opens one and sees everything the operator
+saw (the onboarding images and checks, the call's snapshots, signals, challenges,
+checklist, chat and OTP events, the notes), and approves or rejects it with a reason.
+A supervisor cannot review a session they handled as operator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..db import OperatorRecord
+from ..errors import Forbidden, SessionNotFound, ValidationError
+from ..http_api import _s, login_token
+from ..session import State
+
+
+class ReviewsApi:
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return [
+            web.get("/api/reviews", self.list),
+            web.get("/api/reviews/{session_id}", self.show),
+            web.post("/api/reviews/{session_id}/decision", self.decide),
+        ]
+
+    async def _supervisor(self, request: web.Request) -> OperatorRecord:
+        services = _s(request)
+        operator = await services.accounts.authenticate(login_token(request), services.clock.now())
+        if operator.role != "supervisor":
+            raise Forbidden("reviews are for supervisors")
+        return operator
+
+    async def list(self, request: web.Request) -> web.Response:
+        supervisor = await self._supervisor(request)
+        repo = _s(request).repo
+        out: list[dict[str, Any]] = []
+        for record in await repo.sessions_in([State.SUSPENDED.value]):
+            decisions = await repo.decisions(record.id)
+            last = decisions[-1] if decisions else None
+            operator = await repo.find_operator(id=last.operator_id) if last else None
+            out.append(
+                {
+                    "session_id": record.id,
+                    "suspended_at": last.at if last else record.updated_at,
+                    "operator": operator.username if operator else None,
+                    "reason_code": last.reason_code if last else None,
+                    "reason_text": last.reason_text if last else "",
+                    "own": bool(last and last.operator_id == supervisor.id),
+                }
+            )
+        out.sort(key=lambda r: r["suspended_at"])
+        return web.json_response({"reviews": out})
+
+    async def show(self, request: web.Request) -> web.Response:
+        await self._supervisor(request)
+        services = _s(request)
+        session_id = request.match_info["session_id"]
+        record = await services.repo.find_session(id=session_id) if len(session_id) == 36 else None
+        if record is None:
+            raise SessionNotFound()
+        decisions = await services.repo.decisions(session_id)
+        operators: dict[int, Any] = {}
+        for d in decisions:
+            if d.operator_id not in operators:
+                op = await services.repo.find_operator(id=d.operator_id)
+                operators[d.operator_id] = op.username if op else None
+        return web.json_response(
+            {
+                "session_id": session_id,
+                "state": record.state,
+                "decisions": [
+                    {
+                        "operator": operators[d.operator_id],
+                        "outcome": d.outcome,
+                        "reason_code": d.reason_code,
+                        "reason_text": d.reason_text,
+                        "at": d.at,
+                    }
+                    for d in decisions
+                ],
+                "onboarding": await services.onboarding.operator_view(session_id),
+                "call": await services.tools.call_view(session_id),
+                "reasons": services.tools.reasons(),
+            }
+        )
+
+    async def decide(self, request: web.Request) -> web.Response:
+        supervisor = await self._supervisor(request)
+        services = _s(request)
+        try:
+            body = await request.json()
+        except ValueError as err:
+            raise ValidationError("the body must be JSON", code="invalid_json") from err
+        if not isinstance(body, dict):
+            raise ValidationError("the body must be a JSON object", code="invalid_json")
+        outcome, reason = body.get("outcome"), body.get("reason_code")
+        text = body.get("reason_text", "")
+        if outcome not in ("approved", "rejected"):
+            raise ValidationError("outcome is approved or rejected", code="invalid_outcome")
+        if not isinstance(text, str) or not isinstance(reason, str):
+            raise ValidationError("reason_code and reason_text are strings", code="invalid_payload")
+        if reason not in services.tools.reasons()[outcome]:
+            raise ValidationError(
+                f"{reason!r} is not a reason for {outcome}", code="invalid_reason"
+            )
+        result = await services.center.review(
+            supervisor.id, request.match_info["session_id"], outcome, reason, text
+        )
+        return web.json_response(result)
