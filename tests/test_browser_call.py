@@ -71,14 +71,19 @@ async def wait_frames(page, selector: str, count: int, timeout_seconds: float) -
     return frames
 
 
-async def test_browser_call_approve(start_server: StartServer, browser, tmp_path: Path) -> None:
-    server = await start_server()
+async def test_browser_call_with_the_operators_tools(
+    start_server: StartServer, browser, tmp_path: Path
+) -> None:
+    """One whole call in the operator console: live signals, a challenge, a snapshot and
+    its zoom, chat both ways, the SMS code read back (from the development outbox, as the
+    customer would read it from their phone), the checklist, and the approval it unlocks."""
+    server = await start_server(live={"challenge_seconds": 3.0})
     await server.operator("olga")
-    invitation = await server.invite()
+    invitation = await server.invite(phone="+393471234567")
     shots = tmp_path / "shots"
     shots.mkdir()
 
-    operator_ctx = await browser.new_context(viewport={"width": 1200, "height": 800})
+    operator_ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
     customer_ctx = await browser.new_context(viewport={"width": 390, "height": 844})
     operator = await operator_ctx.new_page()
     customer = await customer_ctx.new_page()
@@ -105,7 +110,58 @@ async def test_browser_call_approve(start_server: StartServer, browser, tmp_path
     # both pages play the other side's video, through the server
     assert await wait_frames(operator, "#remote", 15, 20) >= 15
     assert await wait_frames(customer, "#remote", 15, 20) >= 15
-    await operator.screenshot(path=str(shots / "operator-call.png"))
+    assert await operator.is_disabled("#approve")  # the checklist is not done
+
+    # live signals: a face, the picture's quality, and Chromium's camera named for what it
+    # is: a video file (flagged as a virtual camera)
+    await operator.wait_for_selector("#sig-table tr[data-signal=faces]", timeout=20000)
+    assert await operator.text_content("#sig-table tr[data-signal=faces] td:nth-child(2)") == "1"
+    await operator.wait_for_selector("#sig-flags [data-flag=virtual_camera]", timeout=10000)
+    assert "obama.y4m" in (await operator.text_content("#sig-table tr[data-signal=camera]") or "")
+    assert "640×480" in (await operator.text_content("#sig-table tr[data-signal=quality]") or "")
+
+    # a challenge: the customer sees the instruction; the still face does not turn
+    await operator.click("button[data-challenge=turn_left]")
+    await customer.wait_for_selector("#challenge[data-kind=turn_left]:visible", timeout=5000)
+    assert "left" in (await customer.text_content("#challenge-text") or "")
+    await operator.wait_for_selector(
+        "#challenge-list li[data-kind=turn_left][data-result=failed]", timeout=15000
+    )
+
+    # a snapshot, opened in the zoomable viewer
+    await operator.click("button[data-snap=face]")
+    await operator.wait_for_selector("#snap-thumbs img[data-kind=face]", timeout=10000)
+    await operator.click("#snap-thumbs img[data-kind=face]")
+    await operator.wait_for_selector("#viewer:visible")
+    await operator.click("#zoom-in")
+    await operator.click("#viewer-close")
+
+    # chat both ways
+    await customer.fill("#chat-text", "The sound is choppy")
+    await customer.click("#chat-form button")
+    await operator.wait_for_selector("#chat-log p.chat-customer", timeout=5000)
+    assert "choppy" in (await operator.text_content("#chat-log p.chat-customer") or "")
+    await operator.fill("#chat-text", "I will type, then")
+    await operator.click("#chat-form button")
+    await customer.wait_for_selector("#chat-log p.chat-operator", timeout=5000)
+
+    # the SMS code: sent, read from the customer's "phone" (the outbox), typed, checked
+    await operator.click("#otp-send")
+    await customer.wait_for_selector("#otp-notice:visible", timeout=5000)
+    messages = server.services.sms.messages("+393471234567")  # type: ignore[attr-defined]
+    code = messages[-1]["text"].split("code is ")[1][:6]
+    await operator.fill("#otp-code", code)
+    await operator.click("#otp-check")
+    await operator.wait_for_selector("#otp-status[data-result=matched]", timeout=5000)
+    await operator.wait_for_selector("#checklist-items li[data-item=otp][data-answer=passed]")
+
+    # the rest of the checklist, item by item; approval unlocks at the end
+    while await operator.query_selector("#checklist-items li button[data-answer=passed]"):
+        assert await operator.is_disabled("#approve")
+        await operator.click("#checklist-items li button[data-answer=passed] >> nth=0")
+        await operator.wait_for_timeout(100)
+    await operator.wait_for_selector("#approve:enabled", timeout=5000)
+    await operator.screenshot(path=str(shots / "operator-call.png"), full_page=True)
     await customer.screenshot(path=str(shots / "customer-call.png"))
 
     await operator.select_option("#reason", "identity_verified")
@@ -118,6 +174,8 @@ async def test_browser_call_approve(start_server: StartServer, browser, tmp_path
     assert record is not None and record.state == "approved"
     decisions = await server.services.repo.decisions(invitation.session_id)
     assert [(d.outcome, d.reason_code) for d in decisions] == [("approved", "identity_verified")]
+    items = await server.services.repo.items(invitation.session_id, ["checklist"])
+    assert items[-1]["data"]["complete"] is True
     assert errors == []
     await operator_ctx.close()
     await customer_ctx.close()

@@ -242,7 +242,7 @@ def test_injection_signals_from_received_frames() -> None:
     ("label", "virtual"),
     [("OBS Virtual Camera", True), ("ManyCam Virtual Webcam", True), ("fake_device_0", True),
      ("FaceTime HD Camera (Built-in)", False), ("Integrated Camera (04f2:b6d9)", False),
-     ("Logitech BRIO", False)],
+     ("Logitech BRIO", False), ("/home/x/face.y4m", True), ("C:\\clips\\me.MP4", True)],
 )  # fmt: skip
 def test_virtual_camera_names(label: str, virtual: bool) -> None:
     assert is_virtual_camera(label) is virtual

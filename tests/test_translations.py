@@ -17,6 +17,7 @@ CUSTOMER_FACING = [
     ROOT / "videoid" / "signaling.py",
     ROOT / "videoid" / "http_api.py",
     ROOT / "videoid" / "call_center.py",
+    ROOT / "videoid" / "operator_console" / "call_tools.py",
 ]
 OPERATOR_ONLY = {
     "already_taken",
@@ -28,6 +29,22 @@ OPERATOR_ONLY = {
     "queue_error",
     "session_error",
     "image_rejected",
+    # the operator's call tools
+    "invalid_snapshot_kind",
+    "too_many_snapshots",
+    "no_video",
+    "analysis_off",
+    "invalid_challenge",
+    "otp_send_limit",
+    "no_phone",
+    "otp_wrong",
+    "otp_wrong_binding",
+    "otp_used",
+    "otp_expired",
+    "otp_locked",
+    "otp_not_sent",
+    "invalid_code",
+    "invalid_reason",
 }
 """Codes only operators or the server's operator meet (the operator console is English)."""
 

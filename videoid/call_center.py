@@ -680,6 +680,26 @@ class CallCenter:
             },
         }
 
+    def live_view(self) -> dict[str, Any]:
+        """The queue, the operators and the calls now (the supervisor's dashboard)."""
+        now = self._clock.now()
+        entries = self._room.entries()
+        return {
+            "waiting": len(entries),
+            "longest_wait_seconds": round(max((now - e.since for e in entries), default=0.0), 1),
+            "calls": sum(1 for lv in self._live.values() if lv.machine.state is State.IN_CALL),
+            "operators": [
+                {
+                    "id": link.operator.id,
+                    "username": link.operator.username,
+                    "role": link.operator.role,
+                    "presence": self._room.presence(op_id).value,
+                    "session_id": link.session_id,
+                }
+                for op_id, link in sorted(self._operators.items())
+            ],
+        }
+
     def _customer_view(self, live: LiveSession) -> dict[str, Any]:
         view: dict[str, Any] = {
             "session_id": live.machine.session_id,

@@ -395,6 +395,26 @@ class Repository:
             )
             return [(r.previous, r.state, r.at, r.actor) for r in rows]
 
+    async def transitions_of_sessions_since(
+        self, since: float
+    ) -> list[tuple[str, str, str, float, str]]:
+        """Every transition of the sessions that changed state since ``since``, in time
+        order (their earlier ones too: a wait may have started the day before)."""
+        async with self._sessions() as db:
+            moved = select(Transition.session_id).where(Transition.at >= since).distinct()
+            rows = await db.execute(
+                select(
+                    Transition.session_id,
+                    Transition.previous,
+                    Transition.state,
+                    Transition.at,
+                    Transition.actor,
+                )
+                .where(Transition.session_id.in_(moved))
+                .order_by(Transition.at, Transition.id)
+            )
+            return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
     async def decisions(self, session_id: str) -> list[DecisionRecord]:
         async with self._sessions() as db:
             rows = await db.scalars(

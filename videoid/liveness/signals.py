@@ -13,6 +13,7 @@ smile, bring the document close) over the results that follow it.
 from __future__ import annotations
 
 import enum
+import re
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
@@ -440,9 +441,14 @@ class LiveSignals:
         }
 
 
+VIDEO_FILE = re.compile(r"\.(y4m|mjpe?g|mp4|m4v|webm|mkv|avi|mov)\b", re.IGNORECASE)
+
+
 def is_virtual_camera(label: str) -> bool:
+    """A software camera by its name, or a video file standing in for one (browsers
+    name a file-fed camera by the file's path)."""
     words = label.lower()
-    return any(w in words for w in VIRTUAL_CAMERA_WORDS)
+    return any(w in words for w in VIRTUAL_CAMERA_WORDS) or bool(VIDEO_FILE.search(label))
 
 
 SAME_PICTURE = 0.35

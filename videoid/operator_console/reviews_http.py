@@ -1,4 +1,4 @@
-"""The supervisor's review of suspended sessions (four-eyes, R15), over HTTP.
+"""The supervisor's review of suspended sessions (four-eyes, R15) and dashboard, over HTTP.
 
 A supervisor sees the suspended sessions, opens one and sees everything the operator
 saw (the onboarding images and checks, the call's snapshots, signals, challenges,
@@ -16,6 +16,7 @@ from ..db import OperatorRecord
 from ..errors import Forbidden, SessionNotFound, ValidationError
 from ..http_api import _s, login_token
 from ..session import State
+from .dashboard import figures, today_start
 
 
 class ReviewsApi:
@@ -24,6 +25,7 @@ class ReviewsApi:
             web.get("/api/reviews", self.list),
             web.get("/api/reviews/{session_id}", self.show),
             web.post("/api/reviews/{session_id}/decision", self.decide),
+            web.get("/api/dashboard", self.dashboard),
         ]
 
     async def _supervisor(self, request: web.Request) -> OperatorRecord:
@@ -84,6 +86,19 @@ class ReviewsApi:
                 "onboarding": await services.onboarding.operator_view(session_id),
                 "call": await services.tools.call_view(session_id),
                 "reasons": services.tools.reasons(),
+            }
+        )
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        await self._supervisor(request)
+        services = _s(request)
+        since = today_start(services.clock.now())
+        rows = await services.repo.transitions_of_sessions_since(since)
+        suspended = await services.repo.sessions_in([State.SUSPENDED.value])
+        return web.json_response(
+            {
+                "now": {**services.center.live_view(), "reviews": len(suspended)},
+                "today": figures(rows, since),
             }
         )
 

@@ -684,22 +684,73 @@
     }
   }
 
+  let callInfo = null, mediaRetries = 0;
+
   async function startCall(c) {
-    state = "in_call";
+    const resumed = state === "in_call" && callInfo !== null;
+    state = "in_call"; callInfo = c;
     show("screen-call");
     renderStepper();
     say($("call-title"), "call_title", { name: (c.operator && c.operator.display_name) || t("an_operator") });
-    say($("media-state"), "connecting_video");
+    if (!resumed) { $("chat-log").textContent = ""; $("otp-notice").hidden = true; $("challenge").hidden = true; }
+    say($("media-state"), resumed ? "call_reconnecting" : "connecting_video");
     await startCamera(true);
     $("local").srcObject = stream;
+    await connectCallMedia();
+    const track = stream && stream.getVideoTracks()[0];
+    // the camera's name as the browser gives it: the operator sees it (virtual cameras)
+    if (track) videoid.request(socket, "camera", { label: track.label || "" }).catch(() => {});
+  }
+
+  async function connectCallMedia() {
+    endMedia();
     try {
-      pc = await videoid.connectMedia(socket, stream || new MediaStream(), $("remote"), c.ice_servers, (st) => {
-        if (st === "connected") $("media-state").textContent = ""; else say($("media-state"), "video_" + st);
+      pc = await videoid.connectMedia(socket, stream || new MediaStream(), $("remote"), callInfo.ice_servers, (st) => {
+        if (st === "connected") { $("media-state").textContent = ""; mediaRetries = 0; }
+        else say($("media-state"), st === "failed" ? "call_reconnecting" : "video_" + st);
+        // the media path broke while the signalling holds: a new peer connection (R12)
+        if (st === "failed" && state === "in_call" && mediaRetries < 5) {
+          mediaRetries += 1;
+          setTimeout(() => { if (state === "in_call") connectCallMedia(); }, 1000 * mediaRetries);
+        }
       });
     } catch (e) { fail(e); }
   }
 
-  function endMedia() { if (pc) { pc.close(); pc = null; } }
+  function endMedia() { if (pc) { pc.onconnectionstatechange = null; pc.close(); pc = null; } }
+
+  // -- in the call: challenges, chat, the SMS code -------------------------------------------
+
+  let challengeTimer = null;
+  function showChallenge(c) {
+    clearInterval(challengeTimer);
+    const box = $("challenge");
+    if (c.kind) {
+      box.hidden = false; box.className = "challenge-banner"; box.dataset.kind = c.kind;
+      say($("challenge-text"), "challenge_" + c.kind);
+      let left = c.seconds || 0;
+      const tick = () => { say($("challenge-time"), "challenge_seconds", { n: Math.max(0, left) }); left -= 1; };
+      tick(); challengeTimer = setInterval(tick, 1000);
+    } else if (c.last) {
+      box.hidden = false; box.className = "challenge-banner " + c.last.result; box.dataset.kind = "";
+      say($("challenge-text"), "challenge_" + c.last.result); $("challenge-time").textContent = "";
+      challengeTimer = setTimeout(() => { box.hidden = true; }, 2500);
+    }
+  }
+
+  function addChat(m) {
+    const p = document.createElement("p");
+    p.className = "chat-" + m.from;
+    p.textContent = `${t(m.from === "customer" ? "chat_you" : "chat_operator")}: ${m.text}`;
+    $("chat-log").append(p); $("chat-log").scrollTop = $("chat-log").scrollHeight;
+  }
+
+  $("chat-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const text = $("chat-text").value.trim(); if (!text) return;
+    try { const r = await videoid.request(socket, "chat", { text }); $("chat-text").value = ""; addChat(r); }
+    catch (e) { fail(e); }
+  };
 
   function showOutcome(outcome) {
     endMedia();
@@ -758,13 +809,19 @@
       if (code === "session_in_use") setTimeout(() => socket.connect(), 3000);
     });
     socket.on("error", (e) => fail(e));
-    socket.on("session", (s) => { state = s.state; if (s.position) showQueue(s); else route(); });
+    socket.on("session", (s) => {
+      if (s.state === "in_call") { state = s.state; return startCall(s); }  // back in the call (R12)
+      state = s.state; if (s.position) showQueue(s); else route();
+    });
     socket.on("state", (s) => { state = s.state; if (PRE.includes(state)) route(); });
     socket.on("queue", (q) => showQueue(q));
     socket.on("assigned", () => { $("position").textContent = "1"; say($("eta"), "eta_soon"); });
     socket.on("call_started", (c) => startCall(c));
-    socket.on("call_ended", (c) => { endMedia(); state = "waiting"; showQueue({}); $("requeued").hidden = c.reason !== "operator_left"; });
-    socket.on("outcome", (o) => showOutcome(o.outcome));
+    socket.on("call_ended", (c) => { callInfo = null; endMedia(); state = "waiting"; showQueue({}); $("requeued").hidden = c.reason !== "operator_left"; });
+    socket.on("outcome", (o) => { callInfo = null; showOutcome(o.outcome); });
+    socket.on("challenge", showChallenge);
+    socket.on("chat", addChat);
+    socket.on("otp_sent", () => { $("otp-notice").hidden = false; });
   }
 
   (async function start() {

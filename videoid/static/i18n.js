@@ -58,6 +58,14 @@ videoid.STRINGS = {
     eta_lt1: "less than a minute", eta_min: "about {n} min",
     requeued: "Your operator was disconnected. You are first in the queue again.",
     leave: "Leave the queue",
+    challenge_turn_left: "Please turn your head to your left", challenge_turn_right: "Please turn your head to your right",
+    challenge_look_up: "Please look up", challenge_blink_twice: "Please blink twice", challenge_smile: "Please smile",
+    challenge_document_close: "Please bring your document close to the camera", challenge_seconds: "{n} seconds",
+    challenge_passed: "Thank you!", challenge_failed: "Not seen. The operator may ask again.",
+    chat_title: "Chat with the operator", chat_placeholder: "Write a message", chat_send: "Send",
+    chat_you: "You", chat_operator: "Operator",
+    otp_sent: "We sent you a code by SMS. Read it aloud to the operator (or write it in the chat).",
+    call_reconnecting: "Reconnecting the video…", err_invalid_message: "A message has 1 to 1000 characters.",
     call_title: "You are talking with {name}", an_operator: "an operator",
     connecting_video: "Connecting the video…",
     video_new: "Video: preparing…", video_connecting: "Video: connecting…", video_disconnected: "Video: connection interrupted, reconnecting…", video_failed: "Video: the connection failed.", video_closed: "Video: closed.",
@@ -192,6 +200,14 @@ videoid.STRINGS = {
     eta_lt1: "meno di un minuto", eta_min: "circa {n} min",
     requeued: "Il tuo operatore si è disconnesso. Sei di nuovo il primo in coda.",
     leave: "Esci dalla coda",
+    challenge_turn_left: "Gira la testa verso la tua sinistra", challenge_turn_right: "Gira la testa verso la tua destra",
+    challenge_look_up: "Guarda in alto", challenge_blink_twice: "Sbatti le palpebre due volte", challenge_smile: "Sorridi",
+    challenge_document_close: "Avvicina il documento alla telecamera", challenge_seconds: "{n} secondi",
+    challenge_passed: "Grazie!", challenge_failed: "Non rilevato. L'operatore potrà chiedertelo di nuovo.",
+    chat_title: "Chat con l'operatore", chat_placeholder: "Scrivi un messaggio", chat_send: "Invia",
+    chat_you: "Tu", chat_operator: "Operatore",
+    otp_sent: "Ti abbiamo inviato un codice via SMS. Leggilo ad alta voce all'operatore (o scrivilo nella chat).",
+    call_reconnecting: "Ricollegamento del video…", err_invalid_message: "Un messaggio ha da 1 a 1000 caratteri.",
     call_title: "Stai parlando con {name}", an_operator: "un operatore",
     connecting_video: "Collegamento video…",
     video_new: "Video: preparazione…", video_connecting: "Video: connessione…", video_disconnected: "Video: connessione interrotta, riconnessione…", video_failed: "Video: la connessione non è riuscita.", video_closed: "Video: chiuso.",
@@ -326,6 +342,14 @@ videoid.STRINGS = {
     eta_lt1: "mai puțin de un minut", eta_min: "aproximativ {n} min",
     requeued: "Operatorul tău s-a deconectat. Ești din nou primul în coadă.",
     leave: "Ieși din coadă",
+    challenge_turn_left: "Întoarce capul spre stânga ta", challenge_turn_right: "Întoarce capul spre dreapta ta",
+    challenge_look_up: "Privește în sus", challenge_blink_twice: "Clipește de două ori", challenge_smile: "Zâmbește",
+    challenge_document_close: "Apropie documentul de cameră", challenge_seconds: "{n} secunde",
+    challenge_passed: "Mulțumim!", challenge_failed: "Nu s-a văzut. Operatorul îți poate cere din nou.",
+    chat_title: "Chat cu operatorul", chat_placeholder: "Scrie un mesaj", chat_send: "Trimite",
+    chat_you: "Tu", chat_operator: "Operator",
+    otp_sent: "Ți-am trimis un cod prin SMS. Citește-l cu voce tare operatorului (sau scrie-l în chat).",
+    call_reconnecting: "Se reconectează video…", err_invalid_message: "Un mesaj are între 1 și 1000 de caractere.",
     call_title: "Vorbești cu {name}", an_operator: "un operator",
     connecting_video: "Se conectează video…",
     video_new: "Video: pregătire…", video_connecting: "Video: conectare…", video_disconnected: "Video: conexiune întreruptă, reconectare…", video_failed: "Video: conexiunea a eșuat.", video_closed: "Video: închis.",
@@ -460,6 +484,14 @@ videoid.STRINGS = {
     eta_lt1: "mniej niż minuta", eta_min: "około {n} min",
     requeued: "Operator się rozłączył. Znów jesteś pierwszy(-a) w kolejce.",
     leave: "Opuść kolejkę",
+    challenge_turn_left: "Obróć głowę w swoją lewą stronę", challenge_turn_right: "Obróć głowę w swoją prawą stronę",
+    challenge_look_up: "Spójrz w górę", challenge_blink_twice: "Mrugnij dwa razy", challenge_smile: "Uśmiechnij się",
+    challenge_document_close: "Zbliż dokument do kamery", challenge_seconds: "{n} sekund",
+    challenge_passed: "Dziękujemy!", challenge_failed: "Nie wykryto. Operator może poprosić ponownie.",
+    chat_title: "Czat z operatorem", chat_placeholder: "Napisz wiadomość", chat_send: "Wyślij",
+    chat_you: "Ty", chat_operator: "Operator",
+    otp_sent: "Wysłaliśmy Ci kod SMS-em. Przeczytaj go na głos operatorowi (lub wpisz go na czacie).",
+    call_reconnecting: "Ponowne łączenie wideo…", err_invalid_message: "Wiadomość ma od 1 do 1000 znaków.",
     call_title: "Rozmawiasz z: {name}", an_operator: "operator",
     connecting_video: "Łączenie wideo…",
     video_new: "Wideo: przygotowanie…", video_connecting: "Wideo: łączenie…", video_disconnected: "Wideo: połączenie przerwane, ponowne łączenie…", video_failed: "Wideo: połączenie nie powiodło się.", video_closed: "Wideo: zamknięte.",
@@ -576,6 +608,9 @@ videoid.applyTexts = function (root) {
   for (const el of (root || document).querySelectorAll("[data-i18n]")) {
     const vars = el.dataset.i18nVars ? JSON.parse(el.dataset.i18nVars) : undefined;
     el.textContent = videoid.t(el.dataset.i18n, vars);
+  }
+  for (const el of (root || document).querySelectorAll("[data-i18n-placeholder]")) {
+    el.placeholder = videoid.t(el.dataset.i18nPlaceholder);
   }
 };
 

@@ -1,26 +1,32 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  const REASONS = {
-    approved: [["identity_verified", "Identity verified"]],
-    rejected: [["document_invalid", "Document not valid"], ["face_mismatch", "Face does not match"],
-      ["suspected_fraud", "Suspected fraud"], ["poor_quality", "Picture or sound inadequate"],
-      ["customer_withdrew", "Customer withdrew"]],
-    suspended: [["needs_review", "Needs a second review"], ["technical_issue", "Technical issue"]],
+  const LABELS = {
+    identity_verified: "Identity verified", document_invalid: "Document not valid",
+    face_mismatch: "Face does not match", suspected_fraud: "Suspected fraud",
+    liveness_failed: "Liveness checks failed", otp_failed: "SMS code not confirmed",
+    poor_quality: "Picture or sound inadequate", customer_withdrew: "Customer withdrew",
+    needs_review: "Needs a second review", technical_issue: "Technical issue",
+    document_unclear: "Document features unclear",
   };
+  let REASONS = {};
   let socket = null, presence = "paused", offered = null, countdown = null, inCall = null;
   let pc = null, stream = null;
 
   function fail(message) { $("error").textContent = message; $("error").hidden = false; }
   function clearError() { $("error").hidden = true; }
 
-  // reason list: every outcome's reasons, grouped
-  for (const [outcome, list] of Object.entries(REASONS)) {
-    const group = document.createElement("optgroup");
-    group.label = outcome;
-    for (const [code, label] of list) group.appendChild(new Option(label, code));
-    $("reason").appendChild(group);
-  }
+  // the provider's reason codes, grouped by outcome (from the server's hello)
+  videoid.reasonLabel = (code) => LABELS[code] || code.replace(/_/g, " ");
+  videoid.fillReasons = function (select, reasons, outcomes) {
+    select.textContent = "";
+    for (const outcome of outcomes) {
+      const group = document.createElement("optgroup");
+      group.label = outcome;
+      for (const code of reasons[outcome] || []) group.appendChild(new Option(videoid.reasonLabel(code), code));
+      select.appendChild(group);
+    }
+  };
 
   async function api(path, body) {
     const r = await fetch(path, { method: body ? "POST" : "GET", credentials: "same-origin",
@@ -61,7 +67,14 @@
     });
     socket.on("disconnect", () => { setPresence("offline"); if (inCall) endCall("Connection lost."); });
     socket.on("error", (e) => fail(e.message));
-    socket.on("hello", (h) => { $("screen-desk").hidden = false; setPresence(h.presence); renderQueue(h.queue); });
+    socket.on("hello", (h) => {
+      REASONS = h.reasons || {};
+      videoid.fillReasons($("reason"), REASONS, ["approved", "rejected", "suspended"]);
+      if (!$("tabs").dataset.tab) $("screen-desk").hidden = false;
+      setPresence(h.presence); renderQueue(h.queue);
+      if (operator.role === "supervisor") { $("tabs").hidden = false; videoid.supervisor.start(socket); }
+    });
+    videoid.callTools.listen(socket);
     socket.on("queue_snapshot", renderQueue);
     socket.on("assignment_offered", showOffer);
     socket.on("assignment_withdrawn", (w) => { hideOffer(); if (w.presence) setPresence(w.presence);
@@ -113,11 +126,17 @@
       const r = await videoid.request(socket, "accept", { session_id: sessionId });
       hideOffer(); inCall = sessionId; setPresence("busy");
       $("idle").hidden = true; $("call").hidden = false; $("call-session").textContent = sessionId.slice(0, 8);
-      for (const b of ["approve", "reject", "suspend"]) $(b).disabled = false;
+      for (const b of ["reject", "suspend"]) $(b).disabled = false;
+      $("approve").disabled = true; $("approve-hint").hidden = false;
       try { stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true }); }
       catch (e) { stream = new MediaStream(); fail("Your camera is not available; the customer will not see you."); }
       $("local").srcObject = stream;
+      $("onboarding-home").append($("onboarding"));
       videoid.showOnboarding(sessionId).catch((e) => fail(e.message || "Cannot load the onboarding data."));
+      videoid.callTools.start(socket, sessionId, () => {
+        const done = videoid.callTools.complete();
+        $("approve").disabled = !done; $("approve-hint").hidden = done;
+      }).catch(() => {});
       pc = await videoid.connectMedia(socket, stream, $("remote"), r.ice_servers,
         (state) => { $("media-state").textContent = state === "connected" ? "" : `Video: ${state}`; });
     } catch (e) { fail(e.message || e.code); hideOffer(); }
@@ -132,17 +151,22 @@
     $(id).onclick = async (ev) => {
       const outcome = ev.target.dataset.outcome;
       let reason = $("reason").value;
-      if (!REASONS[outcome].some(([code]) => code === reason)) reason = REASONS[outcome][0][0];
+      if (!(REASONS[outcome] || []).includes(reason)) reason = (REASONS[outcome] || [""])[0];
       for (const b of ["approve", "reject", "suspend"]) $(b).disabled = true;
       try {
         await videoid.request(socket, "decide", { session_id: inCall, outcome, reason_code: reason,
           reason_text: $("reason-text").value });
         endCall(`Decision saved: ${outcome} (${reason}).`);
-      } catch (e) { fail(e.message); for (const b of ["approve", "reject", "suspend"]) $(b).disabled = false; }
+      } catch (e) {
+        fail(e.message);
+        for (const b of ["reject", "suspend"]) $(b).disabled = false;
+        $("approve").disabled = !videoid.callTools.complete();
+      }
     };
   }
 
   function endCall(message) {
+    videoid.callTools.stop();
     if (pc) { pc.close(); pc = null; }
     if (stream) { for (const t of stream.getTracks()) t.stop(); stream = null; }
     inCall = null; $("call").hidden = true; $("onboarding").hidden = true; $("idle").hidden = false; $("reason-text").value = "";

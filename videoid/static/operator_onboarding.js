@@ -97,16 +97,28 @@ window.videoid = window.videoid || {};
 
   function fmt(v) { return typeof v === "number" ? v.toFixed(2) : "–"; }
 
-  // zoomable image viewer
   let scale = 1;
-  function zoom(s) { scale = Math.min(8, Math.max(0.1, s)); $("viewer-img").style.transform = `scale(${scale})`;
-    $("zoom-level").textContent = Math.round(scale * 100) + "%"; }
-  function fit() {
-    const img = $("viewer-img"), stage = img.parentElement;
-    if (!img.naturalWidth) return zoom(1);
-    zoom(Math.min(stage.clientWidth / img.naturalWidth, stage.clientHeight / img.naturalHeight, 1));
+  // zoomable image viewer: one image, or two side by side (document portrait and live face)
+  function zoom(s) {
+    scale = Math.min(8, Math.max(0.1, s));
+    for (const id of ["viewer-img", "viewer-img2"]) $(id).style.transform = `scale(${scale})`;
+    $("zoom-level").textContent = Math.round(scale * 100) + "%";
   }
-  function openViewer(src) { $("viewer").hidden = false; const img = $("viewer-img"); img.onload = fit; img.src = src; }
+  function fit() {
+    const imgs = ["viewer-img", "viewer-img2"].map($).filter((i) => !i.hidden);
+    const stage = $("viewer-img").parentElement;
+    if (!imgs.every((i) => i.naturalWidth)) return zoom(1);
+    const width = stage.clientWidth / imgs.length;
+    zoom(Math.min(...imgs.map((i) => Math.min(width / i.naturalWidth, stage.clientHeight / i.naturalHeight)), 1));
+  }
+  function openViewer(src, src2) {
+    $("viewer").hidden = false;
+    const img = $("viewer-img"), img2 = $("viewer-img2");
+    img.onload = fit; img2.onload = fit; img.src = src;
+    img2.hidden = !src2; if (src2) img2.src = src2;
+    $("viewer").classList.toggle("pair", !!src2);
+  }
+  videoid.openViewer = openViewer;
   $("zoom-in").onclick = () => zoom(scale * 1.25);
   $("zoom-out").onclick = () => zoom(scale / 1.25);
   $("zoom-fit").onclick = fit;
