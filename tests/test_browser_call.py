@@ -118,7 +118,8 @@ async def test_browser_call_with_the_operators_tools(
     assert await operator.text_content("#sig-table tr[data-signal=faces] td:nth-child(2)") == "1"
     await operator.wait_for_selector("#sig-flags [data-flag=virtual_camera]", timeout=10000)
     assert "obama.y4m" in (await operator.text_content("#sig-table tr[data-signal=camera]") or "")
-    assert "640×480" in (await operator.text_content("#sig-table tr[data-signal=quality]") or "")
+    quality = await operator.text_content("#sig-table tr[data-signal=quality]") or ""
+    assert "640\u00d7480" in quality
 
     # a challenge: the customer sees the instruction; the still face does not turn
     await operator.click("button[data-challenge=turn_left]")
