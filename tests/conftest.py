@@ -70,6 +70,9 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
             # The call tests go straight to the queue; the onboarding tests ask for
             # the steps they exercise (the product's default is all five).
             "onboarding": {"required_steps": ()},
+            # the analysis workers start with the first call's first frame, not with
+            # every test's server
+            "live": {"warm_up": False},
         }
         for name, values in sections.items():
             overrides.setdefault(name, {}).update(values)

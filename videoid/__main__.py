@@ -311,6 +311,12 @@ def cmd_bench_face_match(args: argparse.Namespace) -> None:
     run(Path(args.photos), Path(args.data_dir), args.rounds)
 
 
+def cmd_bench_live(args: argparse.Namespace) -> None:
+    from .bench.live_bench import main as bench_main
+
+    bench_main(args)
+
+
 def cmd_bench_forwarding(args: argparse.Namespace) -> None:
     from .bench.forwarding import main as bench_main
 
@@ -428,6 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="var")
     p.add_argument("--rounds", type=int, default=3)
     p.set_defaults(func=cmd_bench_face_match)
+    p = bench.add_parser("live", help="live analysis: cost per call, signal delay, loop lag")
+    from .bench.live_bench import add_arguments as add_live_arguments
+
+    add_live_arguments(p)
+    p.set_defaults(func=cmd_bench_live)
     p = bench.add_parser("forwarding", help="calls per core: encoded vs re-encoding forwarding")
     from .bench.forwarding import add_arguments
 

@@ -30,6 +30,10 @@ class AnalysisPool:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    async def warm(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` (a model loader) once per worker, so the first real job is fast."""
+        await asyncio.gather(*(self.run(fn) for _ in range(self._workers)))
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)

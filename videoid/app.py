@@ -23,7 +23,8 @@ from .customer_client.onboarding import Onboarding
 from .customer_client.onboarding_http import OnboardingApi
 from .db import Repository
 from .errors import ConfigError
-from .http_api import HttpApi, errors_middleware
+from .http_api import LOOP_MONITOR, HttpApi, errors_middleware
+from .loop_monitor import LoopMonitor
 from .notify import sms_gateway
 from .operator_console.accounts import Accounts, generate_password
 from .operator_console.call_tools import CallTools
@@ -83,6 +84,7 @@ def create_app(
         engineio_logger=False,
     )
     sio.attach(app)
+    monitor = app[LOOP_MONITOR] = LoopMonitor()
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         repo = await Repository.open(config.database_url)
@@ -97,7 +99,12 @@ def create_app(
         pool = AnalysisPool(config.onboarding.analysis_workers)
         onboarding = Onboarding(config, repo, center, objects, pool, clock)
         live_pool = AnalysisPool(config.live.workers) if config.live.workers > 0 else None
-        center.live_pool = live_pool
+        match_pool = (
+            AnalysisPool(config.live.match_workers)
+            if live_pool is not None and config.live.match_workers > 0
+            else None
+        )
+        center.live_pool, center.match_pool = live_pool, match_pool
         center.reference_photos = onboarding.reference_photos
         sms = sms_gateway(config)
         tools = CallTools(
@@ -137,9 +144,18 @@ def create_app(
             )
             app[FIRST_START] = FirstStart("admin", password, invitation)
         ticker = asyncio.create_task(_tick(center))
+        monitor.start()
+        warming = [  # the models load in the workers now, not in the first call
+            asyncio.create_task(_warm(p))
+            for p in (live_pool, match_pool)
+            if p is not None and config.live.warm_up
+        ]
         try:
             yield
         finally:
+            await monitor.close()
+            for task in warming:
+                task.cancel()
             ticker.cancel()
             try:
                 await ticker
@@ -148,8 +164,9 @@ def create_app(
             await center.close()
             await onboarding.close()
             await asyncio.to_thread(pool.close)
-            if live_pool is not None:
-                await asyncio.to_thread(live_pool.close)
+            for extra in (live_pool, match_pool):
+                if extra is not None:
+                    await asyncio.to_thread(extra.close)
             await repo.close()
 
     app.cleanup_ctx.append(services_ctx)
@@ -178,6 +195,15 @@ def required_steps(config: Config) -> tuple[State, ...]:
             f"onboarding.required_steps: unknown step {unknown[0]!r} (known: {', '.join(names)})"
         )
     return tuple(s for s in PRE_CALL_STEPS if s.value in config.onboarding.required_steps)
+
+
+async def _warm(pool: AnalysisPool) -> None:
+    from .liveness.frame_analysis import warm
+
+    try:
+        await pool.warm(warm)
+    except Exception:  # a worker that cannot load its models fails its first job loudly
+        logger.exception("the analysis workers could not load their models")
 
 
 async def _tick(center: CallCenter) -> None:

@@ -97,6 +97,8 @@ class CallCenter:
         self.required_steps: tuple[State, ...] = ()
         self.live_pool: AnalysisPool | None = None
         """Where the customer's live video is analysed; None turns the analysis off."""
+        self.match_pool: AnalysisPool | None = None
+        """Where the live face's descriptor is computed (the live pool when None)."""
         self.reference_photos: Callable[[str], Awaitable[dict[str, bytes]]] | None = None
         """The session's photos to compare the live face with (portrait, selfie)."""
         self.before_decision: Callable[[str, str, str], Awaitable[None]] | None = None
@@ -737,6 +739,7 @@ class CallCenter:
                 self.live_pool,
                 self._config.live,
                 self._publisher(sid, operator_id),
+                match_pool=self.match_pool,
                 max_bytes=self._config.onboarding.max_upload_bytes,
                 max_pixels=self._config.onboarding.max_pixels,
             )

@@ -125,10 +125,17 @@ class LiveConfig:
     analysis_fps: float = 5.0
     """Frames a second sent to the analysis pool (more while a challenge runs)."""
     challenge_fps: float = 10.0
-    match_interval_seconds: float = 2.0
+    match_interval_seconds: float = 3.0
     """How often the live face is compared with the document portrait and the selfie."""
     workers: int = 1
-    """Worker processes of the live analysis pool (apart from onboarding's)."""
+    """Worker processes of the live signals' pool (apart from onboarding's); 0 turns the
+    live analysis off."""
+    warm_up: bool = True
+    """Start the analysis workers and load their models when the server starts (else
+    with the first call's first frame)."""
+    match_workers: int = 1
+    """Worker processes computing the live face's descriptor (a pool of its own, so that
+    no frame's signals wait behind one)."""
     challenge_seconds: float = 8.0
     """Time the customer has for a challenge (half as much again to blink twice)."""
     face_match_threshold: float = 0.6

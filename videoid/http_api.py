@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .db import OperatorRecord
 from .errors import Forbidden, SessionNotFound, ValidationError, VideoidError
+from .loop_monitor import LoopMonitor
 from .operator_console.namespace import LOGIN_COOKIE
 from .services import SERVICES, Services
 
@@ -81,6 +82,9 @@ async def read_json(request: web.Request, fields: dict[str, int]) -> dict[str, s
     return out
 
 
+LOOP_MONITOR = web.AppKey("loop_monitor", LoopMonitor)
+
+
 class HttpApi:
     """Handlers reach the running parts through ``request.app[SERVICES]``."""
 
@@ -106,11 +110,16 @@ class HttpApi:
 
     async def health(self, request: web.Request) -> web.Response:
         snapshot = _s(request).center.snapshot()
+        try:
+            seconds = min(600.0, max(1.0, float(request.query.get("lag_seconds", "20"))))
+        except ValueError:
+            seconds = 20.0
         return web.json_response(
             {
                 "status": "ok",
                 "waiting": len(snapshot["waiting"]),
                 "operators": snapshot["operators"],
+                "loop_lag_ms": request.app[LOOP_MONITOR].stats(seconds),
             }
         )
 

@@ -86,6 +86,8 @@ class Step:
     server_rss_mb: float
     generator_cpu_percent: float
     unidentified_frames: int
+    window: tuple[float, float] = (0.0, 0.0)
+    """The measured span (the generator's monotonic clock)."""
 
     @property
     def broken(self) -> bool:
@@ -106,8 +108,21 @@ def pct(values: list[float], q: float) -> float:
 class Harness:
     """One server process and the generator's connections to it."""
 
-    def __init__(self, mode: str, args: argparse.Namespace, clip: Any) -> None:
+    def __init__(
+        self,
+        mode: str,
+        args: argparse.Namespace,
+        clip: Any,
+        env: dict[str, str] | None = None,
+        on_operator: Any = None,
+        before_queue: Any = None,
+    ) -> None:
         self.mode = mode
+        self.env = env or {}
+        self.on_operator = on_operator
+        """Called with each operator's SignalingClient (to listen to its events)."""
+        self.before_queue = before_queue
+        """Awaited with (server URL, invitation token) before a customer queues."""
         self.args = args
         self.clip = clip
         self.table = clip.index_by_hash()
@@ -172,6 +187,8 @@ class Harness:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
+                # the bench's customers go straight to the queue (no onboarding steps)
+                env={**os.environ, "VIDEOID_ONBOARDING_REQUIRED_STEPS": "", **self.env},
                 preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
             )
         return self.proc
@@ -212,6 +229,8 @@ class Harness:
         async def operator_side(token: str) -> None:
             client = SignalingClient(self.url, "/operator")
             clients.append(client)
+            if self.on_operator is not None:
+                self.on_operator(client)
             await client.connect({"token": token})
             await client.next("hello", 10)
             await client.request("set_presence", {"status": "available"})
@@ -234,6 +253,8 @@ class Harness:
             clients.append(client)
             await client.connect({"token": token})
             session_id = (await client.next("session", 10))["session_id"]
+            if self.before_queue is not None:
+                await self.before_queue(self.url, token)
             await client.request("join_queue")
             await client.next("call_started", 60)
             peer = peers.setdefault(session_id, {})["customer"] = BenchPeer(
@@ -260,9 +281,9 @@ class Harness:
             await asyncio.sleep(0.1)
         await asyncio.sleep(2.0)  # settle
 
-        cpu0, me0, t0 = server.cpu_times(), me.cpu_times(), time.monotonic()
+        cpu0, me0, t0 = _cpu(server), me.cpu_times(), time.monotonic()
         await asyncio.sleep(seconds)
-        cpu1, me1, t1 = server.cpu_times(), me.cpu_times(), time.monotonic()
+        cpu1, me1, t1 = _cpu(server), me.cpu_times(), time.monotonic()
         rss = server.memory_info().rss / 2**20
         span = t1 - t0
         cut = t1 - 1.0  # frames sent in the last second may still be on their way
@@ -295,8 +316,7 @@ class Harness:
             mode=self.mode,
             pairs=pairs,
             sustained=sustained,
-            server_cpu_per_call_second=((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system))
-            / (pairs * span),
+            server_cpu_per_call_second=(cpu1 - cpu0) / (pairs * span),
             frames_forwarded_per_second=received_in_span / span,
             frames_lost_percent=100 * (1 - received_total / sent_total) if sent_total else 100,
             first_frame_operator_ms=(pct(first_op, 0.5), pct(first_op, 0.95)),
@@ -305,6 +325,7 @@ class Harness:
             server_rss_mb=rss,
             generator_cpu_percent=100 * ((me1.user + me1.system) - (me0.user + me0.system)) / span,
             unidentified_frames=unidentified,
+            window=(t0, t1),
         )
         # end the calls as an operator would, and leave
         for session_id in peers:
@@ -315,8 +336,8 @@ class Harness:
                             "decide",
                             {
                                 "session_id": session_id,
-                                "outcome": "approved",
-                                "reason_code": "bench",
+                                "outcome": "rejected",  # no checklist needed
+                                "reason_code": "customer_withdrew",
                             },
                             5,
                         )
@@ -327,6 +348,18 @@ class Harness:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
         await asyncio.sleep(1.0)
         return step
+
+
+def _cpu(process: psutil.Process) -> float:
+    """CPU seconds of the server and its worker processes (the analysis pool)."""
+    total = 0.0
+    for p in (process, *process.children(recursive=True)):
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 HEADER = (

@@ -3,9 +3,9 @@
 Runs in the analysis pool (never on the event loop). mediapipe's face mesh (with iris
 refinement) finds every face and its 478 landmarks in about 6 ms on a 640x480 frame;
 from them come the eye, mouth and head-pose measures. Picture quality (brightness,
-sharpness), a small grey thumbnail (to see frozen or repeating pictures), the largest
-document-shaped quadrilateral when asked, and the face descriptor when asked (dlib's,
-aligned as face_recognition does; about 100 ms, so the caller asks for it rarely).
+sharpness), a small grey thumbnail (to see frozen or repeating pictures), and the largest
+document-shaped quadrilateral when asked. The face descriptor (dlib's, aligned as
+face_recognition does; about 120 ms) is a separate call, for a pool of its own.
 
 Everything returned is plain data: it crosses a process boundary.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from typing import Any
 
 import cv2
@@ -76,14 +77,20 @@ def document_share(gray: NDArray[Any]) -> float:
     return best
 
 
+def warm() -> None:
+    """Load the models (run once in each worker at start, so the first call waits not)."""
+    _mesh()
+    faces._models()
+
+
 def analyse_frame(
     rgb: NDArray[Any],
     at: float,
     *,
-    want_encoding: bool = False,
     want_document: bool = False,
 ) -> dict[str, Any]:
     """Measure one frame. ``at`` is passed through (the frame's arrival time)."""
+    started = time.perf_counter()
     h, w = rgb.shape[:2]
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     found = landmarks(rgb)
@@ -104,14 +111,22 @@ def analyse_frame(
         out["measures"] = measure(pts).__dict__
         out["brightness"] = float(gray[int(top) : int(bottom), int(left) : int(right)].mean())
         region = gray[int(top) : int(bottom), int(left) : int(right)]
-        if want_encoding:
-            box = (int(left), int(top), int(right), int(bottom))
-            out["encoding"] = [float(v) for v in _encoding(rgb, box)]
     if region.size:
         out["sharpness"] = float(cv2.Laplacian(region, cv2.CV_64F).var())
+    # the signals' own cost: face mesh, measures, quality
+    out["liveness_ms"] = (time.perf_counter() - started) * 1000
     if want_document:
         out["document"] = document_share(gray)
     return out
+
+
+def face_descriptor(rgb: NDArray[Any], box: tuple[float, float, float, float]) -> list[float]:
+    """The descriptor of the face the mesh found at ``box`` (left, top, width, height as
+    shares of the picture): about 120 ms, so it runs in a pool of its own, rarely."""
+    h, w = rgb.shape[:2]
+    left, top = int(box[0] * w), int(box[1] * h)
+    right, bottom = int((box[0] + box[2]) * w), int((box[1] + box[3]) * h)
+    return [float(v) for v in _encoding(rgb, (left, top, right, bottom))]
 
 
 def _encoding(rgb: NDArray[Any], box: tuple[int, int, int, int]) -> NDArray[Any]:

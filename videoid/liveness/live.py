@@ -27,7 +27,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from ..analysis_pool import AnalysisPool
 from ..config import LiveConfig
 from ..errors import ValidationError
-from .frame_analysis import analyse_frame, reference_encoding
+from .frame_analysis import analyse_frame, face_descriptor, reference_encoding
 from .signals import ChallengeKind, ChallengeRun, FrameResult, LiveSignals, QualityLimits
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class LiveAnalysis:
         config: LiveConfig,
         publish: Publish,
         *,
+        match_pool: AnalysisPool | None = None,
         max_bytes: int = 15_000_000,
         max_pixels: int = 40_000_000,
         rng: random.Random | None = None,
@@ -68,6 +69,8 @@ class LiveAnalysis:
     ) -> None:
         self.session_id = session_id
         self._pool = pool
+        self._match_pool = match_pool or pool
+        self._matching = False
         self._config = config
         self._publish = publish
         self._max_bytes, self._max_pixels = max_bytes, max_pixels
@@ -115,7 +118,7 @@ class LiveAnalysis:
         """Compute the descriptors of the document portrait and the selfie, in the pool."""
         for name, data in photos.items():
             try:
-                encoding = await self._pool.run(
+                encoding = await self._match_pool.run(
                     reference_encoding, data, self._max_bytes, self._max_pixels
                 )
             except Exception:
@@ -138,34 +141,51 @@ class LiveAnalysis:
             rate = self._config.challenge_fps if self.challenge else self._config.analysis_fps
             if not self._busy and now - self._last_sample >= 1.0 / max(rate, 0.1):
                 self._busy, self._last_sample = True, now
-                job = asyncio.get_running_loop().create_task(self._analyse(frame, now))
-                self._jobs.add(job)
-                job.add_done_callback(self._jobs.discard)
+                self._spawn(self._analyse(frame, now))
 
     async def _analyse(self, frame: av.VideoFrame, at: float) -> None:
         try:
-            want_encoding = bool(self.signals.references) and (
-                at - self._last_encoding >= self._config.match_interval_seconds
-            )
-            if want_encoding:
-                self._last_encoding = at
             want_document = (
                 self.challenge is not None and self.challenge.kind is ChallengeKind.DOCUMENT_CLOSE
             )
             rgb = await asyncio.to_thread(frame.to_ndarray, format="rgb24")
-            raw = await self._pool.run(
-                analyse_frame, rgb, at, want_encoding=want_encoding, want_document=want_document
-            )
+            raw = await self._pool.run(analyse_frame, rgb, at, want_document=want_document)
             if self._closed:
                 return
             result = FrameResult.from_dict(raw)
             self.signals.add(result)
+            if (
+                result.box is not None
+                and result.faces == 1
+                and self.signals.references
+                and not self._matching
+                and at - self._last_encoding >= self._config.match_interval_seconds
+            ):
+                self._matching, self._last_encoding = True, at
+                self._spawn(self._match(rgb, result.box))
             await self._feed_challenge(result)
-            await self._send_signals(at)
+            await self._send_signals(at, raw)
         except Exception:
             logger.exception("session %s: frame analysis failed", self.session_id)
         finally:
             self._busy = False
+
+    async def _match(self, rgb: Any, box: tuple[float, float, float, float]) -> None:
+        """The face match runs beside the signals (its own pool): a descriptor takes
+        about 120 ms, which no frame's signals wait for."""
+        try:
+            encoding = await self._match_pool.run(face_descriptor, rgb, box)
+            if not self._closed:
+                self.signals.matched(tuple(encoding))
+        except Exception:
+            logger.exception("session %s: face match failed", self.session_id)
+        finally:
+            self._matching = False
+
+    def _spawn(self, coro: Any) -> None:
+        job = asyncio.get_running_loop().create_task(coro)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
 
     # -- challenges -------------------------------------------------------------------
 
@@ -218,12 +238,13 @@ class LiveAnalysis:
 
     # -- output -----------------------------------------------------------------------
 
-    async def _send_signals(self, frame_at: float) -> None:
+    async def _send_signals(self, frame_at: float, raw: dict[str, Any]) -> None:
         now = self._now()
         payload = self.signals.to_json(now)
         payload["session_id"] = self.session_id
         payload["frame_at"] = frame_at
         payload["sent_at"] = now
+        payload["liveness_ms"] = round(raw.get("liveness_ms", 0.0), 2)
         self.delays.append(now - frame_at)
         await self._publish("signals", payload)
 

@@ -338,8 +338,12 @@ class LiveSignals:
                 self.repeats += 1  # an earlier picture again, after others: a loop
             self._thumbs.append(thumb)
         if result.encoding is not None:
-            for name, reference in self.references.items():
-                self.match[name] = _distance(result.encoding, reference)
+            self.matched(result.encoding)
+
+    def matched(self, encoding: tuple[float, ...]) -> None:
+        """The live face's descriptor: compare it with each reference."""
+        for name, reference in self.references.items():
+            self.match[name] = _distance(encoding, reference)
 
     # -- reading ----------------------------------------------------------------------
 
