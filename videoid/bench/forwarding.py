@@ -188,7 +188,13 @@ class Harness:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
                 # the bench's customers go straight to the queue (no onboarding steps)
-                env={**os.environ, "VIDEOID_ONBOARDING_REQUIRED_STEPS": "", **self.env},
+                # and the live analysis is off unless asked for (bench live measures it)
+                env={
+                    **os.environ,
+                    "VIDEOID_ONBOARDING_REQUIRED_STEPS": "",
+                    "VIDEOID_LIVE_WORKERS": "0",
+                    **self.env,
+                },
                 preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
             )
         return self.proc

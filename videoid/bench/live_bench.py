@@ -138,6 +138,7 @@ async def measure(args: argparse.Namespace) -> list[Row]:
     )
     try:
         await harness.start(max(counts))
+        await asyncio.sleep(8)  # the workers load their models at start: not measured
         for n in counts:
             step = await harness.round(n, args.seconds)
             lag = await _lag(harness.url, args.seconds)
