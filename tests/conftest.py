@@ -128,3 +128,22 @@ def customer_hd_y4m() -> Path:
     if not out.exists():
         make_face_video(PHOTOS / "obama.jpg", out, seconds=2.0, width=1024, height=768)
     return out
+
+
+@pytest.fixture
+async def aiohttp_server_factory() -> AsyncIterator[Callable[[web.Application], Awaitable[str]]]:
+    """Serve an aiohttp application on a free local port (a stand-in for an outside
+    service); returns its base URL."""
+    runners: list[web.AppRunner] = []
+
+    async def serve(app: web.Application) -> str:
+        port = free_port()
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for runner in runners:
+        await runner.cleanup()

@@ -180,3 +180,68 @@ async def test_browser_call_with_the_operators_tools(
     assert errors == []
     await operator_ctx.close()
     await customer_ctx.close()
+
+
+async def test_browser_four_eyes_review_and_dashboard(
+    start_server: StartServer, browser, customer_video: Path, operator_video: Path, tmp_path: Path
+) -> None:
+    """A supervisor in the console: the dashboard's figures, then the review of a session
+    another operator suspended, seeing what the operator saw, and deciding it (R15)."""
+    import asyncio
+
+    from videoid.bots.customer_bot import CustomerBot
+    from videoid.bots.operator_bot import OperatorBot
+
+    server = await start_server()
+    await server.operator("olga")
+    await server.operator("sam", role="supervisor")
+    invitation = await server.invite()
+    operator = OperatorBot(
+        server.url, "olga", PASSWORD, video=operator_video, decision="suspended", watch_seconds=1
+    )
+    customer = CustomerBot(invitation.url, customer_video)
+    op_task = asyncio.create_task(operator.run(calls=1, timeout_seconds=30))
+    await asyncio.wait_for(customer.run(timeout_seconds=30), 60)
+    await asyncio.wait_for(op_task, 30)
+
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(f"{server.url}/operator")
+    await page.fill("#username", "sam")
+    await page.fill("#password", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("#tabs:visible")
+
+    await page.click("#tab-dashboard")
+    await page.wait_for_selector("#dash-operators tr[data-operator=sam]", timeout=10000)
+    assert await page.text_content("#dash-handled") == "1"
+    assert await page.text_content("#dash-reviews") == "1"
+    await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+    await page.click("#tab-reviews")
+    row = f"#reviews tr[data-session='{invitation.session_id}']"
+    await page.wait_for_selector(row, timeout=10000)
+    assert "olga" in (await page.text_content(row) or "")
+    await page.click(f"{row} button")
+    await page.wait_for_selector("#review:visible")
+    await page.wait_for_selector("#review-call h3")
+    assert "needs review" in (await page.text_content("#review-decisions") or "").lower()
+    # what the operator saw: the checklist as it was left, the signals at the call's end
+    assert await page.query_selector("#review-call li[data-item=greeting]") is not None
+    assert "frames analysed" in (await page.text_content("#review-call") or "")
+    await page.select_option("#review-reason", "identity_verified")
+    await page.fill("#review-text", "Looked again at the snapshots: fine")
+    await page.click("#review-approve")
+    await page.wait_for_selector("#review-result:visible", timeout=10000)
+    assert "approved" in (await page.text_content("#review-result") or "")
+    await page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+
+    record = await server.services.repo.find_session(id=invitation.session_id)
+    assert record is not None and record.state == "approved"
+    decisions = await server.services.repo.decisions(invitation.session_id)
+    assert [d.outcome for d in decisions] == ["suspended", "approved"]
+    assert decisions[1].reason_text == "Looked again at the snapshots: fine"
+    assert errors == []
+    await ctx.close()

@@ -125,7 +125,7 @@ class LiveConfig:
     analysis_fps: float = 5.0
     """Frames a second sent to the analysis pool (more while a challenge runs)."""
     challenge_fps: float = 10.0
-    match_interval_seconds: float = 3.0
+    match_interval_seconds: float = 6.0
     """How often the live face is compared with the document portrait and the selfie."""
     workers: int = 1
     """Worker processes of the live signals' pool (apart from onboarding's); 0 turns the

@@ -245,6 +245,7 @@ class LiveAnalysis:
         payload["frame_at"] = frame_at
         payload["sent_at"] = now
         payload["liveness_ms"] = round(raw.get("liveness_ms", 0.0), 2)
+        payload["liveness_cpu_ms"] = round(raw.get("liveness_cpu_ms", 0.0), 2)
         self.delays.append(now - frame_at)
         await self._publish("signals", payload)
 
