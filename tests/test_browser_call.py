@@ -227,7 +227,7 @@ async def test_browser_four_eyes_review_and_dashboard(
     await page.click(f"{row} button")
     await page.wait_for_selector("#review:visible")
     await page.wait_for_selector("#review-call h3")
-    assert "needs review" in (await page.text_content("#review-decisions") or "").lower()
+    assert "needs a second review" in (await page.text_content("#review-decisions") or "").lower()
     # what the operator saw: the checklist as it was left, the signals at the call's end
     assert await page.query_selector("#review-call li[data-item=greeting]") is not None
     assert "frames analysed" in (await page.text_content("#review-call") or "")
