@@ -55,14 +55,24 @@ def landmarks(rgb: NDArray[Any]) -> list[NDArray[np.float64]]:
 
 
 def document_share(gray: NDArray[Any]) -> float:
-    """The share of the picture covered by the largest convex quadrilateral whose sides'
-    ratio is a document's (ID-1 card 1.59, passport page 1.42), held near the camera."""
+    """The share of the picture covered by the largest document held near the camera: a
+    quadrilateral whose sides' ratio is a document's (ID-1 card 1.59, passport page 1.42),
+    found as a closed outline or, when the background's edges touch it, as two long
+    horizontal and two long vertical edges framing such a shape."""
     small = cv2.resize(gray, (320, 240), interpolation=cv2.INTER_AREA)
     edges = cv2.Canny(cv2.GaussianBlur(small, (5, 5), 0), 40, 120)
-    edges = cv2.dilate(edges, np.ones((3, 3), np.uint8))
-    contours, _ = cv2.findContours(edges, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return max(_outline_share(edges), _frame_share(edges))
+
+
+def _document_ratio(a: float, b: float) -> bool:
+    return 1.2 <= max(a, b) / max(min(a, b), 1.0) <= 1.85
+
+
+def _outline_share(edges: NDArray[Any]) -> float:
+    closed = cv2.dilate(edges, np.ones((3, 3), np.uint8))
+    contours, _ = cv2.findContours(closed, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    total = float(edges.shape[0] * edges.shape[1])
     best = 0.0
-    total = float(small.shape[0] * small.shape[1])
     for contour in contours:
         area = cv2.contourArea(contour)
         if area < 0.05 * total:
@@ -71,15 +81,65 @@ def document_share(gray: NDArray[Any]) -> float:
         if len(quad) != 4 or not cv2.isContourConvex(quad):
             continue
         (_, _), (a, b), _ = cv2.minAreaRect(quad)
-        ratio = max(a, b) / max(min(a, b), 1.0)
-        if 1.2 <= ratio <= 1.85:
+        if _document_ratio(a, b):
             best = max(best, area / total)
     return best
+
+
+def _frame_share(edges: NDArray[Any]) -> float:
+    h, w = edges.shape
+    lines = cv2.HoughLinesP(
+        edges, 1, np.pi / 180, threshold=50, minLineLength=int(0.25 * h), maxLineGap=6
+    )
+    if lines is None:
+        return 0.0
+    across: list[tuple[float, float, float]] = []  # (y, x0, x1)
+    upright: list[tuple[float, float, float]] = []  # (x, y0, y1)
+    for x0, y0, x1, y1 in lines[:, 0, :].astype(float):
+        if abs(y1 - y0) <= 0.18 * abs(x1 - x0):
+            across.append(((y0 + y1) / 2, min(x0, x1), max(x0, x1)))
+        elif abs(x1 - x0) <= 0.18 * abs(y1 - y0):
+            upright.append(((x0 + x1) / 2, min(y0, y1), max(y0, y1)))
+    best = 0.0
+    for i, (top, t0, t1) in enumerate(across):
+        for bottom, b0, b1 in across[i + 1 :]:
+            y0, y1 = sorted((top, bottom))
+            if y1 - y0 < 0.2 * h:
+                continue
+            for j, (left, l0, l1) in enumerate(upright):
+                for right, r0, r1 in upright[j + 1 :]:
+                    x0, x1 = sorted((left, right))
+                    width, height = x1 - x0, y1 - y0
+                    if width < 0.2 * w or not _document_ratio(width, height):
+                        continue
+                    # each side spans most of the shape, and the sides meet
+                    if min(t1, x1) - max(t0, x0) < 0.5 * width:
+                        continue
+                    if min(b1, x1) - max(b0, x0) < 0.5 * width:
+                        continue
+                    if min(l1, y1) - max(l0, y0) < 0.5 * height:
+                        continue
+                    if min(r1, y1) - max(r0, y0) < 0.5 * height:
+                        continue
+                    best = max(best, width * height / (w * h))
+    return best
+
+
+@functools.cache
+def _far_faces() -> Any:
+    import mediapipe as mp
+
+    # the full-range detector also finds small faces (someone in the background), which
+    # face mesh's short-range detector misses; it costs about 7 ms, so it runs rarely
+    return mp.solutions.face_detection.FaceDetection(
+        model_selection=1, min_detection_confidence=0.5
+    )
 
 
 def warm() -> None:
     """Load the models (run once in each worker at start, so the first call waits not)."""
     _mesh()
+    _far_faces()
     faces._models()
 
 
@@ -88,8 +148,10 @@ def analyse_frame(
     at: float,
     *,
     want_document: bool = False,
+    want_far_faces: bool = False,
 ) -> dict[str, Any]:
-    """Measure one frame. ``at`` is passed through (the frame's arrival time)."""
+    """Measure one frame. ``at`` is passed through (the frame's arrival time).
+    ``want_far_faces`` also counts small, distant faces (a second person behind)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     h, w = rgb.shape[:2]
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -119,6 +181,10 @@ def analyse_frame(
     out["liveness_cpu_ms"] = (time.process_time() - cpu_started) * 1000
     if want_document:
         out["document"] = document_share(gray)
+    if want_far_faces:
+        found_far = _far_faces().process(np.ascontiguousarray(rgb)).detections or []
+        out["far_faces"] = len(found_far)
+        out["faces"] = max(out["faces"], len(found_far))
     return out
 
 

@@ -100,6 +100,7 @@ class LiveAnalysis:
         self._busy = False
         self._last_sample = 0.0
         self._last_encoding = 0.0
+        self._last_far_faces = 0.0
         self._jobs: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -148,8 +149,13 @@ class LiveAnalysis:
             want_document = (
                 self.challenge is not None and self.challenge.kind is ChallengeKind.DOCUMENT_CLOSE
             )
+            want_far_faces = at - self._last_far_faces >= 1.0
+            if want_far_faces:
+                self._last_far_faces = at
             rgb = await asyncio.to_thread(frame.to_ndarray, format="rgb24")
-            raw = await self._pool.run(analyse_frame, rgb, at, want_document=want_document)
+            raw = await self._pool.run(
+                analyse_frame, rgb, at, want_document=want_document, want_far_faces=want_far_faces
+            )
             if self._closed:
                 return
             result = FrameResult.from_dict(raw)

@@ -364,9 +364,11 @@ class LiveSignals:
         lim = self.limits
         latest = self.results[-1] if self.results else None
         if latest is not None:
+            # the far-face count comes once a second: several faces in the last 1.5 s
+            recent_faces = max(r.faces for r in self.results if r.at >= latest.at - 1.5)
             if latest.faces == 0:
                 out.append("no_face")
-            elif latest.faces > 1:
+            elif recent_faces > 1:
                 out.append("several_faces")
             if latest.box is not None and latest.box[2] < lim.min_face_share:
                 out.append("face_small")
