@@ -232,14 +232,7 @@ class CallCenter:
         what the step produced), then, if ``complete`` is given, record that step done.
         A session in another state raises IllegalTransition before anything is saved."""
         async with self._locked():
-            live = self._live.get(session_id)
-            if live is not None:
-                machine = live.machine
-            else:
-                record = await self._repo.find_session(id=session_id)
-                if record is None:
-                    raise SessionNotFound()
-                machine = self._machine(record)
+            live, machine = await self._session_machine(session_id)
             allowed = tuple(allowed)
             if machine.state not in allowed:
                 raise IllegalTransition(
@@ -409,14 +402,7 @@ class CallCenter:
     ) -> dict[str, Any]:
         """A supervisor decides a suspended session (four-eyes, R15)."""
         async with self._locked():
-            live = self._live.get(session_id)
-            if live is not None:
-                machine = live.machine
-            else:
-                record = await self._repo.find_session(id=session_id)
-                if record is None:
-                    raise SessionNotFound()
-                machine = self._machine(record)
+            _, machine = await self._session_machine(session_id)
             handled = {
                 int(actor.split(":", 1)[1])
                 for _, _, _, actor in await self._repo.transitions(session_id)
@@ -521,6 +507,19 @@ class CallCenter:
             operator_id=record.operator_id,
             ready_state=State(record.ready_state),
         )
+
+    async def _session_machine(
+        self, session_id: str
+    ) -> tuple[LiveSession | None, IdentificationSession]:
+        """The session's machine: the live one if someone is connected, else from the
+        database. Raises SessionNotFound. Call under the lock."""
+        live = self._live.get(session_id)
+        if live is not None:
+            return live, live.machine
+        record = await self._repo.find_session(id=session_id)
+        if record is None:
+            raise SessionNotFound()
+        return None, self._machine(record)
 
     def _get(self, session_id: str) -> LiveSession:
         live = self._live.get(session_id)

@@ -65,15 +65,17 @@ class CallTools:
         self._template = template
         self._rng = rng or random.SystemRandom()
         self._checklists: dict[str, Checklist] = {}
+        """Checklists of sessions in a call (others are read from the database)."""
         self._windows: dict[tuple[str, str], deque[float]] = defaultdict(deque)
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._checklist_lock = asyncio.Lock()
+        self._otp_lock = asyncio.Lock()  # checks are rare: one at a time is plenty
         center.before_decision = self.before_decision
 
     # -- checklist --------------------------------------------------------------------
 
     async def checklist(self, session_id: str) -> Checklist:
         """The session's checklist: drawn once (at random) and kept."""
-        async with self._locks[session_id]:
+        async with self._checklist_lock:
             if session_id in self._checklists:
                 return self._checklists[session_id]
             saved = await self._repo.items(session_id, ["checklist"])
@@ -86,7 +88,10 @@ class CallTools:
                 await self._repo.add_item(
                     session_id, "checklist", "system", checklist.to_json(), self._clock.now()
                 )
-            self._checklists[session_id] = checklist
+            if self._center.customer_in_call(session_id):
+                self._checklists[session_id] = checklist
+            for gone in [s for s in self._checklists if not self._center.customer_in_call(s)]:
+                del self._checklists[gone]
             return checklist
 
     async def answer(
@@ -253,7 +258,7 @@ class CallTools:
         now = self._clock.now()
         if not (len(code) == 6 and code.isascii() and code.isdigit()):
             raise ValidationError("the code has 6 digits", code="invalid_code")
-        async with self._locks[f"otp:{session_id}"]:
+        async with self._otp_lock:
             record = await self._repo.latest_code(session_id, OTP_PURPOSE)
             if record is None:
                 raise OtpError("no code was sent in this call", code="otp_not_sent")
@@ -360,14 +365,12 @@ class CallTools:
         window = self._windows[(session_id, what)]
         while window and window[0] <= now - 60:
             window.popleft()
+        for key in [k for k, w in self._windows.items() if not w]:  # forget idle ones
+            del self._windows[key]
+        window = self._windows[(session_id, what)]
         if len(window) >= per_minute:
             raise RateLimited(f"too many {what.split(':')[0]} requests; slow down")
         window.append(now)
-
-    def forget(self, session_id: str) -> None:
-        self._checklists.pop(session_id, None)
-        for key in [k for k in self._windows if k[0] == session_id]:
-            del self._windows[key]
 
 
 def _code_matches(code_hash: str, code: str) -> bool:

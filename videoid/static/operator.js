@@ -28,13 +28,7 @@
     }
   };
 
-  async function api(path, body) {
-    const r = await fetch(path, { method: body ? "POST" : "GET", credentials: "same-origin",
-      headers: body ? { "Content-Type": "application/json" } : {}, body: body && JSON.stringify(body) });
-    const data = await r.json().catch(() => ({}));
-    if (!r.ok) throw (data.error || { code: "http_" + r.status, message: r.statusText });
-    return data;
-  }
+  const api = videoid.api;
 
   async function start() {
     try { const me = await api("/api/operator/me"); connect(me.operator); }

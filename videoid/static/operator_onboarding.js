@@ -15,6 +15,15 @@ window.videoid = window.videoid || {};
   };
   const BAD = ["face_mismatch", "mrz_check_failed", "document_expired"];
 
+  // the operator pages' HTTP requests (the login cookie); rejects with the server's error
+  videoid.api = async function (path, body) {
+    const r = await fetch(path, { method: body ? "POST" : "GET", credentials: "same-origin",
+      headers: body ? { "Content-Type": "application/json" } : {}, body: body && JSON.stringify(body) });
+    const data = await r.json().catch(() => ({}));
+    if (!r.ok) throw (data.error || { code: "http_" + r.status, message: r.statusText });
+    return data;
+  };
+
   function cell(row, text, cls) { const c = row.insertCell(); c.textContent = text == null ? "–" : text; if (cls) c.className = cls; return c; }
 
   videoid.showOnboarding = async function (sessionId) {

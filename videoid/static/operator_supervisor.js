@@ -6,13 +6,7 @@ window.videoid = window.videoid || {};
   let current = null, reasons = {}, dashTimer = null;
 
   function fail(e) { $("error").textContent = (e && e.message) || String(e); $("error").hidden = false; }
-  async function api(path, body) {
-    const r = await fetch(path, { method: body ? "POST" : "GET", credentials: "same-origin",
-      headers: body ? { "Content-Type": "application/json" } : {}, body: body && JSON.stringify(body) });
-    const data = await r.json().catch(() => ({}));
-    if (!r.ok) throw (data.error || { code: "http_" + r.status, message: r.statusText });
-    return data;
-  }
+  const api = videoid.api;
   const ago = (t) => { const s = Date.now() / 1000 - t; return s < 120 ? `${Math.round(s)} s ago` : s < 7200 ? `${Math.round(s / 60)} min ago` : new Date(t * 1000).toLocaleString(); };
   const dur = (s) => (s == null ? "–" : s < 90 ? `${Math.round(s)} s` : `${(s / 60).toFixed(1)} min`);
 
