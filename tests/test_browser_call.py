@@ -110,7 +110,8 @@ async def test_browser_call_with_the_operators_tools(
     # both pages play the other side's video, through the server
     assert await wait_frames(operator, "#remote", 15, 20) >= 15
     assert await wait_frames(customer, "#remote", 15, 20) >= 15
-    assert await operator.is_disabled("#approve")  # the checklist is not done
+    for button in ("#approve", "#reject", "#suspend"):  # the checklist is not answered
+        assert await operator.is_disabled(button)
 
     # live signals: a face, the picture's quality, and Chromium's camera named for what it
     # is: a video file (flagged as a virtual camera)

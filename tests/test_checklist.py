@@ -99,15 +99,24 @@ def test_a_missing_file_is_a_config_error(tmp_path) -> None:
 
 def test_approval_waits_for_every_mandatory_item(template: ChecklistTemplate) -> None:
     checklist = template.draw("passport", random.Random(3))
-    with pytest.raises(ChecklistIncomplete) as err:
-        checklist.check_decision("approved")
-    assert err.value.code == "checklist_incomplete" and "greeting" in err.value.message
-    checklist.check_decision("rejected")  # a fraud can be stopped at any point
-    checklist.check_decision("suspended")
+    for outcome in ("approved", "rejected", "suspended"):  # every decision waits for it
+        with pytest.raises(ChecklistIncomplete) as err:
+            checklist.check_decision(outcome)
+        assert err.value.code == "checklist_incomplete" and "greeting" in err.value.message
 
     with pytest.raises(ValidationError) as auto:
         checklist.answer("otp", "passed", "", 1.0, "operator:1")
     assert auto.value.code == "checklist_item_automatic"
+    # a fraud: the operator fails what could not be checked, and may then reject
+    stopped = Checklist.from_json(checklist.to_json())
+    for entry in stopped.entries:
+        if entry["mandatory"]:
+            stopped.answer(entry["id"], "failed", "not shown", 1.0, "operator:1")
+    stopped.check_decision("rejected")
+    stopped.check_decision("suspended")
+    with pytest.raises(ChecklistIncomplete):
+        stopped.check_decision("approved")
+
     for entry in checklist.entries:
         by = "system" if entry["kind"] == "otp" else "operator:1"
         if entry["mandatory"]:

@@ -19,7 +19,7 @@ from PIL import Image
 from videoid.bots.customer_bot import CustomerBot
 from videoid.bots.face_video import make_face_video
 from videoid.bots.media_client import ClientPeer
-from videoid.bots.operator_bot import OperatorBot
+from videoid.bots.operator_bot import OperatorBot, answer_checklist
 from videoid.bots.signaling_client import ProtocolError, SignalingClient
 
 from .conftest import ASSETS, PASSWORD, PHOTOS, Server, StartServer
@@ -315,14 +315,15 @@ async def test_bad_input_in_a_call(
         view = await op.request("call_view")
         assert len(view["snapshots"]) == 2 and len(view["chat"]) == 5
 
-        await op.request(
-            "decide",
-            {
-                "session_id": call.session_id,
-                "outcome": "rejected",
-                "reason_code": "suspected_fraud",
-            },
-        )
+        # a decision waits for the checklist, even a rejection: what could not be
+        # checked is failed, on record
+        reject = {"session_id": call.session_id, "outcome": "rejected",
+                  "reason_code": "suspected_fraud"}  # fmt: skip
+        with pytest.raises(ProtocolError) as early:
+            await op.request("decide", reject)
+        assert early.value.code == "checklist_incomplete"
+        await answer_checklist(op, view["checklist"]["items"], otp="failed", others="failed")
+        await op.request("decide", reject)
         # after the call: its tools answer that there is no call
         after = [
             ("snapshot", {"kind": "face"}),
@@ -365,6 +366,7 @@ async def test_a_dropped_customer_reconnects_to_the_same_operator(
                 "signals", lambda s: s["frame_at"] > back["to"] + 0.5 and s["faces"] == 1
             )
             assert signals["session_id"] == call.session_id
+            await call.operator.run_checklist(approving=False)
             await call.op.request(
                 "decide",
                 {"session_id": call.session_id, "outcome": "rejected",
@@ -406,6 +408,7 @@ async def test_four_eyes_review_of_a_suspended_session(
         await call.op.request(
             "checklist_answer", {"item": "greeting", "answer": "passed", "note": "done"}
         )
+        await call.operator.run_checklist(approving=False)
         await call.op.request(
             "decide",
             {"session_id": call.session_id, "outcome": "suspended",

@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from ..bots.operator_bot import login
+from ..bots.operator_bot import answer_checklist, login
 from ..bots.signaling_client import SignalingClient
 from .bench_peer import BenchPeer
 from .clip import build_clip
@@ -338,6 +338,10 @@ class Harness:
             for client in clients:
                 if client.namespace == "/operator" and client.sio.connected:
                     try:
+                        view = await client.request("call_view", None, 5)
+                        await answer_checklist(
+                            client, view["checklist"]["items"], otp="failed", others="failed"
+                        )
                         await client.request(
                             "decide",
                             {

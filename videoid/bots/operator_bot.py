@@ -37,6 +37,19 @@ async def login(server: str, username: str, password: str) -> str:
         return str(body["token"])
 
 
+async def answer_checklist(
+    client: SignalingClient, items: list[dict[str, Any]], *, otp: str, others: str = "passed"
+) -> None:
+    """Answer every checklist item not yet answered: ``otp`` for the code's item (the
+    server passes it only on a matching code; an operator may fail it), ``others`` for
+    the rest."""
+    for item in items:
+        if "answer" in item:
+            continue
+        answer = otp if item["kind"] == "otp" else others
+        await client.request("checklist_answer", {"item": item["id"], "answer": answer})
+
+
 @dataclass
 class CallResult:
     session_id: str
@@ -57,8 +70,9 @@ class OperatorBot:
     reason_code: str = ""
     """From the provider's list for the outcome; the list's first when empty."""
     checklist: bool = True
-    """Go through the checklist before approving: the code read-back (the customer bot
-    reads it back in the chat), then every other item ticked as passed."""
+    """Go through the checklist before deciding: to approve, the code read-back (the
+    customer bot reads it back in the chat) and every other item passed; otherwise the
+    code's item failed (no code sent) and the others passed."""
     watch_seconds: float = 3.0
     """How long the bot looks at the customer (after the first video frame) before deciding."""
     min_video_frames: int = 1
@@ -101,8 +115,8 @@ class OperatorBot:
         try:
             await peer.wait_frames("video", self.min_video_frames, timeout_seconds)
             await asyncio.sleep(self.watch_seconds)
-            if self.checklist and self.decision == "approved":  # only approval needs it
-                await self.run_checklist(timeout_seconds)
+            if self.checklist:  # every decision needs the checklist answered
+                await self.run_checklist(timeout_seconds, approving=self.decision == "approved")
             reason = self.reason_code or self.reasons.get(self.decision, ["unknown"])[0]
             await self.signaling.request(
                 "decide",
@@ -122,16 +136,17 @@ class OperatorBot:
         self.calls.append(result)
         return result
 
-    async def run_checklist(self, timeout_seconds: float = 60.0) -> dict[str, Any]:
+    async def run_checklist(
+        self, timeout_seconds: float = 60.0, approving: bool = True
+    ) -> dict[str, Any]:
+        """To approve: the code read back, then every other item passed. Otherwise the
+        code is not sent: its item is marked failed, the others passed."""
         view = await self.signaling.request("call_view")
         items = view["checklist"]["items"]
-        if any(i["kind"] == "otp" for i in items):
+        if approving and any(i["kind"] == "otp" for i in items):
             await self.read_back_code(timeout_seconds)
-        for item in items:
-            if item["kind"] != "otp" and "answer" not in item:
-                await self.signaling.request(
-                    "checklist_answer", {"item": item["id"], "answer": "passed"}
-                )
+            items = (await self.signaling.request("call_view"))["checklist"]["items"]
+        await answer_checklist(self.signaling, items, otp="failed")
         checklist: dict[str, Any] = (await self.signaling.request("call_view"))["checklist"]
         return checklist
 

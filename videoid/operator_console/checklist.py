@@ -5,8 +5,10 @@ A :class:`ChecklistTemplate` is loaded from the provider's TOML file (see the sh
 features to meet the rules (R8: at least three checked, at least two of them optically
 variable). :meth:`ChecklistTemplate.draw` makes one call's :class:`Checklist`: which
 security features and which random action, chosen at random per session (R8, R10).
-Answers come from the operator, except the OTP item, which the server ticks when the
-code read back matches. Pure: no I/O, no clock.
+Answers come from the operator, except that only the server passes the OTP item, when
+the code read back matches (the operator may fail it). Every decision waits for every
+mandatory item to be answered; an approval, for none to have failed. Pure: no I/O, no
+clock.
 """
 
 from __future__ import annotations
@@ -157,13 +159,14 @@ class Checklist:
 
     def answer(self, item_id: str, answer: str, note: str, at: float, by: str) -> dict[str, Any]:
         entry = self.entry(item_id)
-        if entry["kind"] == "otp" and by != "system":
-            raise ValidationError(
-                "the code item is ticked by the server when the code matches",
-                code="checklist_item_automatic",
-            )
         if answer not in ANSWERS:
             raise ValidationError("answer is passed or failed", code="invalid_answer")
+        if entry["kind"] == "otp" and by != "system" and answer == "passed":
+            raise ValidationError(
+                "the code item passes when the server finds the code matches "
+                "(the operator may mark it failed)",
+                code="checklist_item_automatic",
+            )
         self.answers[item_id] = {"answer": answer, "note": note[:500], "at": at, "by": by}
         return self.to_json()
 
@@ -181,16 +184,16 @@ class Checklist:
         return [i for i, a in self.answers.items() if a["answer"] == "failed"]
 
     def check_decision(self, outcome: str) -> None:
-        """Approval needs every mandatory item answered and none failed. Rejection and
-        suspension may come at any time: an operator must be able to stop a fraud or a
-        broken call mid-way."""
-        if outcome != "approved":
-            return
+        """Every decision needs every mandatory item answered (passed or failed: a fraud
+        is stopped by failing what could not be checked, which is then on record), and
+        an approval needs none failed."""
         missing = self.missing()
         if missing:
             raise ChecklistIncomplete(
                 f"the checklist is not complete: {', '.join(missing)}",
             )
+        if outcome != "approved":
+            return
         failed = [i for i in self.failed() if self.entry(i)["mandatory"]]
         if failed:
             raise ChecklistIncomplete(

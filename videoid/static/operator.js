@@ -120,17 +120,14 @@
       const r = await videoid.request(socket, "accept", { session_id: sessionId });
       hideOffer(); inCall = sessionId; setPresence("busy");
       $("idle").hidden = true; $("call").hidden = false; $("call-session").textContent = sessionId.slice(0, 8);
-      for (const b of ["reject", "suspend"]) $(b).disabled = false;
-      $("approve").disabled = true; $("approve-hint").hidden = false;
+      for (const b of ["approve", "reject", "suspend"]) $(b).disabled = true;
+      $("approve-hint").hidden = false;
       try { stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true }); }
       catch (e) { stream = new MediaStream(); fail("Your camera is not available; the customer will not see you."); }
       $("local").srcObject = stream;
       $("onboarding-home").append($("onboarding"));
       videoid.showOnboarding(sessionId).catch((e) => fail(e.message || "Cannot load the onboarding data."));
-      videoid.callTools.start(socket, sessionId, () => {
-        const done = videoid.callTools.complete();
-        $("approve").disabled = !done; $("approve-hint").hidden = done;
-      }).catch(() => {});
+      videoid.callTools.start(socket, sessionId, gateDecisions).catch(() => {});
       pc = await videoid.connectMedia(socket, stream, $("remote"), r.ice_servers,
         (state) => { $("media-state").textContent = state === "connected" ? "" : `Video: ${state}`; });
     } catch (e) { fail(e.message || e.code); hideOffer(); }
@@ -151,12 +148,16 @@
         await videoid.request(socket, "decide", { session_id: inCall, outcome, reason_code: reason,
           reason_text: $("reason-text").value });
         endCall(`Decision saved: ${outcome} (${reason}).`);
-      } catch (e) {
-        fail(e.message);
-        for (const b of ["reject", "suspend"]) $(b).disabled = false;
-        $("approve").disabled = !videoid.callTools.complete();
-      }
+      } catch (e) { fail(e.message); gateDecisions(); }
     };
+  }
+
+  // every decision waits for the checklist's mandatory items; approval, for none failed
+  function gateDecisions() {
+    const answered = videoid.callTools.answered(), passed = videoid.callTools.complete();
+    for (const b of ["reject", "suspend"]) $(b).disabled = !answered;
+    $("approve").disabled = !passed;
+    $("approve-hint").hidden = answered;
   }
 
   function endCall(message) {

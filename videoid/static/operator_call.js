@@ -105,14 +105,17 @@ window.videoid = window.videoid || {};
       if (a) {
         li.append(el("span", a.answer === "passed" ? "check-ok" : "check-bad", ` ${a.answer === "passed" ? "✓" : "✗"} ${a.answer}${a.note ? " — " + a.note : ""}`));
         li.dataset.answer = a.answer;
-      } else if (!readonly && item.kind !== "otp") {
-        for (const [answer, label2, cls] of [["passed", "✓", "ok"], ["failed", "✗", "bad"]]) {
+      } else if (!readonly) {
+        // the code's item passes only when the code matches; the operator may fail it
+        const choices = item.kind === "otp" ? [["failed", "✗", "bad"]] : [["passed", "✓", "ok"], ["failed", "✗", "bad"]];
+        if (item.kind === "otp") li.append(el("span", "muted", " — passes when the code matches"));
+        for (const [answer, label2, cls] of choices) {
           const b = el("button", "small " + cls, label2);
           b.title = answer; b.dataset.answer = answer;
           b.onclick = async () => { const r = await ask("checklist_answer", { item: item.id, answer }); renderChecklist(r, false); };
           li.append(b);
         }
-      } else if (item.kind === "otp") li.append(el("span", "muted", " — ticked when the code matches"));
+      }
       list.append(li);
     }
     onChange(view);
@@ -189,6 +192,7 @@ window.videoid = window.videoid || {};
       }, 1000);
     },
     stop() { clearInterval(clock); socket = null; sessionId = null; checklist = null; },
+    answered() { return !!(checklist && checklist.complete); },
     complete() { return !!(checklist && checklist.complete && !checklist.items.some((i) => i.mandatory && i.answer && i.answer.answer === "failed")); },
     listen(sock) {
       sock.on("signals", (s) => { if (s.session_id === sessionId) renderSignals(s); });
