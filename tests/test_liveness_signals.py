@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from videoid.config import LiveConfig
 from videoid.liveness.landmarks import LANDMARK_COUNT, FaceMeasures, head_pose, measure, rotation
 from videoid.liveness.signals import (
     Blinks,
@@ -170,7 +171,7 @@ def thumb(seed: int) -> bytes:
 
 
 def test_signals_flag_faces_quality_and_match() -> None:
-    s = LiveSignals(match_threshold=0.6)
+    s = LiveSignals(LiveConfig(face_match_threshold=0.6))
     s.references = {"document": tuple([0.0] * 128), "selfie": tuple([0.0] * 127 + [1.0])}
     s.add(result(0.0, measures(), thumb=thumb(1), encoding=tuple([0.05] * 128)))
     view = s.to_json(0.0)
@@ -203,12 +204,12 @@ def test_signals_flag_frozen_and_looping_pictures() -> None:
 
 
 def test_signals_flag_a_face_that_never_blinks_or_moves() -> None:
-    s = LiveSignals(no_blink_seconds=10)
+    s = LiveSignals(LiveConfig(no_blink_seconds=10))
     for i in range(60):
         s.add(result(i * 0.2, measures(), thumb=thumb(200 + i)))
     flags = s.flags(12.0)
     assert "no_blink" in flags and "no_motion" in flags
-    lively = LiveSignals(no_blink_seconds=10)
+    lively = LiveSignals(LiveConfig(no_blink_seconds=10))
     for i in range(60):
         eyes = 0.1 if i % 15 == 7 else 1.0
         lively.add(result(i * 0.2, measures(yaw=(i % 7) - 3, eyes=eyes), thumb=thumb(300 + i)))

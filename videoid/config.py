@@ -147,6 +147,8 @@ class LiveConfig:
     min_width: int = 640
     min_height: int = 360
     min_fps: float = 12.0
+    min_face_share: float = 0.08
+    """The face's width as a share of the picture's, below which it is too small."""
 
 
 @dataclass(frozen=True)

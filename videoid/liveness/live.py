@@ -28,7 +28,7 @@ from ..analysis_pool import AnalysisPool
 from ..config import LiveConfig
 from ..errors import ValidationError
 from .frame_analysis import analyse_frame, face_descriptor, reference_encoding
-from .signals import ChallengeKind, ChallengeRun, FrameResult, LiveSignals, QualityLimits
+from .signals import ChallengeKind, ChallengeRun, FrameResult, LiveSignals
 
 logger = logging.getLogger(__name__)
 
@@ -76,18 +76,7 @@ class LiveAnalysis:
         self._max_bytes, self._max_pixels = max_bytes, max_pixels
         self._rng = rng or random.SystemRandom()
         self._now = now
-        self.signals = LiveSignals(
-            QualityLimits(
-                min_brightness=config.min_brightness,
-                max_brightness=config.max_brightness,
-                min_sharpness=config.min_sharpness,
-                min_width=config.min_width,
-                min_height=config.min_height,
-                min_fps=config.min_fps,
-            ),
-            match_threshold=config.face_match_threshold,
-            no_blink_seconds=config.no_blink_seconds,
-        )
+        self.signals = LiveSignals(config)
         self.latest: av.VideoFrame | None = None
         self.latest_at = 0.0
         self.challenge: ChallengeRun | None = None

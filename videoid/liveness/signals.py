@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..config import LiveConfig
 from .landmarks import FaceMeasures
 
 VIRTUAL_CAMERA_WORDS = (
@@ -45,18 +46,6 @@ VIRTUAL_CAMERA_WORDS = (
     "nvidia broadcast",
 )
 """Words in a camera's label that name software cameras, which can play any video."""
-
-
-@dataclass(frozen=True)
-class QualityLimits:
-    min_brightness: float = 50.0
-    max_brightness: float = 210.0
-    min_sharpness: float = 20.0
-    min_width: int = 640
-    min_height: int = 360
-    min_fps: float = 12.0
-    min_face_share: float = 0.08
-    """The face's width as a share of the picture's, below which it is too small."""
 
 
 @dataclass(frozen=True)
@@ -275,16 +264,11 @@ class _FrameStats:
 class LiveSignals:
     """The signals of one call. Feed it; read :meth:`to_json`."""
 
-    def __init__(
-        self,
-        limits: QualityLimits | None = None,
-        *,
-        match_threshold: float = 0.6,
-        no_blink_seconds: float = 30.0,
-    ) -> None:
-        self.limits = limits or QualityLimits()
-        self.match_threshold = match_threshold
-        self.no_blink_seconds = no_blink_seconds
+    def __init__(self, config: LiveConfig | None = None) -> None:
+        self.limits = config or LiveConfig()
+        """The quality limits (R5), the match threshold and the no-blink window."""
+        self.match_threshold = self.limits.face_match_threshold
+        self.no_blink_seconds = self.limits.no_blink_seconds
         self.camera_label: str | None = None
         self.references: dict[str, tuple[float, ...]] = {}
         """Face descriptors to compare the live face with: ``document``, ``selfie``."""
