@@ -1,0 +1,1 @@
+"""Recordings, evidence and the audit log (see docs/architecture.md)."""
