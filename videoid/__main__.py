@@ -311,6 +311,34 @@ def cmd_bench_face_match(args: argparse.Namespace) -> None:
     run(Path(args.photos), Path(args.data_dir), args.rounds)
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> None:
+    from .recordings.audit_chain import verify
+
+    config = _config(args)
+    checkpoint = None
+    if args.checkpoint:
+        seq, _, digest = args.checkpoint.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise VideoidError("--checkpoint is SEQ:HASH (64 hex digits)", code="usage")
+        checkpoint = (int(seq), digest)
+
+    async def work(repo: Any, accounts: Any, invitations: Any) -> Any:
+        return verify(await repo.audit_entries(), await repo.audit_details(), checkpoint)
+
+    verdict = asyncio.run(_with_services(config, work))
+    if args.json:
+        print(json.dumps(verdict.__dict__))
+    elif verdict.ok:
+        print(
+            f"audit log verified: {verdict.entries} entries, {verdict.erased} with their "
+            f"details erased; head {verdict.entries}:{verdict.head}"
+        )
+    else:
+        print(f"audit log BROKEN at entry {verdict.at_seq}: {verdict.problem}")
+    if not verdict.ok:
+        sys.exit(1)
+
+
 def cmd_bench_live(args: argparse.Namespace) -> None:
     from .bench.live_bench import main as bench_main
 
@@ -420,6 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_document)
 
     assets = "var/test-assets/face_recognition"
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="what", required=True)
+    p = with_config(audit.add_parser("verify", help="check the audit chain; exit 1 if broken"))
+    p.add_argument("--checkpoint", help="SEQ:HASH of a head kept elsewhere (detects a cut)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit_verify)
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     p = bench.add_parser("mrz", help="MRZ reading: ours against plain passporteye")
     p.add_argument("--count", type=int, default=60)

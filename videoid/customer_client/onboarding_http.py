@@ -181,6 +181,14 @@ class OnboardingApi:
             raise SessionNotFound()
         if operator.role == "operator" and record.operator_id != operator.id:
             raise Forbidden("this session is not assigned to you")
+        # every look at a session's evidence is itself on record
+        await services.repo.append_audit(
+            services.clock.now(),
+            "evidence_viewed",
+            f"operator:{operator.id}",
+            record.id,
+            {"what": request.path.split(record.id, 1)[-1].lstrip("/")},
+        )
         return record.id
 
     async def call_view(self, request: web.Request) -> web.Response:

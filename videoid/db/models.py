@@ -174,3 +174,25 @@ class OneTimeCode(Base):
     expires_at: Mapped[float] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer)
     used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """Storage order (what verification walks); ``seq`` is the chain's own number."""
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    at: Mapped[float] = mapped_column(Float)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    """``operator:<id>``, ``customer``, ``system``: an id, never a name."""
+    subject: Mapped[str] = mapped_column(String(64))
+    """A session or object id, or empty."""
+    commitment: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditDetails(Base):
+    __tablename__ = "audit_details"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    salt: Mapped[bytes] = mapped_column(LargeBinary)
+    details: Mapped[str] = mapped_column(Text)

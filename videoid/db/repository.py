@@ -7,6 +7,7 @@ default, PostgreSQL by URL). Database errors are translated to
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -23,9 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from ..errors import StorageError, ValidationError
 from ..queue import AssignmentDrawn
+from ..recordings.audit_chain import Entry, new_entry
 from ..session.events import DecisionMade, Event, StateChanged
 from .models import (
     Assignment,
+    AuditDetails,
+    AuditRow,
     CallItem,
     CaptureAttempt,
     Consent,
@@ -143,6 +147,8 @@ class Repository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._audit_lock = asyncio.Lock()
+        """Appends to the audit chain one at a time (each reads the head it extends)."""
 
     @classmethod
     async def open(cls, url: str, *, schema: str | None = None) -> Repository:
@@ -322,10 +328,18 @@ class Repository:
         if not events:
             return
         try:
-            async with self._sessions.begin() as db:
+            async with self._audit_lock, self._sessions.begin() as db:
                 last = 0.0
                 for event in events:
                     if isinstance(event, StateChanged):
+                        await self._append_audit(
+                            db,
+                            event.at,
+                            "transition",
+                            event.actor,
+                            session_id,
+                            {"from": event.previous.value, "to": event.state.value},
+                        )
                         db.add(
                             Transition(
                                 session_id=session_id,
@@ -337,6 +351,14 @@ class Repository:
                         )
                         last = max(last, event.at)
                     elif isinstance(event, DecisionMade):
+                        await self._append_audit(
+                            db,
+                            event.at,
+                            "decision",
+                            f"operator:{event.operator_id}",
+                            session_id,
+                            {"outcome": event.outcome.value, "reason_code": event.reason_code},
+                        )
                         db.add(
                             Decision(
                                 session_id=session_id,
@@ -361,7 +383,19 @@ class Repository:
             raise StorageError(f"cannot save session {session_id}: {err}") from err
 
     async def save_assignment(self, draw: AssignmentDrawn) -> None:
-        async with self._sessions.begin() as db:
+        async with self._audit_lock, self._sessions.begin() as db:
+            await self._append_audit(
+                db,
+                draw.at,
+                "assignment",
+                "system",
+                draw.session_id,
+                {
+                    "operator_id": draw.operator_id,
+                    "candidates": list(draw.candidates),
+                    "index": draw.index,
+                },
+            )
             db.add(
                 Assignment(
                     session_id=draw.session_id,
@@ -740,6 +774,68 @@ class Repository:
                 .values(used_at=now)
             )
             return bool(spent.rowcount == 1)  # type: ignore[attr-defined]
+
+    # -- the audit log ----------------------------------------------------------------
+
+    async def append_audit(
+        self, at: float, action: str, actor: str, subject: str, details: dict[str, Any]
+    ) -> Entry:
+        async with self._audit_lock, self._sessions.begin() as db:
+            return await self._append_audit(db, at, action, actor, subject, details)
+
+    async def _append_audit(
+        self,
+        db: Any,
+        at: float,
+        action: str,
+        actor: str,
+        subject: str,
+        details: dict[str, Any],
+    ) -> Entry:
+        head = await db.scalar(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1))
+        entry, salt = new_entry(
+            _audit_entry(head) if head is not None else None,
+            at,
+            action[:32],
+            actor[:64],
+            subject[:64],
+            details,
+        )
+        db.add(
+            AuditRow(
+                seq=entry.seq,
+                at=entry.at,
+                action=entry.action,
+                actor=entry.actor,
+                subject=entry.subject,
+                commitment=entry.commitment,
+                hash=entry.hash,
+            )
+        )
+        db.add(AuditDetails(seq=entry.seq, salt=salt, details=json.dumps(details)))
+        await db.flush()
+        return entry
+
+    async def audit_entries(self) -> list[Entry]:
+        """Every entry, in storage order."""
+        async with self._sessions() as db:
+            rows = await db.scalars(select(AuditRow).order_by(AuditRow.id))
+            return [_audit_entry(r) for r in rows]
+
+    async def audit_details(self) -> dict[int, tuple[bytes, dict[str, Any]]]:
+        async with self._sessions() as db:
+            rows = await db.scalars(select(AuditDetails))
+            return {r.seq: (bytes(r.salt), json.loads(r.details)) for r in rows}
+
+    async def erase_audit_details(self, seqs: Iterable[int]) -> int:
+        """Erase entries' details (retention); the chain stays valid."""
+        async with self._sessions.begin() as db:
+            done = await db.execute(delete(AuditDetails).where(AuditDetails.seq.in_(list(seqs))))
+            return int(done.rowcount)  # type: ignore[attr-defined]
+
+
+def _audit_entry(row: AuditRow) -> Entry:
+    return Entry(row.seq, row.at, row.action, row.actor, row.subject, row.commitment, row.hash)
 
 
 def _session_record(row: SessionRow) -> SessionRecord:

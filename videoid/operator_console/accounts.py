@@ -57,7 +57,12 @@ class Accounts:
                 f"password: at least {MIN_PASSWORD} characters", code="weak_password"
             )
         hashed = await asyncio.get_running_loop().run_in_executor(None, _hasher.hash, password)
-        return await self._repo.add_operator(username, hashed, role, now)
+        operator_id = await self._repo.add_operator(username, hashed, role, now)
+        await self._repo.append_audit(
+            now, "account_created", "system", f"operator:{operator_id}",
+            {"username": username, "role": role},
+        )  # fmt: skip
+        return operator_id
 
     async def login(self, username: str, password: str, now: float) -> Login:
         """Raises :class:`InvalidCredentials` (also for an unknown user) or
@@ -66,8 +71,13 @@ class Accounts:
         operator = await self._repo.find_operator(username=username)
         if operator is None:
             await loop.run_in_executor(None, _verify, _DUMMY_HASH, password)
+            await self._repo.append_audit(
+                now, "login_failed", "unknown", "", {"username": username[:64], "why": "unknown"}
+            )
             raise InvalidCredentials()
+        actor = f"operator:{operator.id}"
         if operator.locked_until is not None and operator.locked_until > now:
+            await self._repo.append_audit(now, "login_failed", actor, "", {"why": "locked"})
             raise AuthError("too many failed logins; try again later", code="account_locked")
         if not await loop.run_in_executor(None, _verify, operator.password_hash, password):
             locked_until = None
@@ -75,6 +85,8 @@ class Accounts:
                 locked_until = now + self._config.lockout_minutes * 60
                 logger.warning("operator %d locked after failed logins", operator.id)
             await self._repo.record_login_failure(operator.id, locked_until)
+            why = "locked now" if locked_until is not None else "password"
+            await self._repo.append_audit(now, "login_failed", actor, "", {"why": why})
             raise InvalidCredentials()
         rehash = None
         if _hasher.check_needs_rehash(operator.password_hash):
@@ -84,6 +96,7 @@ class Accounts:
         await self._repo.add_login(
             operator.id, token_hash(token), now, expires_at, password_hash=rehash
         )
+        await self._repo.append_audit(now, "login", actor, "", {"role": operator.role})
         logger.info("operator %d logged in", operator.id)
         return Login(token, operator, expires_at)
 

@@ -57,12 +57,16 @@ class ReviewsApi:
         return web.json_response({"reviews": out})
 
     async def show(self, request: web.Request) -> web.Response:
-        await self._supervisor(request)
+        supervisor = await self._supervisor(request)
         services = _s(request)
         session_id = request.match_info["session_id"]
         record = await services.repo.find_session(id=session_id) if len(session_id) == 36 else None
         if record is None:
             raise SessionNotFound()
+        await services.repo.append_audit(
+            services.clock.now(), "evidence_viewed", f"operator:{supervisor.id}", session_id,
+            {"what": "review"},
+        )  # fmt: skip
         decisions = await services.repo.decisions(session_id)
         operators: dict[int, Any] = {}
         for d in decisions:
