@@ -14,7 +14,7 @@ import socketio
 from aiohttp import web
 
 from .analysis_pool import AnalysisPool
-from .call_center import CallCenter
+from .call_center import CallCenter, RecordingStore
 from .clock import Clock, SystemClock
 from .config import Config
 from .customer_client.invitations import Invitation, Invitations
@@ -105,6 +105,7 @@ def create_app(
             else None
         )
         center.live_pool, center.match_pool = live_pool, match_pool
+        center.recordings = RecordingStore(config.data_path / "recordings", objects.files.wrapper)
         center.reference_photos = onboarding.reference_photos
         sms = sms_gateway(config)
         tools = CallTools(

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from aiortc.contrib.media import MediaRelay
@@ -29,11 +31,14 @@ from .errors import (
     NotAssigned,
     SessionInUse,
     SessionNotFound,
+    StorageError,
 )
 from .liveness.live import LiveAnalysis
 from .media import ParticipantPeer, bridge
 from .queue import Presence, WaitingRoom
+from .recordings.recorder import CallRecorder
 from .session import IdentificationSession, Outcome, State
+from .storage.envelope import KeyWrapper
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +64,7 @@ class LiveSession:
     peers: dict[str, ParticipantPeer] = field(default_factory=dict)
     last_queue_info: tuple[int, float] | None = None
     analysis: LiveAnalysis | None = None
+    recorder: CallRecorder | None = None
     customer_gone_at: float | None = None
     """When the customer's connection dropped mid-call (R12), while they may come back."""
 
@@ -71,6 +77,14 @@ class OperatorLink:
     """What the operator chose: available or paused."""
     session_id: str | None = None
     """The session offered to them or in their call."""
+
+
+@dataclass(frozen=True)
+class RecordingStore:
+    """Where recordings go and the key port that wraps their data keys."""
+
+    directory: Path
+    wrapper: KeyWrapper
 
 
 class CallCenter:
@@ -102,6 +116,8 @@ class CallCenter:
         self.reference_photos: Callable[[str], Awaitable[dict[str, bytes]]] | None = None
         """The session's photos to compare the live face with (portrait, selfie)."""
         self.before_decision: Callable[[str, str, str], Awaitable[None]] | None = None
+        self.recordings: RecordingStore | None = None
+        """Where calls are recorded; None records nothing."""
         """Checks a decision may be taken (the checklist); raises to refuse it."""
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -110,6 +126,8 @@ class CallCenter:
     async def recover(self) -> None:
         """After a restart nobody is connected: sessions left waiting or in a call go back
         to the state in which the customer may queue again, and that is recorded."""
+        for recording_id in await self._repo.interrupt_recordings(self._clock.now()):
+            logger.warning("recording %s was interrupted (the server stopped)", recording_id)
         stale = (State.WAITING.value, State.ASSIGNED.value, State.IN_CALL.value)
         for record in await self._repo.sessions_in(stale):
             machine = self._machine(record)
@@ -732,6 +750,8 @@ class CallCenter:
                 relay=self._relay,
             )
         bridge(live.peers["customer"], live.peers["operator"])
+        if self.recordings is not None and media.forwarding == "encoded":
+            self._in_background(self._start_recording(live))
         if self.live_pool is not None:
             analysis = live.analysis = LiveAnalysis(
                 sid,
@@ -745,6 +765,52 @@ class CallCenter:
             live.peers["customer"].on_video = analysis.watch
             if self.reference_photos is not None:
                 self._in_background(self._load_references(analysis, self.reference_photos))
+
+    async def _start_recording(self, live: LiveSession) -> None:
+        """Record the call from its first frame: the recorder subscribes to each tap as
+        it appears (again after a reconnect: the same recording goes on)."""
+        store = self.recordings
+        assert store is not None
+        sid = live.machine.session_id
+        recording_id = uuid.uuid4().hex
+        now = self._clock.now()
+        file = f"{sid[:2]}/{recording_id}.vrec"
+        try:
+            recorder = await asyncio.to_thread(
+                CallRecorder, store.directory / file, recording_id, store.wrapper, created=now
+            )
+            await self._repo.add_recording(
+                recording_id, sid, file, recorder.key_id, recorder.wrapped_key, now
+            )
+        except (OSError, StorageError) as err:
+            logger.error("session %s: the call cannot be recorded: %s", sid, err)
+            return
+        if not live.peers:  # the call ended meanwhile
+            await self._finish_recording(live.machine.session_id, recorder)
+            return
+        live.recorder = recorder
+        recorder.start()
+        for role, peer in live.peers.items():
+            for kind, tap in peer.taps.items():
+                tap.subscribe(recorder.sinks[f"{role}_{kind}"])
+
+            def on_tap(kind: str, tap: Any, role: str = role) -> None:
+                if live.recorder is not None:
+                    tap.subscribe(live.recorder.sinks[f"{role}_{kind}"])
+
+            peer.on_tap = on_tap
+
+    async def _finish_recording(self, session_id: str, recorder: CallRecorder) -> None:
+        summary = await recorder.close()
+        status = "complete" if summary["error"] is None else "failed"
+        await self._repo.finish_recording(recorder.recording_id, status, summary, self._clock.now())
+        logger.info(
+            "session %s: recording %s %s (%s segments)",
+            session_id,
+            recorder.recording_id,
+            status,
+            summary["segments"],
+        )
 
     async def _load_references(
         self, analysis: LiveAnalysis, photos: Callable[[str], Awaitable[dict[str, bytes]]]
@@ -783,7 +849,10 @@ class CallCenter:
     async def _close_peers(self, live: LiveSession) -> None:
         peers, live.peers = live.peers, {}
         analysis, live.analysis = live.analysis, None
+        recorder, live.recorder = live.recorder, None
         await asyncio.gather(*(p.close() for p in peers.values()))
+        if recorder is not None:
+            await self._finish_recording(live.machine.session_id, recorder)
         if analysis is not None:
             await analysis.close()
             await self._repo.add_item(

@@ -196,3 +196,19 @@ class AuditDetails(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     salt: Mapped[bytes] = mapped_column(LargeBinary)
     details: Mapped[str] = mapped_column(Text)
+
+
+class RecordingRow(Base):
+    __tablename__ = "recordings"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("identification_sessions.id"), index=True)
+    file: Mapped[str] = mapped_column(String(255))
+    """Relative to the recordings directory."""
+    key_id: Mapped[str] = mapped_column(String(64))
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    """``recording``, ``complete``, ``interrupted``."""
+    summary: Mapped[str] = mapped_column(Text)
+    """JSON: segments, bytes, sha256, packets per stream, seconds, error."""

@@ -38,6 +38,7 @@ from .models import (
     OneTimeCode,
     Operator,
     OperatorLogin,
+    RecordingRow,
     SessionRow,
     SessionToken,
     StepResult,
@@ -832,6 +833,71 @@ class Repository:
         async with self._sessions.begin() as db:
             done = await db.execute(delete(AuditDetails).where(AuditDetails.seq.in_(list(seqs))))
             return int(done.rowcount)  # type: ignore[attr-defined]
+
+    # -- recordings -------------------------------------------------------------------
+
+    async def add_recording(
+        self, recording_id: str, session_id: str, file: str, key_id: str, wrapped_key: bytes,
+        now: float,
+    ) -> None:  # fmt: skip
+        async with self._sessions.begin() as db:
+            db.add(
+                RecordingRow(
+                    id=recording_id,
+                    session_id=session_id,
+                    file=file,
+                    key_id=key_id,
+                    wrapped_key=wrapped_key,
+                    started_at=now,
+                    status="recording",
+                    summary="{}",
+                )
+            )
+
+    async def finish_recording(
+        self, recording_id: str, status: str, summary: dict[str, Any], now: float
+    ) -> None:
+        async with self._sessions.begin() as db:
+            await db.execute(
+                update(RecordingRow)
+                .where(RecordingRow.id == recording_id)
+                .values(status=status, summary=json.dumps(summary), ended_at=now)
+            )
+
+    async def interrupt_recordings(self, now: float) -> list[str]:
+        """After a restart: recordings left open were interrupted. Returns their ids."""
+        async with self._sessions.begin() as db:
+            ids = list(
+                await db.scalars(select(RecordingRow.id).where(RecordingRow.status == "recording"))
+            )
+            if ids:
+                await db.execute(
+                    update(RecordingRow)
+                    .where(RecordingRow.id.in_(ids))
+                    .values(status="interrupted", ended_at=now)
+                )
+            return ids
+
+    async def recordings(self, session_id: str) -> list[dict[str, Any]]:
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(RecordingRow)
+                .where(RecordingRow.session_id == session_id)
+                .order_by(RecordingRow.started_at)
+            )
+            return [
+                {
+                    "id": r.id,
+                    "file": r.file,
+                    "key_id": r.key_id,
+                    "wrapped_key": r.wrapped_key,
+                    "started_at": r.started_at,
+                    "ended_at": r.ended_at,
+                    "status": r.status,
+                    "summary": json.loads(r.summary),
+                }
+                for r in rows
+            ]
 
 
 def _audit_entry(row: AuditRow) -> Entry:

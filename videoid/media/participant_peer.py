@@ -97,6 +97,8 @@ class ParticipantPeer:
         self.taps: dict[str, EncodedTap] = {}
         self.incoming: dict[str, MediaStreamTrack] = {}
         self.partner: ParticipantPeer | None = None
+        self.on_tap: Callable[[str, EncodedTap], None] | None = None
+        """Called with each new encoded tap (the recorder subscribes to it)."""
         self.on_video: Callable[[MediaStreamTrack], None] | None = None
         """Called with each incoming video track to decode (the live analysis); in
         encoded forwarding, only such a track's frames are decoded."""
@@ -183,6 +185,8 @@ class ParticipantPeer:
             )
             assert isinstance(receiver, RTCRtpReceiver)
             self.taps[kind] = EncodedTap.install(receiver, kind)
+            if self.on_tap is not None:
+                self.on_tap(kind, self.taps[kind])
         if kind == "video" and self.on_video is not None:
             if self.forwarding == "encoded":
                 self.taps[kind].decode = True

@@ -1,0 +1,71 @@
+"""A real call recorded through the server: both directions, audio and video, as the
+packets arrived, encrypted as written; decrypted, it plays (R13)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import av
+
+from videoid.bots.customer_bot import CustomerBot
+from videoid.bots.operator_bot import OperatorBot
+from videoid.recordings.stream_crypto import ReadResult, open_segments
+
+from .conftest import PASSWORD, StartServer
+
+
+async def test_a_call_is_recorded_both_ways(
+    start_server: StartServer, customer_video: Path, operator_video: Path, tmp_path: Path
+) -> None:
+    server = await start_server(live={"workers": 0})
+    await server.operator("olga")
+    invitation = await server.invite()
+    operator = OperatorBot(
+        server.url, "olga", PASSWORD, video=operator_video, decision="rejected",
+        watch_seconds=4.0, min_video_frames=5,
+    )  # fmt: skip
+    customer = CustomerBot(invitation.url, customer_video)
+    op_task = asyncio.create_task(operator.run(calls=1, timeout_seconds=30))
+    await asyncio.wait_for(customer.run(timeout_seconds=30), 60)
+    await asyncio.wait_for(op_task, 30)
+
+    services = server.services
+    [recording] = await services.repo.recordings(invitation.session_id)
+    assert recording["status"] == "complete", recording
+    summary = recording["summary"]
+    assert summary["segments"] >= 3 and summary["error"] is None
+    assert all(summary["packets"][s] > 20 for s in summary["packets"]), summary["packets"]
+
+    path = services.config.data_path / "recordings" / recording["file"]
+    raw = path.read_bytes()
+    assert b"VP8" not in raw[200:] and b"OpusHead" not in raw  # encrypted at rest
+    result = ReadResult()
+    plain = b"".join(
+        open_segments(path, services.objects.files.wrapper, result, recording["wrapped_key"])
+    )
+    assert result.complete and result.sha256 == summary["sha256"]
+    (tmp_path / "call.mkv").write_bytes(plain)
+
+    with av.open(str(tmp_path / "call.mkv")) as container:
+        streams = {s.metadata.get("title"): s for s in container.streams}
+        assert set(streams) == {
+            "customer_video", "customer_audio", "operator_video", "operator_audio"
+        }  # fmt: skip
+        assert {streams[n].codec_context.name for n in streams} == {"vp8", "opus"}
+        last: dict[str, float] = {}
+        frames = dict.fromkeys(streams, 0)
+        for packet in container.demux():
+            title = packet.stream.metadata.get("title")
+            if packet.pts is not None:
+                last[title] = float(packet.pts * packet.time_base)
+            if packet.stream.type == "video" and packet.size:
+                frames[title] += sum(1 for _ in packet.decode())
+            elif packet.size:
+                frames[title] += 1
+    # both videos decode, both audio streams carry ~50 packets a second, in step
+    assert frames["customer_video"] >= 30 and frames["operator_video"] >= 30, frames
+    assert frames["customer_audio"] >= 150 and frames["operator_audio"] >= 150, frames
+    seconds = summary["seconds"]
+    assert 3.5 <= seconds <= 20
+    assert all(abs(last[n] - seconds) < 1.5 for n in last), (last, seconds)

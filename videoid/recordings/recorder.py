@@ -1,0 +1,192 @@
+"""The call recorder: both directions, audio and video, as the encoded packets that
+arrive (no decoding, no re-encoding), muxed into Matroska as they come and encrypted as
+they are written.
+
+It subscribes to the four encoded taps of a call (customer video and audio, operator
+video and audio) like any forwarder. Packets are stamped with their arrival time on
+one clock (milliseconds from the recording's start), which keeps the four streams in
+step; video waits for its first keyframe. The muxer writes into memory (Matroska in
+"live" mode needs no seeking, and survives a crash: clusters are self-contained); once
+a second the bytes go to the :class:`~videoid.recordings.stream_crypto.SegmentWriter`
+in a worker thread (sealing and fsync off the event loop). A killed process loses at
+most the last second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import io
+import logging
+import struct
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import av
+
+from ..storage.envelope import KeyWrapper
+from .stream_crypto import SegmentWriter
+
+logger = logging.getLogger(__name__)
+
+STREAMS = ("customer_video", "customer_audio", "operator_video", "operator_audio")
+OPUS_HEAD = b"OpusHead" + bytes([1, 2]) + struct.pack("<HIhB", 312, 48000, 0, 0)
+"""Matroska wants Opus's identification header as the track's private data (RFC 7845)."""
+MS = fractions.Fraction(1, 1000)
+
+
+class _Buffer(io.RawIOBase):
+    """Where the muxer writes: memory, drained once a second."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._lock = threading.Lock()
+        self.position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.position
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        with self._lock:
+            self._chunks.append(chunk)
+            self.position += len(chunk)
+        return len(chunk)
+
+    def take(self) -> bytes:
+        with self._lock:
+            chunks, self._chunks = self._chunks, []
+        return b"".join(chunks)
+
+
+class _StreamSink:
+    """One tap's subscriber: feeds its packets to the recorder."""
+
+    def __init__(self, recorder: CallRecorder, name: str) -> None:
+        self.recorder = recorder
+        self.name = name
+
+    def push(self, codec: Any, frame: Any, keyframe: bool) -> None:
+        self.recorder.push(self.name, frame.data, keyframe)
+
+    def end(self) -> None:
+        pass
+
+
+class CallRecorder:
+    def __init__(
+        self,
+        path: Path,
+        recording_id: str,
+        wrapper: KeyWrapper,
+        *,
+        created: float,
+        width: int = 640,
+        height: int = 480,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.recording_id = recording_id
+        self.path = path
+        self._now = now
+        self._start = now()
+        self._writer = SegmentWriter(path, recording_id, wrapper, created=created)
+        self.wrapped_key = self._writer.wrapped_key
+        self.key_id = self._writer.key_id
+        self._buffer = _Buffer()
+        self._container = av.open(self._buffer, "w", format="matroska", options={"live": "1"})
+        self._streams: dict[str, Any] = {}
+        for name in STREAMS:
+            stream: Any
+            if name.endswith("video"):
+                stream = self._container.add_stream("vp8", rate=30)
+                stream.width, stream.height = width, height
+            else:
+                stream = self._container.add_stream("opus", rate=48000)
+                stream.codec_context.extradata = OPUS_HEAD
+            stream.metadata["title"] = name
+            self._streams[name] = stream
+        self._last: dict[str, int] = {}
+        self._keyed: set[str] = set()
+        self.packets: dict[str, int] = dict.fromkeys(STREAMS, 0)
+        self.sinks = {name: _StreamSink(self, name) for name in STREAMS}
+        self._io_lock = threading.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+        self.error: str | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._drain_every_second())
+
+    def push(self, name: str, data: bytes, keyframe: bool) -> None:
+        if self.closed or self.error:
+            return
+        if name.endswith("video") and name not in self._keyed:
+            if not keyframe:
+                return  # undecodable until the first keyframe
+            self._keyed.add(name)
+        at = round((self._now() - self._start) * 1000)
+        at = max(at, self._last.get(name, -1) + 1)
+        self._last[name] = at
+        packet = av.Packet(data)
+        packet.stream = self._streams[name]
+        packet.pts = packet.dts = at
+        packet.time_base = MS
+        packet.is_keyframe = keyframe
+        try:
+            self._container.mux(packet)
+            self.packets[name] += 1
+        except (av.error.FFmpegError, ValueError) as err:
+            self.error = f"muxing failed: {err}"
+            logger.error("recording %s: %s", self.recording_id, self.error)
+
+    async def _drain_every_second(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(1.0)
+            try:
+                await asyncio.to_thread(self._drain)
+            except OSError as err:  # a full disk: the call goes on, the recording says why
+                self.error = f"cannot write the recording: {err}"
+                logger.error("recording %s: %s", self.recording_id, self.error)
+                return
+
+    def _drain(self) -> None:
+        with self._io_lock:
+            data = self._buffer.take()
+            if data:
+                self._writer.write(data)
+                self._writer.flush()
+
+    async def close(self) -> dict[str, Any]:
+        """Finish the file; returns what the evidence records of it."""
+        if not self.closed:
+            self.closed = True
+            if self._task is not None:
+                self._task.cancel()
+            await asyncio.to_thread(self._finish)
+        return {
+            "recording": self.recording_id,
+            "segments": self._writer.segments,
+            "bytes": self._writer.bytes_in,
+            "sha256": self._sha256,
+            "packets": dict(self.packets),
+            "seconds": round(max(self._last.values(), default=0) / 1000, 3),
+            "error": self.error,
+        }
+
+    def _finish(self) -> None:
+        with self._io_lock:
+            try:
+                self._container.close()
+            except (av.error.FFmpegError, ValueError) as err:
+                self.error = self.error or f"closing failed: {err}"
+            self._writer.write(self._buffer.take())
+            self._sha256 = self._writer.close()
