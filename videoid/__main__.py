@@ -311,6 +311,47 @@ def cmd_bench_face_match(args: argparse.Namespace) -> None:
     run(Path(args.photos), Path(args.data_dir), args.rounds)
 
 
+def cmd_evidence_export(args: argparse.Namespace) -> None:
+    from .db import Repository
+    from .recordings.evidence import Evidence, EvidenceKey
+    from .storage import ObjectStore
+
+    config = _config(args)
+
+    async def work() -> dict[str, Any]:
+        repo = await Repository.open(config.database_url)
+        try:
+            evidence = Evidence(
+                repo,
+                ObjectStore.from_config(repo, config),
+                config.data_path / "recordings",
+                EvidenceKey.from_file(config.data_path / "keys" / "evidence.key"),
+            )
+            return await evidence.export(args.session, Path(args.out), "cli", SystemClock().now())
+        finally:
+            await repo.close()
+
+    body = asyncio.run(work())
+    print(f"wrote {args.out}: {len(body['items'])} items, sealed at {body['sealed_at']}")
+
+
+def cmd_evidence_verify(args: argparse.Namespace) -> None:
+    from .recordings.evidence import verify_package
+
+    trusted = Path(args.trusted_key).read_bytes() if args.trusted_key else None
+    verdict = verify_package(Path(args.file), trusted)
+    if verdict.ok:
+        print(
+            f"evidence verified: session {verdict.session_id}, {verdict.items} items, "
+            f"signed by key {verdict.key_id}"
+        )
+        return
+    print("evidence NOT verified:")
+    for problem in verdict.problems:
+        print(f"  - {problem}")
+    sys.exit(1)
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> None:
     from .recordings.audit_chain import verify
 
@@ -448,6 +489,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_document)
 
     assets = "var/test-assets/face_recognition"
+    evidence = sub.add_parser("evidence", help="evidence packages").add_subparsers(
+        dest="what", required=True
+    )
+    p = with_config(evidence.add_parser("export", help="write a session's evidence package"))
+    p.add_argument("session")
+    p.add_argument("--out", required=True, help="the zip to write")
+    p.set_defaults(func=cmd_evidence_export)
+    p = evidence.add_parser("verify", help="check a package offline; exit 1 naming what fails")
+    p.add_argument("file")
+    p.add_argument("--trusted-key", help="the provider's evidence public key (PEM)")
+    p.set_defaults(func=cmd_evidence_verify)
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="what", required=True)
     p = with_config(audit.add_parser("verify", help="check the audit chain; exit 1 if broken"))
     p.add_argument("--checkpoint", help="SEQ:HASH of a head kept elsewhere (detects a cut)")

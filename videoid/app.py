@@ -31,6 +31,7 @@ from .operator_console.call_tools import CallTools
 from .operator_console.checklist import ChecklistTemplate
 from .operator_console.namespace import OperatorNamespace
 from .operator_console.reviews_http import ReviewsApi
+from .recordings.evidence import Evidence, EvidenceKey
 from .services import SERVICES, Services
 from .session import PRE_CALL_STEPS, State
 from .storage import ObjectStore
@@ -106,6 +107,17 @@ def create_app(
         )
         center.live_pool, center.match_pool = live_pool, match_pool
         center.recordings = RecordingStore(config.data_path / "recordings", objects.files.wrapper)
+        evidence = Evidence(
+            repo,
+            objects,
+            config.data_path / "recordings",
+            EvidenceKey.from_file(config.data_path / "keys" / "evidence.key"),
+        )
+
+        async def seal(session_id: str) -> None:
+            await evidence.seal(session_id, clock.now())
+
+        center.after_decision = seal
         center.reference_photos = onboarding.reference_photos
         sms = sms_gateway(config)
         tools = CallTools(

@@ -118,6 +118,8 @@ class CallCenter:
         self.before_decision: Callable[[str, str, str], Awaitable[None]] | None = None
         self.recordings: RecordingStore | None = None
         """Where calls are recorded; None records nothing."""
+        self.after_decision: Callable[[str], Awaitable[Any]] | None = None
+        """Run (in the background) once a decision is saved: the evidence is sealed."""
         """Checks a decision may be taken (the checklist); raises to refuse it."""
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -400,6 +402,8 @@ class CallCenter:
                 self._room.record_call_length(now - live.call_started_at)
             await self._close_peers(live)
             self._release_operator(operator_id)
+            if self.after_decision is not None:
+                self._in_background(self.after_decision(session_id))
             self._notify_customer(
                 session_id, "outcome", {"outcome": outcome, "state": live.machine.state.value}
             )
@@ -435,6 +439,8 @@ class CallCenter:
                 self._clock.now(),
             )
             await self._persist(machine)
+            if self.after_decision is not None:
+                self._in_background(self.after_decision(session_id))
             self._notify_customer(
                 session_id, "outcome", {"outcome": outcome, "state": machine.state.value}
             )
@@ -820,7 +826,12 @@ class CallCenter:
     def _in_background(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("background work failed", exc_info=task.exception())
 
     def _publisher(
         self, session_id: str, operator_id: int

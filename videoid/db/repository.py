@@ -577,6 +577,28 @@ class Repository:
             row.created_at,
         )
 
+    async def objects_of(self, session_id: str) -> list[ObjectRecord]:
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(StoredObject)
+                .where(StoredObject.session_id == session_id)
+                .order_by(StoredObject.created_at, StoredObject.id)
+            )
+            return [
+                ObjectRecord(
+                    r.id,
+                    r.session_id,
+                    r.kind,
+                    r.content_type,
+                    r.size,
+                    r.sha256,
+                    r.key_id,
+                    r.wrapped_key,
+                    r.created_at,
+                )
+                for r in rows
+            ]
+
     async def add_session_token(
         self, session_id: str, kind: str, token_hash: str, now: float, expires_at: float
     ) -> None:
@@ -837,9 +859,14 @@ class Repository:
     # -- recordings -------------------------------------------------------------------
 
     async def add_recording(
-        self, recording_id: str, session_id: str, file: str, key_id: str, wrapped_key: bytes,
+        self,
+        recording_id: str,
+        session_id: str,
+        file: str,
+        key_id: str,
+        wrapped_key: bytes,
         now: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         async with self._sessions.begin() as db:
             db.add(
                 RecordingRow(

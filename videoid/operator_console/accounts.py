@@ -59,9 +59,12 @@ class Accounts:
         hashed = await asyncio.get_running_loop().run_in_executor(None, _hasher.hash, password)
         operator_id = await self._repo.add_operator(username, hashed, role, now)
         await self._repo.append_audit(
-            now, "account_created", "system", f"operator:{operator_id}",
+            now,
+            "account_created",
+            "system",
+            f"operator:{operator_id}",
             {"username": username, "role": role},
-        )  # fmt: skip
+        )
         return operator_id
 
     async def login(self, username: str, password: str, now: float) -> Login:

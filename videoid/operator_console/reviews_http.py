@@ -64,9 +64,12 @@ class ReviewsApi:
         if record is None:
             raise SessionNotFound()
         await services.repo.append_audit(
-            services.clock.now(), "evidence_viewed", f"operator:{supervisor.id}", session_id,
+            services.clock.now(),
+            "evidence_viewed",
+            f"operator:{supervisor.id}",
+            session_id,
             {"what": "review"},
-        )  # fmt: skip
+        )
         decisions = await services.repo.decisions(session_id)
         operators: dict[int, Any] = {}
         for d in decisions:
