@@ -352,6 +352,45 @@ def cmd_evidence_verify(args: argparse.Namespace) -> None:
     sys.exit(1)
 
 
+def cmd_retention(args: argparse.Namespace) -> None:
+    from .db import Repository
+    from .recordings.retention import Retention
+    from .storage import ObjectStore
+
+    config = _config(args)
+
+    async def work() -> None:
+        repo = await Repository.open(config.database_url)
+        try:
+            retention = Retention(
+                repo,
+                ObjectStore.from_config(repo, config),
+                config.data_path / "recordings",
+                config.retention.years,
+            )
+            now = SystemClock().now()
+            if args.what == "hold":
+                await retention.hold(args.session, args.reason, "cli", now)
+                print(f"session {args.session}: under legal hold")
+            elif args.what == "release":
+                done = await retention.release(args.session, "cli", now)
+                print(f"session {args.session}: " + ("hold released" if done else "no hold"))
+            else:
+                due = await retention.due(now)
+                print(f"{len(due)} sessions past {retention.years:g} years of retention")
+                if not args.dry_run:
+                    for session_id in due:
+                        report = await retention.purge(session_id, now)
+                        print(
+                            f"  {session_id}: {report.objects} objects and "
+                            f"{report.recordings} recordings destroyed"
+                        )
+        finally:
+            await repo.close()
+
+    asyncio.run(work())
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> None:
     from .recordings.audit_chain import verify
 
@@ -500,6 +539,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--trusted-key", help="the provider's evidence public key (PEM)")
     p.set_defaults(func=cmd_evidence_verify)
+    retention = sub.add_parser("retention", help="legal holds and the purge").add_subparsers(
+        dest="what", required=True
+    )
+    p = with_config(retention.add_parser("hold", help="keep a session past its retention"))
+    p.add_argument("session")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=cmd_retention)
+    p = with_config(retention.add_parser("release", help="lift a legal hold"))
+    p.add_argument("session")
+    p.set_defaults(func=cmd_retention)
+    p = with_config(retention.add_parser("purge", help="destroy what is past retention now"))
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_retention)
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="what", required=True)
     p = with_config(audit.add_parser("verify", help="check the audit chain; exit 1 if broken"))
     p.add_argument("--checkpoint", help="SEQ:HASH of a head kept elsewhere (detects a cut)")

@@ -32,6 +32,7 @@ from .operator_console.checklist import ChecklistTemplate
 from .operator_console.namespace import OperatorNamespace
 from .operator_console.reviews_http import ReviewsApi
 from .recordings.evidence import Evidence, EvidenceKey
+from .recordings.retention import Retention
 from .services import SERVICES, Services
 from .session import PRE_CALL_STEPS, State
 from .storage import ObjectStore
@@ -118,6 +119,9 @@ def create_app(
             await evidence.seal(session_id, clock.now())
 
         center.after_decision = seal
+        retention = Retention(
+            repo, objects, config.data_path / "recordings", config.retention.years
+        )
         center.reference_photos = onboarding.reference_photos
         sms = sms_gateway(config)
         tools = CallTools(
@@ -145,6 +149,7 @@ def create_app(
             onboarding,
             tools,
             sms,
+            retention,
         )
         sio.register_namespace(CustomerNamespace(config, invitations, center, tools, clock))
         sio.register_namespace(OperatorNamespace(config, accounts, center, tools, clock))
@@ -157,6 +162,7 @@ def create_app(
             )
             app[FIRST_START] = FirstStart("admin", password, invitation)
         ticker = asyncio.create_task(_tick(center))
+        purger = asyncio.create_task(_purge(retention, clock, config.retention.purge_every_hours))
         monitor.start()
         warming = [  # the models load in the workers now, not in the first call
             asyncio.create_task(_warm(p))
@@ -170,6 +176,7 @@ def create_app(
             for task in warming:
                 task.cancel()
             ticker.cancel()
+            purger.cancel()
             try:
                 await ticker
             except asyncio.CancelledError:
@@ -217,6 +224,18 @@ async def _warm(pool: AnalysisPool) -> None:
         await pool.warm(warm)
     except Exception:  # a worker that cannot load its models fails its first job loudly
         logger.exception("the analysis workers could not load their models")
+
+
+async def _purge(retention: Retention, clock: Clock, every_hours: float) -> None:
+    """The scheduled purge at the end of retention (R14)."""
+    while True:
+        try:
+            reports = await retention.purge_due(clock.now())
+            if reports:
+                logger.info("retention: %d sessions purged", len(reports))
+        except Exception:
+            logger.exception("retention: the purge failed; it runs again later")
+        await asyncio.sleep(max(60.0, every_hours * 3600))
 
 
 async def _tick(center: CallCenter) -> None:

@@ -194,6 +194,15 @@ class CallConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    years: float = 20.0
+    """How long a session's evidence is kept after it ends (Italian CAD, qualified
+    certificates: 20 years; BaFin: 5). Then its personal data is destroyed."""
+    purge_every_hours: float = 24.0
+    """How often the server looks for sessions to purge."""
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     directory: str = ""
     """Where encrypted objects go; empty means ``objects`` in the data directory."""
@@ -216,6 +225,7 @@ class Config:
     live: LiveConfig = field(default_factory=LiveConfig)
     call: CallConfig = field(default_factory=CallConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     @property
     def data_path(self) -> Path:

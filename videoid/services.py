@@ -17,6 +17,7 @@ from .db import Repository
 from .notify import SmsGateway
 from .operator_console.accounts import Accounts
 from .operator_console.call_tools import CallTools
+from .recordings.retention import Retention
 from .storage import ObjectStore
 
 
@@ -37,6 +38,7 @@ class Services:
     onboarding: Onboarding
     tools: CallTools
     sms: SmsGateway
+    retention: Retention
 
 
 SERVICES = web.AppKey("services", Services)

@@ -58,6 +58,8 @@ class SessionRow(Base):
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    purged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """When its personal data was destroyed at the end of retention."""
 
 
 class Transition(Base):
@@ -212,3 +214,13 @@ class RecordingRow(Base):
     """``recording``, ``complete``, ``interrupted``."""
     summary: Mapped[str] = mapped_column(Text)
     """JSON: segments, bytes, sha256, packets per stream, seconds, error."""
+
+
+class LegalHold(Base):
+    __tablename__ = "legal_holds"
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("identification_sessions.id"), primary_key=True
+    )
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(64))
+    placed_at: Mapped[float] = mapped_column(Float)

@@ -35,6 +35,7 @@ from .models import (
     Consent,
     Customer,
     Decision,
+    LegalHold,
     OneTimeCode,
     Operator,
     OperatorLogin,
@@ -925,6 +926,72 @@ class Repository:
                 }
                 for r in rows
             ]
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def place_hold(self, session_id: str, reason: str, by: str, now: float) -> None:
+        async with self._sessions.begin() as db:
+            await db.merge(
+                LegalHold(session_id=session_id, reason=reason, placed_by=by, placed_at=now)
+            )
+
+    async def release_hold(self, session_id: str) -> bool:
+        async with self._sessions.begin() as db:
+            done = await db.execute(delete(LegalHold).where(LegalHold.session_id == session_id))
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    async def holds(self) -> set[str]:
+        async with self._sessions() as db:
+            return set(await db.scalars(select(LegalHold.session_id)))
+
+    async def sessions_ended_before(self, states: Iterable[str], before: float) -> list[str]:
+        """Sessions in ``states`` whose last change is older than ``before``, not purged."""
+        async with self._sessions() as db:
+            return list(
+                await db.scalars(
+                    select(SessionRow.id).where(
+                        SessionRow.state.in_(list(states)),
+                        SessionRow.updated_at < before,
+                        SessionRow.purged_at.is_(None),
+                    )
+                )
+            )
+
+    async def purge_session_data(self, session_id: str, now: float) -> dict[str, int]:
+        """Destroy what names the person (after the objects' and recordings' keys are
+        gone): onboarding results, call items, the customer's contact details, the
+        consents' client address, the audit details about the session. The session,
+        its transitions and decisions (no personal data) and the audit chain stay."""
+        async with self._audit_lock, self._sessions.begin() as db:
+            row = await db.get(SessionRow, session_id)
+            if row is None:
+                raise StorageError("no such session", code="session_not_found")
+            subject_seqs = select(AuditRow.seq).where(AuditRow.subject == session_id)
+            erased = await db.execute(
+                delete(AuditDetails).where(AuditDetails.seq.in_(subject_seqs))
+            )
+            await db.execute(delete(StepResult).where(StepResult.session_id == session_id))
+            items = await db.execute(delete(CallItem).where(CallItem.session_id == session_id))
+            await db.execute(
+                update(Consent).where(Consent.session_id == session_id).values(client_address="")
+            )
+            await db.execute(
+                update(Customer)
+                .where(Customer.id == row.customer_id)
+                .values(email="", phone="", person_key=None)
+            )
+            await db.execute(
+                update(RecordingRow)
+                .where(RecordingRow.session_id == session_id)
+                .values(wrapped_key=None)
+            )
+            row.purged_at = now
+            counts = {
+                "audit_details": int(erased.rowcount),  # type: ignore[attr-defined]
+                "call_items": int(items.rowcount),  # type: ignore[attr-defined]
+            }
+            await self._append_audit(db, now, "retention_purge", "system", session_id, counts)
+            return counts
 
 
 def _audit_entry(row: AuditRow) -> Entry:
