@@ -25,17 +25,23 @@ from .conftest import ROOT, free_port
 
 
 async def start(data: Path, port: int) -> tuple[asyncio.subprocess.Process, str]:
+    """The server as a process, its output to a file (a pipe nobody reads would fill up
+    and stop it)."""
     env = {**os.environ, "VIDEOID_ONBOARDING_REQUIRED_STEPS": "", "VIDEOID_LIVE_WORKERS": "0"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "server.py"), "--port", str(port), "--data-dir", str(data),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out = ""
-    while "new invitations" not in out:
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)  # type: ignore[union-attr]
-        assert line, out
-        out += line.decode()
-    return proc, out
+    data.mkdir(parents=True, exist_ok=True)
+    log = data / f"server-{len(list(data.glob('server-*.log')))}.log"
+    with log.open("wb") as out_file:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "server.py"), "--port", str(port), "--data-dir",
+            str(data), cwd=ROOT, env=env, stdout=out_file, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+    for _ in range(300):
+        out = log.read_text(errors="replace")
+        if "new invitations" in out:
+            return proc, out
+        assert proc.returncode is None, out
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the server did not start: {log.read_text(errors='replace')}")
 
 
 async def test_a_killed_server_leaves_a_playable_recording(
