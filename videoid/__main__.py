@@ -311,27 +311,33 @@ def cmd_bench_face_match(args: argparse.Namespace) -> None:
     run(Path(args.photos), Path(args.data_dir), args.rounds)
 
 
-def cmd_evidence_export(args: argparse.Namespace) -> None:
+async def _with_store(config: Config, work: Any) -> Any:
+    """Run ``work(repo, objects)`` against the configured database and object store."""
     from .db import Repository
-    from .recordings.evidence import Evidence, EvidenceKey
     from .storage import ObjectStore
+
+    repo = await Repository.open(config.database_url)
+    try:
+        return await work(repo, ObjectStore.from_config(repo, config))
+    finally:
+        await repo.close()
+
+
+def cmd_evidence_export(args: argparse.Namespace) -> None:
+    from .recordings.evidence import Evidence, EvidenceKey
 
     config = _config(args)
 
-    async def work() -> dict[str, Any]:
-        repo = await Repository.open(config.database_url)
-        try:
-            evidence = Evidence(
-                repo,
-                ObjectStore.from_config(repo, config),
-                config.data_path / "recordings",
-                EvidenceKey.from_file(config.data_path / "keys" / "evidence.key"),
-            )
-            return await evidence.export(args.session, Path(args.out), "cli", SystemClock().now())
-        finally:
-            await repo.close()
+    async def work(repo: Any, objects: Any) -> dict[str, Any]:
+        evidence = Evidence(
+            repo,
+            objects,
+            config.data_path / "recordings",
+            EvidenceKey.from_file(config.data_path / "keys" / "evidence.key"),
+        )
+        return await evidence.export(args.session, Path(args.out), "cli", SystemClock().now())
 
-    body = asyncio.run(work())
+    body = asyncio.run(_with_store(config, work))
     print(f"wrote {args.out}: {len(body['items'])} items, sealed at {body['sealed_at']}")
 
 
@@ -353,42 +359,33 @@ def cmd_evidence_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_retention(args: argparse.Namespace) -> None:
-    from .db import Repository
     from .recordings.retention import Retention
-    from .storage import ObjectStore
 
     config = _config(args)
 
-    async def work() -> None:
-        repo = await Repository.open(config.database_url)
-        try:
-            retention = Retention(
-                repo,
-                ObjectStore.from_config(repo, config),
-                config.data_path / "recordings",
-                config.retention.years,
-            )
-            now = SystemClock().now()
-            if args.what == "hold":
-                await retention.hold(args.session, args.reason, "cli", now)
-                print(f"session {args.session}: under legal hold")
-            elif args.what == "release":
-                done = await retention.release(args.session, "cli", now)
-                print(f"session {args.session}: " + ("hold released" if done else "no hold"))
-            else:
-                due = await retention.due(now)
-                print(f"{len(due)} sessions past {retention.years:g} years of retention")
-                if not args.dry_run:
-                    for session_id in due:
-                        report = await retention.purge(session_id, now)
-                        print(
-                            f"  {session_id}: {report.objects} objects and "
-                            f"{report.recordings} recordings destroyed"
-                        )
-        finally:
-            await repo.close()
+    async def work(repo: Any, objects: Any) -> None:
+        retention = Retention(
+            repo, objects, config.data_path / "recordings", config.retention.years
+        )
+        now = SystemClock().now()
+        if args.what == "hold":
+            await retention.hold(args.session, args.reason, "cli", now)
+            print(f"session {args.session}: under legal hold")
+        elif args.what == "release":
+            done = await retention.release(args.session, "cli", now)
+            print(f"session {args.session}: " + ("hold released" if done else "no hold"))
+        else:
+            due = await retention.due(now)
+            print(f"{len(due)} sessions past {retention.years:g} years of retention")
+            if not args.dry_run:
+                for session_id in due:
+                    report = await retention.purge(session_id, now)
+                    print(
+                        f"  {session_id}: {report.objects} objects and "
+                        f"{report.recordings} recordings destroyed"
+                    )
 
-    asyncio.run(work())
+    asyncio.run(_with_store(config, work))
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:

@@ -422,6 +422,28 @@ class Repository:
                 for r in rows
             ]
 
+    async def named_decisions(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's decisions with the names of who took them (for reviews and the
+        evidence)."""
+        async with self._sessions() as db:
+            rows = await db.execute(
+                select(Decision, Operator.username)
+                .join(Operator, Operator.id == Decision.operator_id, isouter=True)
+                .where(Decision.session_id == session_id)
+                .order_by(Decision.id)
+            )
+            return [
+                {
+                    "operator_id": d.operator_id,
+                    "operator": username,
+                    "outcome": d.outcome,
+                    "reason_code": d.reason_code,
+                    "reason_text": d.reason_text,
+                    "at": d.at,
+                }
+                for d, username in rows
+            ]
+
     async def transitions(self, session_id: str) -> list[tuple[str, str, float, str]]:
         async with self._sessions() as db:
             rows = await db.scalars(

@@ -70,26 +70,11 @@ class ReviewsApi:
             session_id,
             {"what": "review"},
         )
-        decisions = await services.repo.decisions(session_id)
-        operators: dict[int, Any] = {}
-        for d in decisions:
-            if d.operator_id not in operators:
-                op = await services.repo.find_operator(id=d.operator_id)
-                operators[d.operator_id] = op.username if op else None
         return web.json_response(
             {
                 "session_id": session_id,
                 "state": record.state,
-                "decisions": [
-                    {
-                        "operator": operators[d.operator_id],
-                        "outcome": d.outcome,
-                        "reason_code": d.reason_code,
-                        "reason_text": d.reason_text,
-                        "at": d.at,
-                    }
-                    for d in decisions
-                ],
+                "decisions": await services.repo.named_decisions(session_id),
                 "onboarding": await services.onboarding.operator_view(session_id),
                 "call": await services.tools.call_view(session_id),
                 "reasons": services.tools.reasons(),

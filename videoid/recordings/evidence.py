@@ -97,11 +97,6 @@ async def collect(
     record = await repo.find_session(id=session_id)
     if record is None:
         raise EvidenceError("no such session", code="session_not_found")
-    decisions = await repo.decisions(session_id)
-    names = {}
-    for d in decisions:
-        operator = await repo.find_operator(id=d.operator_id)
-        names[d.operator_id] = operator.username if operator else None
     session = {
         "session_id": session_id,
         "state": record.state,
@@ -119,17 +114,7 @@ async def collect(
             }
             for a in await repo.assignments(session_id)
         ],
-        "decisions": [
-            {
-                "operator_id": d.operator_id,
-                "operator": names[d.operator_id],
-                "outcome": d.outcome,
-                "reason_code": d.reason_code,
-                "reason_text": d.reason_text,
-                "at": d.at,
-            }
-            for d in decisions
-        ],
+        "decisions": await repo.named_decisions(session_id),
     }
     items = [
         Item("session.json", _json(session)),
