@@ -69,3 +69,41 @@ async def test_a_call_is_recorded_both_ways(
     seconds = summary["seconds"]
     assert 3.5 <= seconds <= 20
     assert all(abs(last[n] - seconds) < 1.5 for n in last), (last, seconds)
+
+
+async def test_a_full_disk_stops_the_recording_not_the_call(tmp_path: Path) -> None:
+    """The disk fills while recording: the recorder says why and takes no more packets;
+    nothing raises into the call's media path, and what was written still reads."""
+    from videoid.recordings.recorder import CallRecorder
+    from videoid.storage.envelope import LocalMasterKey
+
+    key = LocalMasterKey(bytes(32))
+    recorder = CallRecorder(tmp_path / "r.vrec", "rec-full", key, created=1.0)
+    recorder.start()
+    keyframe = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]) + bytes(100)  # a VP8 key frame
+
+    def all_streams() -> None:  # the muxer interleaves: it writes once every stream has data
+        for side in ("customer", "operator"):
+            recorder.push(f"{side}_video", keyframe, True)
+            recorder.push(f"{side}_audio", b"\xfc" + bytes(40), True)
+
+    for _ in range(3):
+        all_streams()
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.3)  # a segment written
+
+    def full(data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    recorder._writer.write = full  # type: ignore[method-assign]
+    for _ in range(3):
+        all_streams()
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.3)
+    assert recorder.error is not None and "No space left" in recorder.error
+    recorder.push("customer_audio", b"\xfc" + bytes(40), True)  # ignored, no exception
+    summary = await recorder.close()  # and closing does not raise either
+    assert summary["error"] == recorder.error
+    result = ReadResult()
+    segments = list(open_segments(tmp_path / "r.vrec", key, result))
+    assert len(segments) >= 1 and segments[0][:4] == b"\x1aE\xdf\xa3"  # still reads (Matroska)

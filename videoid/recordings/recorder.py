@@ -122,6 +122,7 @@ class CallRecorder:
         self._task: asyncio.Task[None] | None = None
         self.closed = False
         self.error: str | None = None
+        self._sha256 = ""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._drain_every_second())
@@ -188,5 +189,10 @@ class CallRecorder:
                 self._container.close()
             except (av.error.FFmpegError, ValueError) as err:
                 self.error = self.error or f"closing failed: {err}"
-            self._writer.write(self._buffer.take())
-            self._sha256 = self._writer.close()
+            try:
+                if self.error is None:
+                    self._writer.write(self._buffer.take())
+                self._sha256 = self._writer.close()
+            except OSError as err:  # the disk is full: the file stays readable to here
+                self.error = self.error or f"cannot write the recording: {err}"
+                self._sha256 = ""
