@@ -12,6 +12,7 @@ every item that does not match. Never in it: a code, a PIN, a key.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -134,10 +135,12 @@ async def collect(
         entry = {k: rec[k] for k in ("id", "status", "started_at", "ended_at", "summary")}
         if rec["wrapped_key"] is not None:
             result = ReadResult()
-            data = b"".join(
-                open_segments(
-                    recordings_dir / rec["file"], objects.files.wrapper, result, rec["wrapped_key"]
-                )
+            data = await asyncio.to_thread(  # a long call is megabytes: off the event loop
+                _decrypt,
+                recordings_dir / rec["file"],
+                objects.files.wrapper,
+                result,
+                rec["wrapped_key"],
             )
             entry["read"] = {
                 "segments": result.segments,
@@ -148,6 +151,10 @@ async def collect(
         listing.append(entry)
     items.append(Item("recordings.json", _json(listing)))
     return items
+
+
+def _decrypt(path: Path, wrapper: Any, result: ReadResult, wrapped_key: bytes) -> bytes:
+    return b"".join(open_segments(path, wrapper, result, wrapped_key))
 
 
 def manifest(
@@ -274,7 +281,7 @@ class Evidence:
         items = await collect(self._repo, self._objects, self._recordings_dir, session_id)
         entries = await self._repo.audit_entries()
         head = {"seq": entries[-1].seq, "hash": entries[-1].hash} if entries else {}
-        body = manifest(session_id, items, now, head, self.key)
+        body = await asyncio.to_thread(manifest, session_id, items, now, head, self.key)
         signature = seal(body, self.key)
         stored = await self._objects.put(
             session_id,
@@ -310,7 +317,7 @@ class Evidence:
             assert sealed is not None
         body, signature = sealed
         items = await collect(self._repo, self._objects, self._recordings_dir, session_id)
-        export(path, body, signature, items, self.key)
+        await asyncio.to_thread(export, path, body, signature, items, self.key)
         await self._repo.append_audit(
             now, "evidence_exported", actor, session_id, {"items": len(items)}
         )
