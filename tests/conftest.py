@@ -3,8 +3,11 @@ and face videos made from the public face_recognition test photos."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,22 @@ ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "var" / "test-assets" / "face_recognition"
 ASSETS = ROOT / "var" / "test-assets"
 PASSWORD = "correct horse battery"
+
+
+def _dump_tasks(signum: int, frame: Any) -> None:
+    """``kill -USR1 <pytest>``: print every task of the running loop with its stack, to
+    see what a hung test or teardown waits for."""
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        print("no running loop", file=sys.stderr)
+        return
+    for task in asyncio.all_tasks(loop):
+        print(f"--- {task!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+
+
+signal.signal(signal.SIGUSR1, _dump_tasks)
 
 
 def free_port() -> int:

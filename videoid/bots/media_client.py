@@ -115,10 +115,9 @@ class FrameCounter:
 
     async def stop(self) -> None:
         self.task.cancel()
-        try:
-            await self.task
-        except asyncio.CancelledError:
-            pass
+        # wait() does not raise the task's CancelledError: a cancellation of our caller
+        # still reaches it (catching CancelledError here would swallow that too)
+        await asyncio.wait([self.task])
 
 
 class ClientPeer:
@@ -171,10 +170,12 @@ class ClientPeer:
         return self.frames(kind)
 
     async def close(self) -> None:
-        for counter in self.counters.values():
-            await counter.stop()
-        await self.pc.close()
-        if self._player is not None:
-            for track in (self._player.audio, self._player.video):
-                if track is not None:
-                    track.stop()
+        try:
+            for counter in self.counters.values():
+                await counter.stop()
+            await self.pc.close()
+        finally:  # the player's thread decodes until stopped, whatever happened above
+            if self._player is not None:
+                for track in (self._player.audio, self._player.video):
+                    if track is not None:
+                        track.stop()
