@@ -16,6 +16,8 @@ from aiohttp import web
 from .analysis_pool import AnalysisPool
 from .call_center import CallCenter, RecordingStore
 from .clock import Clock, SystemClock
+from .compliance.http import ComplianceApi
+from .compliance.playback import Playback, PlaybackLinks, load_secret
 from .config import Config
 from .customer_client.invitations import Invitation, Invitations
 from .customer_client.namespace import CustomerNamespace
@@ -107,7 +109,10 @@ def create_app(
             else None
         )
         center.live_pool, center.match_pool = live_pool, match_pool
-        center.recordings = RecordingStore(config.data_path / "recordings", objects.files.wrapper)
+        if config.recording.enabled:
+            center.recordings = RecordingStore(
+                config.data_path / "recordings", objects.files.wrapper
+            )
         evidence = Evidence(
             repo,
             objects,
@@ -150,6 +155,12 @@ def create_app(
             tools,
             sms,
             retention,
+            evidence,
+            Playback(config.data_path / "recordings", objects.files.wrapper),
+            PlaybackLinks(
+                load_secret(config.data_path / "keys" / "playback.key"),
+                config.recording.playback_link_seconds,
+            ),
         )
         sio.register_namespace(CustomerNamespace(config, invitations, center, tools, clock))
         sio.register_namespace(OperatorNamespace(config, accounts, center, tools, clock))
@@ -203,6 +214,7 @@ def create_app(
     app.router.add_routes(HttpApi().routes())
     app.router.add_routes(OnboardingApi().routes())
     app.router.add_routes(ReviewsApi().routes())
+    app.router.add_routes(ComplianceApi().routes())
     return app
 
 

@@ -203,6 +203,14 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class RecordingConfig:
+    enabled: bool = True
+    """Record every call (R13). Off only to measure what recording costs."""
+    playback_link_seconds: float = 900.0
+    """How long a compliance officer's playback link stays valid."""
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     directory: str = ""
     """Where encrypted objects go; empty means ``objects`` in the data directory."""
@@ -226,6 +234,7 @@ class Config:
     call: CallConfig = field(default_factory=CallConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
 
     @property
     def data_path(self) -> Path:

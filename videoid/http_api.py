@@ -93,6 +93,7 @@ class HttpApi:
             web.get("/", self._page("index.html")),
             web.get("/join", self._page("customer.html")),
             web.get("/operator", self._page("operator.html")),
+            web.get("/compliance", self._page("compliance.html")),
             web.static("/static", STATIC),
             web.get("/api/health", self.health),
             web.post("/api/operator/login", self.login),

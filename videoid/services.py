@@ -10,6 +10,7 @@ from aiohttp import web
 from .analysis_pool import AnalysisPool
 from .call_center import CallCenter
 from .clock import Clock
+from .compliance.playback import Playback, PlaybackLinks
 from .config import Config
 from .customer_client.invitations import Invitations
 from .customer_client.onboarding import Onboarding
@@ -17,6 +18,7 @@ from .db import Repository
 from .notify import SmsGateway
 from .operator_console.accounts import Accounts
 from .operator_console.call_tools import CallTools
+from .recordings.evidence import Evidence
 from .recordings.retention import Retention
 from .storage import ObjectStore
 
@@ -39,6 +41,9 @@ class Services:
     tools: CallTools
     sms: SmsGateway
     retention: Retention
+    evidence: Evidence
+    playback: Playback
+    links: PlaybackLinks
 
 
 SERVICES = web.AppKey("services", Services)

@@ -868,6 +868,26 @@ class Repository:
             rows = await db.scalars(select(AuditRow).order_by(AuditRow.id))
             return [_audit_entry(r) for r in rows]
 
+    async def audit_of(self, subject: str) -> list[dict[str, Any]]:
+        """The entries about ``subject`` (a session), with their details where kept."""
+        async with self._sessions() as db:
+            rows = await db.execute(
+                select(AuditRow, AuditDetails.details)
+                .join(AuditDetails, AuditDetails.seq == AuditRow.seq, isouter=True)
+                .where(AuditRow.subject == subject)
+                .order_by(AuditRow.seq)
+            )
+            return [
+                {
+                    "seq": row.seq,
+                    "at": row.at,
+                    "action": row.action,
+                    "actor": row.actor,
+                    "details": None if details is None else json.loads(details),
+                }
+                for row, details in rows
+            ]
+
     async def audit_details(self) -> dict[int, tuple[bytes, dict[str, Any]]]:
         async with self._sessions() as db:
             rows = await db.scalars(select(AuditDetails))
@@ -928,6 +948,20 @@ class Repository:
                 )
             return ids
 
+    async def find_recording(self, recording_id: str) -> dict[str, Any] | None:
+        async with self._sessions() as db:
+            row = await db.get(RecordingRow, recording_id)
+            if row is None:
+                return None
+            return {
+                "id": row.id,
+                "session_id": row.session_id,
+                "file": row.file,
+                "key_id": row.key_id,
+                "wrapped_key": row.wrapped_key,
+                "status": row.status,
+            }
+
     async def recordings(self, session_id: str) -> list[dict[str, Any]]:
         async with self._sessions() as db:
             rows = await db.scalars(
@@ -961,6 +995,92 @@ class Repository:
         async with self._sessions.begin() as db:
             done = await db.execute(delete(LegalHold).where(LegalHold.session_id == session_id))
             return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    async def search_sessions(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        states: Sequence[str] = (),
+        operator_id: int | None = None,
+        session_ids: Sequence[str] = (),
+        limit: int = 2000,
+    ) -> list[dict[str, Any]]:
+        """Sessions created in [since, until), newest first, with what a search shows
+        and filters on: the deciding operators, the onboarding results (personal data,
+        document warnings, the selfie's match), the call's gaps and last analysis,
+        the recordings' states and any legal hold. Six queries, whatever the count."""
+        query = select(SessionRow)
+        if since is not None:
+            query = query.where(SessionRow.created_at >= since)
+        if until is not None:
+            query = query.where(SessionRow.created_at < until)
+        if states:
+            query = query.where(SessionRow.state.in_(list(states)))
+        if session_ids:
+            query = query.where(SessionRow.id.in_(list(session_ids)))
+        if operator_id is not None:
+            handled = select(Decision.session_id).where(Decision.operator_id == operator_id)
+            query = query.where(
+                (SessionRow.operator_id == operator_id) | SessionRow.id.in_(handled)
+            )
+        query = query.order_by(SessionRow.created_at.desc()).limit(limit)
+        async with self._sessions() as db:
+            sessions = (await db.scalars(query)).all()
+            ids = [r.id for r in sessions]
+            out: dict[str, dict[str, Any]] = {
+                r.id: {
+                    "session_id": r.id,
+                    "state": r.state,
+                    "created_at": r.created_at,
+                    "updated_at": r.updated_at,
+                    "purged_at": r.purged_at,
+                    "operator_id": r.operator_id,
+                    "deciders": [],
+                    "results": {},
+                    "gaps": 0,
+                    "analysis": None,
+                    "recordings": [],
+                    "hold": False,
+                }
+                for r in sessions
+            }
+            if not ids:
+                return []
+            for session_id, outcome, username in await db.execute(
+                select(Decision.session_id, Decision.outcome, Operator.username)
+                .join(Operator, Operator.id == Decision.operator_id, isouter=True)
+                .where(Decision.session_id.in_(ids))
+                .order_by(Decision.id)
+            ):
+                out[session_id]["deciders"].append({"operator": username, "outcome": outcome})
+            for result in await db.scalars(
+                select(StepResult).where(
+                    StepResult.session_id.in_(ids),
+                    StepResult.name.in_(["personal_data", "document", "selfie"]),
+                )
+            ):
+                out[result.session_id]["results"][result.name] = json.loads(result.value)
+            for item in await db.scalars(
+                select(CallItem)
+                .where(CallItem.session_id.in_(ids), CallItem.kind.in_(["gap", "analysis"]))
+                .order_by(CallItem.id)
+            ):
+                if item.kind == "gap":
+                    out[item.session_id]["gaps"] += 1
+                else:
+                    out[item.session_id]["analysis"] = json.loads(item.data)
+            for session_id, status in await db.execute(
+                select(RecordingRow.session_id, RecordingRow.status).where(
+                    RecordingRow.session_id.in_(ids)
+                )
+            ):
+                out[session_id]["recordings"].append(status)
+            for session_id in await db.scalars(
+                select(LegalHold.session_id).where(LegalHold.session_id.in_(ids))
+            ):
+                out[session_id]["hold"] = True
+        return list(out.values())
 
     async def holds(self) -> set[str]:
         async with self._sessions() as db:

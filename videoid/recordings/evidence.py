@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ..db import Repository
 from ..errors import StorageError, VideoidError
 from ..storage import ObjectStore
+from .audit_chain import verify as audit_verify
 from .stream_crypto import ReadResult, open_segments
 
 FORMAT = "videoid-evidence-1"
@@ -37,6 +38,7 @@ EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "application/json": "json
 
 class EvidenceError(VideoidError):
     code = "evidence_invalid"
+    status = 409
 
 
 def _json(value: Any) -> bytes:
@@ -52,6 +54,7 @@ class EvidenceKey:
 
     def __init__(self, key: Ed25519PrivateKey) -> None:
         self._key = key
+        self.public = key.public_key()
         self.public_pem = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -92,9 +95,15 @@ class Item:
 
 
 async def collect(
-    repo: Repository, objects: ObjectStore, recordings_dir: Path, session_id: str
+    repo: Repository,
+    objects: ObjectStore,
+    recordings_dir: Path,
+    session_id: str,
+    unreadable: dict[str, str] | None = None,
 ) -> list[Item]:
-    """Every evidence item of the session, decrypted, in a stable order."""
+    """Every evidence item of the session, decrypted, in a stable order. An item that
+    no longer decrypts (changed or lost on disk) raises, or, given ``unreadable``, is
+    left out and named there with the reason."""
     record = await repo.find_session(id=session_id)
     if record is None:
         raise EvidenceError("no such session", code="session_not_found")
@@ -126,28 +135,41 @@ async def collect(
     for obj in await repo.objects_of(session_id):
         if obj.wrapped_key is None or obj.kind == MANIFEST_KIND:
             continue  # destroyed at the end of retention; or a seal, not evidence
-        _, data = await objects.get(obj.id)
-        ext = EXTENSIONS.get(obj.content_type, "bin")
-        items.append(Item(f"objects/{obj.kind}-{obj.id}.{ext}", data))
+        name = f"objects/{obj.kind}-{obj.id}.{EXTENSIONS.get(obj.content_type, 'bin')}"
+        try:
+            _, data = await objects.get(obj.id)
+        except StorageError as err:  # changed or lost on disk: left out, and said why
+            if unreadable is None:
+                raise
+            unreadable[name] = err.message
+            continue
+        items.append(Item(name, data))
     recordings = await repo.recordings(session_id)
     listing = []
     for rec in recordings:
         entry = {k: rec[k] for k in ("id", "status", "started_at", "ended_at", "summary")}
         if rec["wrapped_key"] is not None:
             result = ReadResult()
-            data = await asyncio.to_thread(  # a long call is megabytes: off the event loop
-                _decrypt,
-                recordings_dir / rec["file"],
-                objects.files.wrapper,
-                result,
-                rec["wrapped_key"],
-            )
+            name = f"recordings/{rec['id']}.mkv"
+            try:
+                data = await asyncio.to_thread(  # a long call is megabytes: off the loop
+                    _decrypt,
+                    recordings_dir / rec["file"],
+                    objects.files.wrapper,
+                    result,
+                    rec["wrapped_key"],
+                )
+            except (StorageError, OSError) as err:
+                if unreadable is None:
+                    raise
+                unreadable[name] = getattr(err, "message", None) or str(err)
+                continue
             entry["read"] = {
                 "segments": result.segments,
                 "complete": result.complete,
                 "problem": result.problem,
             }
-            items.append(Item(f"recordings/{rec['id']}.mkv", data))
+            items.append(Item(name, data))
         listing.append(entry)
     items.append(Item("recordings.json", _json(listing)))
     return items
@@ -299,6 +321,62 @@ class Evidence:
         )
         return body
 
+    async def verify(self, session_id: str) -> dict[str, Any]:
+        """Check the session's evidence as it is now against its latest seal: the
+        seal's signature, then every item, naming each that changed, went missing or
+        was added; and the audit chain the seal points into."""
+        sealed = await self.latest_seal(session_id)
+        if sealed is None:
+            raise EvidenceError("this session has not been sealed yet", code="not_sealed")
+        body, signature = sealed
+        problems: list[str] = []
+        try:
+            self.key.public.verify(signature, canonical(body))
+        except InvalidSignature:
+            problems.append("the seal's signature does not verify: the manifest was changed")
+        unreadable: dict[str, str] = {}
+        items = await collect(
+            self._repo, self._objects, self._recordings_dir, session_id, unreadable
+        )
+        now_hashes = {i.name: i.entry()["sha256"] for i in items}
+        listed = {e["name"]: e["sha256"] for e in body["items"]}
+        checked = []
+        for name, digest in sorted(listed.items()):
+            if name in unreadable:
+                problem: str | None = f"does not decrypt: {unreadable[name]}"
+            elif name not in now_hashes:
+                problem = "missing"
+            elif now_hashes[name] != digest:
+                problem = "changed since the seal"
+            else:
+                problem = None
+            checked.append({"name": name, "ok": problem is None, "problem": problem})
+            if problem is not None:
+                problems.append(f"{name}: {problem}")
+        for name in sorted(set(now_hashes) - set(listed)):
+            checked.append({"name": name, "ok": False, "problem": "not in the seal"})
+            problems.append(f"{name}: added since the seal")
+        entries = await self._repo.audit_entries()
+        chain = audit_verify(entries, await self._repo.audit_details())
+        head = body.get("audit_head") or {}
+        if not chain.ok:
+            problems.append(f"the audit log: {chain.problem}")
+        elif head and not any(
+            e.seq == head.get("seq") and e.hash == head.get("hash") for e in entries
+        ):
+            problems.append(
+                f"the audit log no longer holds entry {head.get('seq')} as it was at the seal"
+            )
+        return {
+            "session_id": session_id,
+            "ok": not problems,
+            "sealed_at": body["sealed_at"],
+            "key_id": body["key_id"],
+            "items": checked,
+            "problems": problems,
+            "audit": {"ok": chain.ok, "entries": chain.entries, "problem": chain.problem},
+        }
+
     async def latest_seal(self, session_id: str) -> tuple[dict[str, Any], bytes] | None:
         seals = [o for o in await self._repo.objects_of(session_id) if o.kind == MANIFEST_KIND]
         if not seals:
@@ -316,7 +394,15 @@ class Evidence:
             sealed = await self.latest_seal(session_id)
             assert sealed is not None
         body, signature = sealed
-        items = await collect(self._repo, self._objects, self._recordings_dir, session_id)
+        unreadable: dict[str, str] = {}
+        items = await collect(
+            self._repo, self._objects, self._recordings_dir, session_id, unreadable
+        )
+        if unreadable:
+            raise EvidenceError(
+                "; ".join(f"{name}: {why}" for name, why in sorted(unreadable.items())),
+                code="evidence_changed",
+            )
         await asyncio.to_thread(export, path, body, signature, items, self.key)
         await self._repo.append_audit(
             now, "evidence_exported", actor, session_id, {"items": len(items)}

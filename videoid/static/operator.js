@@ -48,6 +48,7 @@
   $("logout").onclick = async () => { await api("/api/operator/logout", {}); location.reload(); };
 
   function connect(operator) {
+    if (operator.role === "compliance") { location.href = "/compliance"; return; }  // their own console
     $("screen-login").hidden = true;
     $("who").textContent = `${operator.username} (${operator.role})`;
     $("logout").hidden = false;

@@ -1,0 +1,244 @@
+"""The compliance officer's console over HTTP: search, view, play (signed links, ranges,
+seeking), verify, export; every action in the audit log; nobody else gets in
+(R13, R14, R22)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+
+from videoid.bots.customer_bot import CustomerBot
+from videoid.bots.operator_bot import OperatorBot
+from videoid.recordings.audit_chain import verify as verify_chain
+from videoid.recordings.evidence import MANIFEST_KIND, verify_package
+
+from .conftest import PASSWORD, Server, StartServer
+
+PERSON = {
+    "surname": "Lovelace",
+    "given_names": "Ada Augusta",
+    "document_number": "CA12345BX",
+    "date_of_birth": "1985-12-10",
+    "nationality": "GBR",
+}
+
+
+async def recorded_call(
+    server: Server, customer_video: Path, operator_video: Path, decision: str = "rejected"
+) -> str:
+    """A real call through the server, decided, recorded and sealed; the session's
+    onboarding data put as onboarding stores it. Returns the session id."""
+    services = server.services
+    if await services.repo.find_operator(username="olga") is None:
+        await server.operator("olga")
+    invitation = await server.invite()
+    await services.repo.put_result(
+        invitation.session_id,
+        "personal_data",
+        {"fields": PERSON, "edited": ["document_number"]},
+        services.clock.now(),
+    )
+    operator = OperatorBot(
+        server.url, "olga", PASSWORD, video=operator_video, decision=decision,
+        watch_seconds=3.0, min_video_frames=5,
+    )  # fmt: skip
+    customer = CustomerBot(invitation.url, customer_video)
+    op_task = asyncio.create_task(operator.run(calls=1, timeout_seconds=30))
+    await asyncio.wait_for(customer.run(timeout_seconds=30), 60)
+    await asyncio.wait_for(op_task, 30)
+    for _ in range(100):  # sealed in the background after the decision
+        objects = await services.repo.objects_of(invitation.session_id)
+        if any(o.kind == MANIFEST_KIND for o in objects):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the session was not sealed")
+    return invitation.session_id
+
+
+async def login(http: aiohttp.ClientSession, server: Server, username: str) -> None:
+    async with http.post(
+        f"{server.url}/api/operator/login", json={"username": username, "password": PASSWORD}
+    ) as r:
+        assert r.status == 200, await r.text()
+
+
+async def get(http: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int, Any]:
+    async with http.get(url, **kw) as r:
+        return r.status, await r.json()
+
+
+async def test_search_view_play_verify_export(
+    start_server: StartServer, customer_video: Path, operator_video: Path
+) -> None:
+    server = await start_server(live={"workers": 0})
+    services = server.services
+    session_id = await recorded_call(server, customer_video, operator_video)
+    officer_id = await server.operator("carla", role="compliance")
+    base = f"{server.url}/api/compliance"
+
+    async with aiohttp.ClientSession() as anonymous:
+        status, body = await get(anonymous, f"{base}/sessions")
+        assert status == 401, body
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as http:  # not operators
+        await login(http, server, "olga")
+        status, body = await get(http, f"{base}/sessions")
+        assert (status, body["error"]["code"]) == (403, "forbidden")
+        status, body = await get(http, f"{base}/sessions/{session_id}")
+        assert status == 403
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await login(http, server, "carla")
+
+        async def find(**params: str) -> list[str]:
+            status, body = await get(http, f"{base}/sessions", params=params)
+            assert status == 200, body
+            return [s["session_id"] for s in body["sessions"]]
+
+        today = datetime.datetime.now(datetime.UTC).date().isoformat()
+        assert await find() == [session_id]
+        assert await find(name="ada lovelace") == [session_id]
+        assert await find(name="LOVELACE") == [session_id]
+        assert await find(name="Babbage") == []
+        assert await find(document="ca 12345 bx") == [session_id]
+        assert await find(document="CA12345BY") == []
+        assert await find(outcome="rejected", operator="olga") == [session_id]
+        assert await find(outcome="approved") == []
+        assert await find(flag="data_edited") == [session_id]
+        assert await find(flag="recording_interrupted") == []
+        assert await find(**{"from": today, "to": today}) == [session_id]
+        assert await find(**{"from": "2001-01-01", "to": "2001-12-31"}) == []
+        for params, field in (
+            ({"from": "yesterday"}, "from"),
+            ({"from": today, "to": "2001-01-01"}, "to"),
+            ({"outcome": "maybe"}, "outcome"),
+            ({"name": "x" * 200}, "name"),
+        ):
+            status, body = await get(http, f"{base}/sessions", params=params)
+            assert (status, body["error"]["code"], body["error"]["field"]) == (
+                400, "invalid_search", field
+            ), body  # fmt: skip
+        status, body = await get(http, f"{base}/sessions", params={"operator": "nobody"})
+        assert (status, body["error"]["code"]) == (400, "unknown_operator")
+        status, found = await get(http, f"{base}/sessions")
+        [row] = found["sessions"]
+        assert row["customer"] == "Ada Augusta Lovelace" and row["operator"] == "olga"
+        assert row["document"]["number"] == "••••••5BX"  # masked in the list
+        assert row["state"] == "rejected" and row["recordings"] == ["complete"]
+
+        status, view = await get(http, f"{base}/sessions/{session_id}")
+        assert status == 200, view
+        assert view["customer_data"]["document_number"] == "CA12345BX"
+        kinds = {e["kind"] for e in view["timeline"]}
+        assert {"transition", "assignment", "decision", "recording"} <= kinds, kinds
+        assert view["seal"]["items"] >= 5
+        [recording] = view["recordings"]
+        assert recording["status"] == "complete" and not recording["destroyed"]
+        status, body = await get(http, f"{base}/sessions/not-a-session")
+        assert (status, body["error"]["code"]) == (404, "session_not_found")
+
+        # playback: a signed link per side, ranges, a WebM a browser can seek in
+        seconds = recording["summary"]["seconds"]
+        for side in ("customer", "operator"):
+            async with http.post(
+                f"{base}/recordings/{recording['id']}/play", json={"side": side}
+            ) as r:
+                assert r.status == 200, await r.text()
+                link = await r.json()
+            async with aiohttp.ClientSession() as browser:  # the link alone is enough
+                async with browser.get(server.url + link["url"]) as r:
+                    assert r.status == 200 and r.headers["Accept-Ranges"] == "bytes"
+                    assert r.content_type == "video/webm"
+                    whole = await r.read()
+                async with browser.get(
+                    server.url + link["url"], headers={"Range": "bytes=100-299"}
+                ) as r:
+                    assert r.status == 206
+                    assert r.headers["Content-Range"] == f"bytes 100-299/{len(whole)}"
+                    assert await r.read() == whole[100:300]
+                async with browser.get(
+                    server.url + link["url"], headers={"Range": "bytes=-50"}
+                ) as r:
+                    assert r.status == 206 and await r.read() == whole[-50:]
+                async with browser.get(
+                    server.url + link["url"], headers={"Range": f"bytes={len(whole) + 5}-"}
+                ) as r:
+                    assert r.status == 416
+            with av.open(io.BytesIO(whole)) as container:
+                assert {s.type for s in container.streams} == {"video", "audio"}
+                assert container.duration is not None
+                assert abs(container.duration / 1e6 - seconds) < 1.5, (container.duration, seconds)
+                video = container.streams.video[0]
+                middle = seconds / 2
+                container.seek(int(middle * 1e6))  # to the keyframe before, by the cues
+                frame = next(f for f in container.decode(video) if f.time >= middle)
+                assert frame.width == 640 and frame.time < middle + 0.5
+
+        async with http.post(f"{base}/recordings/{recording['id']}/play", json={"side": "x"}) as r:
+            assert (r.status, (await r.json())["error"]["code"]) == (400, "invalid_payload")
+        url, _ = services.links.sign(recording["id"], "customer", f"operator:{officer_id}", 0.0)
+        forged = {
+            "expired": (url, "playback_link_expired"),
+            "signature": (url[:-4] + "0000", "playback_link_invalid"),
+            "side": (url.replace("customer.webm", "operator.webm"), "playback_link_invalid"),
+            "someone else": (url.replace(f"by=operator:{officer_id}", "by=operator:1"),
+                             "playback_link_invalid"),
+        }  # fmt: skip
+        for what, (bad, code) in forged.items():
+            async with aiohttp.ClientSession() as browser:
+                status, body = await get(browser, server.url + bad)
+                assert (status, body["error"]["code"]) == (403, code), what
+
+        # verify in one click: intact, then a byte flipped in the recording is named
+        async with http.post(f"{base}/sessions/{session_id}/verify") as r:
+            verdict = await r.json()
+        assert verdict["ok"], verdict
+        assert all(i["ok"] for i in verdict["items"]) and verdict["audit"]["ok"]
+        path = services.config.data_path / "recordings"
+        [file] = list(path.rglob("*.vrec"))
+        original = file.read_bytes()
+        flipped = bytearray(original)
+        flipped[len(flipped) // 2] ^= 0x01
+        file.write_bytes(bytes(flipped))
+        async with http.post(f"{base}/sessions/{session_id}/verify") as r:
+            verdict = await r.json()
+        assert not verdict["ok"]
+        bad = {i["name"]: i["problem"] for i in verdict["items"] if not i["ok"]}
+        assert "does not verify" in bad[f"recordings/{recording['id']}.mkv"], verdict
+        async with http.get(f"{base}/sessions/{session_id}/export") as r:  # refused, said why
+            assert (r.status, (await r.json())["error"]["code"]) == (409, "evidence_changed")
+        file.write_bytes(original)
+
+        # export: a package the offline verifier accepts
+        async with http.get(f"{base}/sessions/{session_id}/export") as r:
+            assert r.status == 200 and r.content_type == "application/zip"
+            assert session_id in r.headers["Content-Disposition"]
+            package = await r.read()
+        (server_dir := services.config.data_path / "out").mkdir()
+        (server_dir / "p.zip").write_bytes(package)
+        verdict_pkg = verify_package(server_dir / "p.zip")
+        assert verdict_pkg.ok and verdict_pkg.session_id == session_id, verdict_pkg.problems
+        with zipfile.ZipFile(io.BytesIO(package)) as z:
+            assert any(n.endswith(".mkv") for n in z.namelist())
+
+    # every action of the officer is in the audit log, and the chain holds
+    actor = f"operator:{officer_id}"
+    entries = await services.repo.audit_entries()
+    mine = [e.action for e in entries if e.actor == actor]
+    for action in ("login", "evidence_searched", "evidence_viewed", "recording_played",
+                   "evidence_verified", "evidence_exported"):  # fmt: skip
+        assert action in mine, (action, mine)
+    details = await services.repo.audit_details()
+    searched = [details[e.seq][1] for e in entries if e.action == "evidence_searched"]
+    assert {"filters": ["document"], "results": 1} in searched  # what, never the number
+    assert all("CA12345" not in str(d) for d in searched)
+    assert verify_chain(entries, details).ok

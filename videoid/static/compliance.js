@@ -1,0 +1,164 @@
+// The compliance officer's console: find sessions, open one (timeline, images,
+// decisions, audit trail), play both sides of its recording in step, verify its
+// evidence, export the package. The server audits every one of these actions.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const OUTCOMES = { approved: "Approved", rejected: "Rejected", suspended: "Suspended", completed: "Completed",
+    abandoned: "Abandoned", expired: "Expired", open: "Not finished" };
+  const BAD = ["face_mismatch", "recording_interrupted", "recording_failed", "no_recording", "virtual_camera",
+    "mrz_check_failed", "document_expired", "several_faces", "frames_frozen", "timestamps_too_regular"];
+  let current = null;
+
+  async function api(path, body) {
+    const r = await fetch(path, { method: body ? "POST" : "GET", credentials: "same-origin",
+      headers: body ? { "Content-Type": "application/json" } : {}, body: body && JSON.stringify(body) });
+    const data = await r.json().catch(() => ({}));
+    if (!r.ok) throw (data.error || { code: "http_" + r.status, message: r.statusText });
+    return data;
+  }
+  function fail(message) { const e = $("error"); e.textContent = message; e.hidden = false; }
+  function clearError() { $("error").hidden = true; }
+  function when(at) { return at == null ? "–" : new Date(at * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC"; }
+  function cell(row, text) { const c = row.insertCell(); c.textContent = text == null || text === "" ? "–" : text; return c; }
+  function flagList(box, flags) {
+    box.textContent = "";
+    for (const flag of flags) {
+      const span = document.createElement("span");
+      span.className = "flag" + (BAD.includes(flag) ? " bad" : ""); span.dataset.flag = flag;
+      span.textContent = flag.replaceAll("_", " "); box.append(span);
+    }
+  }
+
+  async function start() {
+    try { show(await api("/api/operator/me")); }
+    catch (e) { $("screen-login").hidden = false; }
+  }
+
+  $("login-form").onsubmit = async (ev) => {
+    ev.preventDefault(); clearError();
+    try {
+      const r = await api("/api/operator/login", { username: $("username").value, password: $("password").value });
+      $("password").value = ""; show(r);
+    } catch (e) { fail(e.message || "Login failed."); }
+  };
+  $("logout").onclick = async () => { await api("/api/operator/logout", {}); location.reload(); };
+
+  function show(me) {
+    const who = me.operator;
+    $("screen-login").hidden = true; $("logout").hidden = false;
+    $("who").textContent = `${who.username} (${who.role})`;
+    if (who.role !== "compliance") { fail("This console is for compliance officers."); return; }
+    $("screen-console").hidden = false;
+    search();
+  }
+
+  $("search-form").onsubmit = (ev) => { ev.preventDefault(); search(); };
+
+  async function search() {
+    clearError();
+    const params = new URLSearchParams();
+    for (const el of $("search-form").elements) if (el.name && el.value.trim()) params.set(el.name, el.value.trim());
+    let found;
+    try { found = await api("/api/compliance/sessions?" + params); }
+    catch (e) { fail(e.message); return; }
+    fillChoices($("q-outcome"), found.outcomes, OUTCOMES);
+    fillChoices($("q-flag"), found.flags, {});
+    const body = $("results").tBodies[0]; body.textContent = "";
+    for (const s of found.sessions) {
+      const row = body.insertRow(); row.dataset.session = s.session_id;
+      cell(row, when(s.created_at)); cell(row, s.customer);
+      cell(row, [s.document.type, s.document.country, s.document.number].filter(Boolean).join(" "));
+      cell(row, s.state); cell(row, s.operator);
+      flagList(row.insertCell(), s.flags);
+      const b = document.createElement("button"); b.className = "small open"; b.textContent = "Open";
+      b.onclick = () => open(s.session_id); row.insertCell().append(b);
+    }
+    $("results").hidden = false;
+    $("result-count").textContent = `${found.sessions.length} session(s)${found.more ? " — more match: narrow the search" : ""}`;
+  }
+
+  function fillChoices(select, values, labels) {
+    if (select.options.length > 1) return;
+    for (const v of values) { const o = document.createElement("option"); o.value = v; o.textContent = labels[v] || v.replaceAll("_", " "); select.append(o); }
+  }
+
+  async function open(sessionId) {
+    clearError();
+    let s;
+    try { s = await api(`/api/compliance/sessions/${sessionId}`); }
+    catch (e) { fail(e.message); return; }
+    current = s;
+    $("detail").hidden = false; $("verdict").hidden = true;
+    $("d-id").textContent = s.session_id; $("d-state").textContent = s.state;
+    flagList($("d-flags"), s.flags);
+
+    const customer = $("d-customer").tBodies[0]; customer.textContent = "";
+    for (const [k, v] of Object.entries(s.customer_data || {})) { const r = customer.insertRow(); cell(r, k.replaceAll("_", " ")); cell(r, v); }
+    const decisions = $("d-decisions"); decisions.textContent = "";
+    for (const d of s.deciders) { const li = document.createElement("li"); li.textContent = `${d.outcome} by ${d.operator}`; decisions.append(li); }
+
+    $("d-seal").textContent = s.seal ? `Sealed ${when(s.seal.sealed_at)}: ${s.seal.items} items, key ${s.seal.key_id}` : "Not sealed yet (sealed at the decision).";
+    $("verify").disabled = !s.seal;
+    $("export").href = `/api/compliance/sessions/${s.session_id}/export`;
+
+    const images = $("d-images"); images.textContent = "";
+    for (const o of s.objects.filter((o) => o.content_type.startsWith("image/"))) {
+      const fig = document.createElement("figure");
+      const caption = document.createElement("figcaption"); caption.textContent = o.kind.replaceAll("_", " ");
+      if (o.destroyed) { caption.textContent += " (destroyed)"; fig.append(caption); images.append(fig); continue; }
+      const img = document.createElement("img"); img.alt = o.kind;
+      img.src = `/api/compliance/sessions/${s.session_id}/objects/${o.id}`;
+      img.onclick = () => { $("viewer-img").src = img.src; $("viewer").hidden = false; };
+      fig.append(img, caption); images.append(fig);
+    }
+
+    const timeline = $("d-timeline").tBodies[0]; timeline.textContent = "";
+    for (const e of s.timeline) { const r = timeline.insertRow(); cell(r, when(e.at)); cell(r, e.kind.replaceAll("_", " ")); cell(r, e.actor); cell(r, e.text); }
+    const audit = $("d-audit").tBodies[0]; audit.textContent = "";
+    for (const e of s.audit) {
+      const r = audit.insertRow(); r.dataset.action = e.action;
+      cell(r, e.seq); cell(r, when(e.at)); cell(r, e.action.replaceAll("_", " ")); cell(r, e.actor);
+      cell(r, e.details ? JSON.stringify(e.details) : "(erased)");
+    }
+    await loadRecording(s);
+  }
+
+  async function loadRecording(s) {
+    const players = [$("play-customer"), $("play-operator")];
+    for (const p of players) { p.pause(); p.removeAttribute("src"); p.load(); }
+    const rec = s.recordings.filter((r) => !r.destroyed).pop();
+    const info = $("d-recording");
+    if (!rec) { info.textContent = s.recordings.length ? "The recording was destroyed at the end of its retention." : "No recording."; $("players").hidden = true; return; }
+    const sum = rec.summary || {};
+    info.textContent = `${rec.status}, ${sum.seconds != null ? sum.seconds + " s" : "length unknown"}` +
+      `${sum.segments != null ? ", " + sum.segments + " segments" : ""}${sum.error ? " — " + sum.error : ""}`;
+    try {
+      for (const [side, player] of [["customer", players[0]], ["operator", players[1]]]) {
+        const link = await api(`/api/compliance/recordings/${rec.id}/play`, { side });
+        player.src = link.url;
+      }
+      $("players").hidden = false;
+    } catch (e) { fail(e.message); }
+  }
+
+  // the operator's side follows the customer's: one play, pause and seek bar for both
+  const lead = $("play-customer"), follow = $("play-operator");
+  lead.addEventListener("play", () => { follow.currentTime = lead.currentTime; follow.play().catch(() => {}); });
+  lead.addEventListener("pause", () => follow.pause());
+  lead.addEventListener("seeked", () => { follow.currentTime = lead.currentTime; });
+
+  $("verify").onclick = async () => {
+    if (!current) return;
+    const box = $("verdict"); box.hidden = false; box.className = "status"; box.textContent = "Verifying…";
+    try {
+      const v = await api(`/api/compliance/sessions/${current.session_id}/verify`, {});
+      box.className = "status " + (v.ok ? "ok" : "bad");
+      box.textContent = v.ok ? `Verified: ${v.items.length} items match the seal of ${when(v.sealed_at)}; the audit log is intact.` : "Evidence does NOT verify:";
+      if (!v.ok) { const ul = document.createElement("ul"); for (const p of v.problems) { const li = document.createElement("li"); li.textContent = p; ul.append(li); } box.append(ul); }
+    } catch (e) { box.className = "status bad"; box.textContent = e.message; }
+  };
+
+  $("viewer-close").onclick = () => { $("viewer").hidden = true; };
+  start();
+})();
