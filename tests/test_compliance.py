@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import av
+import pytest
 
 from videoid.bots.customer_bot import CustomerBot
 from videoid.bots.operator_bot import OperatorBot
@@ -242,3 +243,104 @@ async def test_search_view_play_verify_export(
     assert {"filters": ["document"], "results": 1} in searched  # what, never the number
     assert all("CA12345" not in str(d) for d in searched)
     assert verify_chain(entries, details).ok
+
+
+@pytest.mark.browser
+async def test_browser_compliance_console(
+    start_server: StartServer, customer_video: Path, operator_video: Path, customer_y4m: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A compliance officer in a real browser: search, open, play both sides (frames
+    play, seeking works, the operator's side follows), verify, export; each action
+    lands in the audit log."""
+    from .test_browser_call import chromium
+
+    server = await start_server(live={"workers": 0})
+    services = server.services
+    session_id = await recorded_call(server, customer_video, operator_video)
+    officer_id = await server.operator("carla", role="compliance")
+
+    async with chromium(customer_y4m) as browser:
+        ctx = await browser.new_context(
+            viewport={"width": 1280, "height": 1000}, accept_downloads=True
+        )
+        page = await ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(f"{server.url}/compliance")
+        await page.fill("#username", "carla")
+        await page.fill("#password", PASSWORD)
+        await page.click("#login-form button[type=submit]")
+        row = f"#results tr[data-session='{session_id}']"
+        await page.wait_for_selector(row, timeout=10000)
+
+        await page.fill("#q-document", "XX000")
+        await page.click("#search")
+        await page.wait_for_selector(row, state="detached", timeout=10000)
+        assert "0 session" in (await page.text_content("#result-count") or "")
+        await page.fill("#q-document", "")
+        await page.fill("#q-name", "lovelace")
+        await page.select_option("#q-outcome", "rejected")
+        await page.click("#search")
+        await page.wait_for_selector(row, timeout=10000)
+        assert "Ada Augusta Lovelace" in (await page.text_content(row) or "")
+
+        await page.click(f"{row} button.open")
+        await page.wait_for_selector("#detail:visible")
+        assert session_id in (await page.text_content("#d-id") or "")
+        assert len(await page.query_selector_all("#d-timeline tbody tr")) >= 5
+        assert "rejected by olga" in (await page.text_content("#d-decisions") or "")
+
+        # play: frames decode in the <video>, then seek to the middle; the other side follows
+        await page.wait_for_function(
+            "() => { const v = document.getElementById('play-customer');"
+            " return v.readyState >= 2 && isFinite(v.duration) && v.duration > 2; }",
+            timeout=15000,
+        )
+        duration = await page.eval_on_selector("#play-customer", "v => v.duration")
+        await page.eval_on_selector("#play-customer", "v => v.play()")
+        await page.wait_for_function(
+            "() => { const v = document.getElementById('play-customer');"
+            " return v.getVideoPlaybackQuality().totalVideoFrames > 10 && v.currentTime > 0.5; }",
+            timeout=15000,
+        )
+        await page.eval_on_selector("#play-customer", "v => v.pause()")
+        target = round(duration / 2, 2)
+        await page.eval_on_selector(
+            "#play-customer",
+            "(v, t) => new Promise(done => { v.addEventListener('seeked', done, {once: true});"
+            " v.currentTime = t; })",
+            target,
+        )
+        at = await page.eval_on_selector("#play-customer", "v => v.currentTime")
+        assert abs(at - target) < 0.1, (at, target)
+        await page.wait_for_function(
+            "t => Math.abs(document.getElementById('play-operator').currentTime - t) < 0.2",
+            arg=target,
+            timeout=10000,
+        )
+        width = await page.eval_on_selector("#play-operator", "v => v.videoWidth")
+        assert width == 640
+
+        await page.click("#verify")
+        await page.wait_for_selector("#verdict.ok", timeout=20000)
+        assert "Verified" in (await page.text_content("#verdict") or "")
+
+        async with page.expect_download() as info:
+            await page.click("#export")
+        download = await info.value
+        package = tmp_path / "package.zip"
+        await download.save_as(str(package))
+        verdict = verify_package(package)
+        assert verdict.ok and verdict.session_id == session_id, verdict.problems
+
+        await page.screenshot(path=str(tmp_path / "compliance.png"), full_page=True)
+        assert errors == []
+        await ctx.close()
+
+    actor = f"operator:{officer_id}"
+    mine = [e.action for e in await services.repo.audit_entries() if e.actor == actor]
+    for action in ("login", "evidence_searched", "evidence_viewed", "recording_played",
+                   "evidence_verified", "evidence_exported"):  # fmt: skip
+        assert action in mine, (action, mine)
+    assert mine.count("recording_played") == 2  # both sides, once each

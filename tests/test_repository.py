@@ -175,3 +175,41 @@ async def test_a_failed_save_keeps_what_was_saved(repo: Repository) -> None:
 async def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="cannot open the database"):
         await Repository.open("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+
+
+async def test_a_query_cancelled_twice_leaves_no_task_behind(tmp_path: Path) -> None:
+    """A task cancelled in the middle of a query, then again while SQLAlchemy ends the
+    connection (as at shutdown, when every task is cancelled): nothing is left
+    waiting. aiosqlite's graceful close used to wait forever for a thread that the
+    forced close had stopped, and an event loop's shutdown with it."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from videoid.db.repository import create_engine
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'cancel.db'}")
+    slow = text(
+        "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 3000000)"
+        " SELECT count(*) FROM r"
+    )
+
+    async def query() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(slow)
+
+    try:
+        for attempt in range(12):
+            task = asyncio.create_task(query())
+            await asyncio.sleep(0.02 + attempt * 0.005)
+            task.cancel()
+            for _ in range(attempt % 5):
+                await asyncio.sleep(0)
+            others = asyncio.all_tasks() - {asyncio.current_task()}
+            for other in others:
+                other.cancel()
+            if others:
+                _, pending = await asyncio.wait(others, timeout=5)
+                assert not pending, (attempt, pending)
+    finally:
+        await engine.dispose()

@@ -136,6 +136,24 @@ def create_engine(url: str, schema: str | None = None) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
+def _terminate_sqlite_at_once() -> None:
+    """SQLAlchemy ends a connection it invalidated (a query cancelled mid-way) by first
+    trying aiosqlite's graceful close, shielded from cancellation; cancelled again
+    there, it also force-closes, which stops aiosqlite's worker thread; the graceful
+    close then waits in its ``finally`` for that thread forever, and so does whatever
+    waits for the task (an event loop's shutdown). For a local SQLite file the forced
+    close is all there is to do (SQLite rolls back what was open), so do only that."""
+    from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection
+
+    def terminate(self: Any) -> None:
+        self._terminate_force_close()
+
+    AsyncAdapt_aiosqlite_connection.terminate = terminate  # type: ignore[method-assign]
+
+
+_terminate_sqlite_at_once()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
     # SQLite leaves foreign keys unchecked unless asked, per connection; WAL lets readers
     # and the one writer work side by side.

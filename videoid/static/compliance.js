@@ -113,6 +113,8 @@
       fig.append(img, caption); images.append(fig);
     }
 
+    if (!images.children.length) images.textContent = "No images.";
+
     const timeline = $("d-timeline").tBodies[0]; timeline.textContent = "";
     for (const e of s.timeline) { const r = timeline.insertRow(); cell(r, when(e.at)); cell(r, e.kind.replaceAll("_", " ")); cell(r, e.actor); cell(r, e.text); }
     const audit = $("d-audit").tBodies[0]; audit.textContent = "";
