@@ -377,6 +377,11 @@ async def test_a_dropped_customer_reconnects_to_the_same_operator(
             await again.close()
         gaps = await server.services.repo.items(call.session_id, ["gap"])
         assert len(gaps) == 1 and gaps[0]["data"]["resumed"] is True
+    # one recording across the reconnect, the gap marked in it (R12, R13)
+    await server.services.center.close()
+    [recording] = await server.services.repo.recordings(call.session_id)
+    assert recording["status"] == "complete", recording
+    assert recording["summary"]["gaps"] == [gaps[0]["data"]]
 
 
 async def test_a_customer_who_does_not_come_back_loses_the_call(

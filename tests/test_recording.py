@@ -109,3 +109,44 @@ async def test_a_full_disk_stops_the_recording_not_the_call(tmp_path: Path) -> N
     result = ReadResult()
     segments = list(open_segments(tmp_path / "r.vrec", key, result))
     assert len(segments) >= 1 and segments[0][:4] == b"\x1aE\xdf\xa3"  # still reads (Matroska)
+
+
+async def test_the_recorder_asks_for_keyframes_and_marks_gaps(tmp_path: Path) -> None:
+    """While recording, each video sender is asked for a keyframe every
+    ``keyframe_seconds`` (a player seeks from the keyframe before); a gap (R12) is
+    kept in the summary and the customer's video waits for a new keyframe."""
+    from videoid.recordings.recorder import CallRecorder
+    from videoid.storage.envelope import LocalMasterKey
+
+    class Tap:
+        def __init__(self, kind: str) -> None:
+            self.kind, self.sinks, self.requests = kind, [], 0
+
+        def subscribe(self, sink: object) -> None:
+            self.sinks.append(sink)
+
+        def request_keyframe(self) -> None:
+            self.requests += 1
+
+    recorder = CallRecorder(
+        tmp_path / "r.vrec", "rec-kf", LocalMasterKey(bytes(32)), created=1.0, keyframe_seconds=1.0
+    )
+    video, audio = Tap("video"), Tap("audio")
+    recorder.watch("customer_video", video)
+    recorder.watch("customer_audio", audio)
+    assert video.sinks == [recorder.sinks["customer_video"]]
+    recorder.start()
+    await asyncio.sleep(2.5)
+    assert video.requests >= 1 and audio.requests == 0
+
+    keyframe = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]) + bytes(100)
+    delta = bytes([0x11, 0x02, 0x00]) + bytes(50)
+    recorder.push("customer_video", keyframe, True)
+    recorder.push("customer_video", delta, False)
+    recorder.mark_gap({"from": 1.0, "to": 3.0, "seconds": 2.0, "resumed": True})
+    recorder.push("customer_video", delta, False)  # the new connection's: not before a keyframe
+    assert recorder.packets["customer_video"] == 2
+    recorder.push("customer_video", keyframe, True)
+    assert recorder.packets["customer_video"] == 3
+    summary = await recorder.close()
+    assert summary["gaps"] == [{"from": 1.0, "to": 3.0, "seconds": 2.0, "resumed": True}]

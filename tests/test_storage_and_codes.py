@@ -87,3 +87,49 @@ def test_invalid_tax_codes(code: str) -> None:
 def test_omocodia_letters_are_accepted() -> None:
     first15 = "RSSMRA85T10A56N"  # the last digit 2 written as N
     assert valid_tax_code(first15 + check_character(first15))
+
+
+async def test_a_wrong_master_key_is_refused_at_start(tmp_path: Path) -> None:
+    """The deployment's master key replaced by another: the server refuses to start,
+    says why, and changes nothing; with the right key back it starts and reads."""
+    from aiohttp import web
+
+    from videoid.app import create_app
+    from videoid.config import load_config
+    from videoid.services import SERVICES
+
+    config = load_config(
+        environ={},
+        overrides={
+            "server": {"data_dir": str(tmp_path / "data")},
+            "onboarding": {"required_steps": ()},
+            "live": {"warm_up": False},
+        },
+    )
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    services = runner.app[SERVICES]
+    invitation = await services.invitations.create(
+        "ada@example.org", "+393471234567", services.clock.now(), services.base_url
+    )
+    stored = await services.objects.put(
+        invitation.session_id, "selfie", "image/jpeg", b"\xff\xd8 a face", services.clock.now()
+    )
+    await runner.cleanup()
+
+    key = tmp_path / "data" / "keys" / "master.key"
+    original = key.read_bytes()
+    key.write_text(os.urandom(32).hex())
+    runner = web.AppRunner(create_app(config))
+    with pytest.raises(ConfigError) as refused:
+        await runner.setup()
+    assert refused.value.code == "wrong_master_key"
+    assert "Refusing to start" in refused.value.message
+    await runner.cleanup()
+
+    key.write_bytes(original)
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    _, data = await runner.app[SERVICES].objects.get(stored.id)
+    assert data == b"\xff\xd8 a face"
+    await runner.cleanup()

@@ -38,6 +38,7 @@ from .recordings.retention import Retention
 from .services import SERVICES, Services
 from .session import PRE_CALL_STEPS, State
 from .storage import ObjectStore
+from .storage.objects import check_master_key
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,11 @@ def create_app(
         center.required_steps = steps
         base_url = config.base_url()
         objects = ObjectStore.from_config(repo, config)
+        try:
+            await check_master_key(repo, objects.files.wrapper)
+        except ConfigError:
+            await repo.close()
+            raise
         pool = AnalysisPool(config.onboarding.analysis_workers)
         onboarding = Onboarding(config, repo, center, objects, pool, clock)
         live_pool = AnalysisPool(config.live.workers) if config.live.workers > 0 else None

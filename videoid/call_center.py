@@ -177,6 +177,8 @@ class CallCenter:
                         "resumed": False,
                     }
                     await self._repo.add_item(live.machine.session_id, "gap", "system", gap, now)
+                    if live.recorder is not None:
+                        live.recorder.mark_gap(gap)
                     await self._customer_leaves(live)
                     self._forget_if_idle(live)
             await self._assign()
@@ -235,6 +237,8 @@ class CallCenter:
         sid = live.machine.session_id
         gap = {"from": gone, "to": now, "seconds": round(now - gone, 3), "resumed": True}
         await self._repo.add_item(sid, "gap", "customer", gap, now)
+        if live.recorder is not None:  # the same recording goes on, the gap marked in it
+            live.recorder.mark_gap(gap)
         operator_id = live.machine.operator_id
         if operator_id is not None:
             self._notify_operator(operator_id, "customer_back", {"session_id": sid, **gap})
@@ -783,7 +787,12 @@ class CallCenter:
         file = f"{sid[:2]}/{recording_id}.vrec"
         try:
             recorder = await asyncio.to_thread(
-                CallRecorder, store.directory / file, recording_id, store.wrapper, created=now
+                CallRecorder,
+                store.directory / file,
+                recording_id,
+                store.wrapper,
+                created=now,
+                keyframe_seconds=self._config.recording.keyframe_seconds,
             )
             await self._repo.add_recording(
                 recording_id, sid, file, recorder.key_id, recorder.wrapped_key, now
@@ -798,11 +807,11 @@ class CallCenter:
         recorder.start()
         for role, peer in live.peers.items():
             for kind, tap in peer.taps.items():
-                tap.subscribe(recorder.sinks[f"{role}_{kind}"])
+                recorder.watch(f"{role}_{kind}", tap)
 
             def on_tap(kind: str, tap: Any, role: str = role) -> None:
                 if live.recorder is not None:
-                    tap.subscribe(live.recorder.sinks[f"{role}_{kind}"])
+                    live.recorder.watch(f"{role}_{kind}", tap)
 
             peer.on_tap = on_tap
 

@@ -208,6 +208,9 @@ class RecordingConfig:
     """Record every call (R13). Off only to measure what recording costs."""
     playback_link_seconds: float = 900.0
     """How long a compliance officer's playback link stays valid."""
+    keyframe_seconds: float = 10.0
+    """Ask each video sender for a keyframe this often while recording, so that
+    playback can seek; 0 leaves keyframes to the senders."""
 
 
 @dataclass(frozen=True)

@@ -966,6 +966,30 @@ class Repository:
                 )
             return ids
 
+    async def latest_wrapped_keys(self) -> list[tuple[str, str, str, bytes]]:
+        """The newest object's and the newest recording's wrapped data key, as
+        (what, id, kind, wrapped): enough to tell whether a master key is this
+        deployment's."""
+        out: list[tuple[str, str, str, bytes]] = []
+        async with self._sessions() as db:
+            obj = await db.scalar(
+                select(StoredObject)
+                .where(StoredObject.wrapped_key.is_not(None))
+                .order_by(StoredObject.created_at.desc())
+                .limit(1)
+            )
+            if obj is not None and obj.wrapped_key is not None:
+                out.append(("object", obj.id, obj.kind, bytes(obj.wrapped_key)))
+            rec = await db.scalar(
+                select(RecordingRow)
+                .where(RecordingRow.wrapped_key.is_not(None))
+                .order_by(RecordingRow.started_at.desc())
+                .limit(1)
+            )
+            if rec is not None and rec.wrapped_key is not None:
+                out.append(("recording", rec.id, "", bytes(rec.wrapped_key)))
+        return out
+
     async def find_recording(self, recording_id: str) -> dict[str, Any] | None:
         async with self._sessions() as db:
             row = await db.get(RecordingRow, recording_id)

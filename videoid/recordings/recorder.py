@@ -92,6 +92,7 @@ class CallRecorder:
         created: float,
         width: int = 640,
         height: int = 480,
+        keyframe_seconds: float = 10.0,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.recording_id = recording_id
@@ -123,6 +124,24 @@ class CallRecorder:
         self.closed = False
         self.error: str | None = None
         self._sha256 = ""
+        self.gaps: list[dict[str, Any]] = []
+        self._video_taps: dict[str, Any] = {}
+        self._keyframe_seconds = keyframe_seconds
+        self._last_keyframe_request = self._start
+
+    def watch(self, name: str, tap: Any) -> None:
+        """Subscribe to a tap. Video taps are asked for a keyframe every
+        ``keyframe_seconds``, so that a player can seek (it decodes from the keyframe
+        before) and a crash mid-call loses no more than that of the picture."""
+        tap.subscribe(self.sinks[name])
+        if name.endswith("video"):
+            self._video_taps[name] = tap  # after a reconnect, the new connection's
+
+    def mark_gap(self, gap: dict[str, Any]) -> None:
+        """The customer was away (R12): the gap goes in the summary, and their video
+        waits for a keyframe of the new connection."""
+        self.gaps.append(gap)
+        self._keyed.discard("customer_video")
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._drain_every_second())
@@ -152,6 +171,13 @@ class CallRecorder:
     async def _drain_every_second(self) -> None:
         while not self.closed:
             await asyncio.sleep(1.0)
+            now = self._now()
+            if self._keyframe_seconds and now - self._last_keyframe_request >= (
+                self._keyframe_seconds
+            ):
+                self._last_keyframe_request = now
+                for tap in self._video_taps.values():
+                    tap.request_keyframe()
             try:
                 await asyncio.to_thread(self._drain)
             except OSError as err:  # a full disk: the call goes on, the recording says why
@@ -180,6 +206,7 @@ class CallRecorder:
             "sha256": self._sha256,
             "packets": dict(self.packets),
             "seconds": round(max(self._last.values(), default=0) / 1000, 3),
+            "gaps": list(self.gaps),
             "error": self.error,
         }
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from ..config import Config
 from ..db import Repository
 from ..db.repository import ObjectRecord
-from ..errors import StorageError
+from ..errors import ConfigError, StorageError
 from .envelope import EncryptedStore, KeyWrapper, LocalMasterKey
+from .envelope import _context as object_context
 
 
 class ObjectStore:
@@ -71,3 +72,24 @@ class ObjectStore:
         """Destroy the object's key, then its file (crypto-shredding)."""
         await self._repo.shred_object(object_id, now)
         self._store.remove(object_id)
+
+
+async def check_master_key(repo: Repository, wrapper: KeyWrapper) -> None:
+    """Refuse to start with a master key that does not open the data keys already
+    stored (another deployment's key file, a key file replaced by mistake): nothing
+    new would open either, and nothing old would. Nothing is changed."""
+    from ..recordings.stream_crypto import _context as recording_context
+
+    for what, item_id, kind, wrapped in await repo.latest_wrapped_keys():
+        context = (
+            object_context(item_id, kind) if what == "object" else recording_context(item_id)
+        )
+        try:
+            wrapper.unwrap(wrapped, context)
+        except StorageError as err:
+            raise ConfigError(
+                f"the master key ({wrapper.key_id}) does not open the data keys stored here"
+                f" (the newest {what}'s): is storage.master_key_file this deployment's key?"
+                " Refusing to start; nothing was changed.",
+                code="wrong_master_key",
+            ) from err
