@@ -42,6 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         base = config.base_url()
         print(f"videoid is running at {base}", flush=True)
         print(f"  operator console: {base}/operator", flush=True)
+        print(f"  compliance console: {base}/compliance", flush=True)
         first = app.get(FIRST_START)
         if first is not None:
             print("First start: created a supervisor account (shown only now):", flush=True)
@@ -422,6 +423,12 @@ def cmd_bench_live(args: argparse.Namespace) -> None:
     bench_main(args)
 
 
+def cmd_bench_recording(args: argparse.Namespace) -> None:
+    from .bench.recording_bench import main as bench_main
+
+    bench_main(args)
+
+
 def cmd_bench_forwarding(args: argparse.Namespace) -> None:
     from .bench.forwarding import main as bench_main
 
@@ -573,6 +580,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_live_arguments(p)
     p.set_defaults(func=cmd_bench_live)
+    p = bench.add_parser(
+        "recording", help="recording's cost: packets passed through vs aiortc's MediaRecorder"
+    )
+    from .bench.recording_bench import add_arguments as add_recording_arguments
+
+    add_recording_arguments(p)
+    p.set_defaults(func=cmd_bench_recording)
     p = bench.add_parser("forwarding", help="calls per core: encoded vs re-encoding forwarding")
     from .bench.forwarding import add_arguments
 

@@ -81,9 +81,7 @@ async def check_master_key(repo: Repository, wrapper: KeyWrapper) -> None:
     from ..recordings.stream_crypto import _context as recording_context
 
     for what, item_id, kind, wrapped in await repo.latest_wrapped_keys():
-        context = (
-            object_context(item_id, kind) if what == "object" else recording_context(item_id)
-        )
+        context = object_context(item_id, kind) if what == "object" else recording_context(item_id)
         try:
             wrapper.unwrap(wrapped, context)
         except StorageError as err:
