@@ -178,8 +178,11 @@ def create_app(
                 "customer@example.org", "+390000000000", clock.now(), base_url
             )
             app[FIRST_START] = FirstStart("admin", password, invitation)
-        ticker = asyncio.create_task(_tick(center))
-        purger = asyncio.create_task(_purge(retention, clock, config.retention.purge_every_hours))
+        stopping = asyncio.Event()
+        ticker = asyncio.create_task(_tick(center, stopping))
+        purger = asyncio.create_task(
+            _purge(retention, clock, config.retention.purge_every_hours, stopping)
+        )
         monitor.start()
         warming = [  # the models load in the workers now, not in the first call
             asyncio.create_task(_warm(p))
@@ -192,12 +195,10 @@ def create_app(
             await monitor.close()
             for task in warming:
                 task.cancel()
-            ticker.cancel()
-            purger.cancel()
-            try:
-                await ticker
-            except asyncio.CancelledError:
-                pass
+            # the periodic jobs finish what they are doing (a query cut off mid-way
+            # leaves a connection to be torn down) and stop
+            stopping.set()
+            await asyncio.gather(ticker, purger)
             await center.close()
             await onboarding.close()
             await asyncio.to_thread(pool.close)
@@ -244,21 +245,32 @@ async def _warm(pool: AnalysisPool) -> None:
         logger.exception("the analysis workers could not load their models")
 
 
-async def _purge(retention: Retention, clock: Clock, every_hours: float) -> None:
+async def _pause(stopping: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` unless told to stop; True when it is time to stop."""
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _purge(
+    retention: Retention, clock: Clock, every_hours: float, stopping: asyncio.Event
+) -> None:
     """The scheduled purge at the end of retention (R14)."""
-    while True:
+    while not stopping.is_set():
         try:
             reports = await retention.purge_due(clock.now())
             if reports:
                 logger.info("retention: %d sessions purged", len(reports))
         except Exception:
             logger.exception("retention: the purge failed; it runs again later")
-        await asyncio.sleep(max(60.0, every_hours * 3600))
+        if await _pause(stopping, max(60.0, every_hours * 3600)):
+            return
 
 
-async def _tick(center: CallCenter) -> None:
-    while True:
-        await asyncio.sleep(TICK_SECONDS)
+async def _tick(center: CallCenter, stopping: asyncio.Event) -> None:
+    while not await _pause(stopping, TICK_SECONDS):
         try:
             await center.tick()
         except Exception:

@@ -42,6 +42,8 @@ from .storage.envelope import KeyWrapper
 
 logger = logging.getLogger(__name__)
 
+CLOSE_GRACE_SECONDS = 10.0
+
 Role = Literal["customer", "operator"]
 
 
@@ -144,8 +146,15 @@ class CallCenter:
         async with self._lock:
             for live in self._live.values():
                 await self._close_peers(live)
-        for task in list(self._background):
+        # what runs in the background (sealing the evidence, a recording's end) is
+        # given time to finish; what is still running after that is cancelled
+        pending = set(self._background)
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=CLOSE_GRACE_SECONDS)
+        for task in pending:
             task.cancel()
+        if pending:
+            await asyncio.wait(pending)
 
     async def tick(self) -> None:
         """Expire offers nobody accepted in time. Called about once a second."""

@@ -141,12 +141,26 @@ def _terminate_sqlite_at_once() -> None:
     trying aiosqlite's graceful close, shielded from cancellation; cancelled again
     there, it also force-closes, which stops aiosqlite's worker thread; the graceful
     close then waits in its ``finally`` for that thread forever, and so does whatever
-    waits for the task (an event loop's shutdown). For a local SQLite file the forced
-    close is all there is to do (SQLite rolls back what was open), so do only that."""
+    waits for the task (an event loop's shutdown). For a local SQLite file stopping
+    the worker is all there is to do (SQLite rolls back what was open): interrupt what
+    it runs, ask it to stop once, and wait for that (a bounded wait, never for a worker
+    already told to stop), so that it answers while the event loop is still there."""
     from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection
+    from sqlalchemy.util.concurrency import await_, in_greenlet
 
     def terminate(self: Any) -> None:
-        self._terminate_force_close()
+        connection = self._connection
+        told_before = not connection._running
+        raw = connection._connection
+        if raw is not None:
+            raw.interrupt()  # a statement still running stops now (safe from any thread)
+        done = connection.stop()
+        if told_before or done is None or not in_greenlet():
+            return
+        try:
+            await_(asyncio.wait_for(asyncio.shield(done), 10))
+        except TimeoutError:
+            pass  # the worker is stuck in a long statement; it stops after it
 
     AsyncAdapt_aiosqlite_connection.terminate = terminate  # type: ignore[method-assign]
 
