@@ -166,3 +166,14 @@ async def aiohttp_server_factory() -> AsyncIterator[Callable[[web.Application], 
     yield serve
     for runner in runners:
         await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def softhsm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SoftHSM token directory for the whole test session: SoftHSM reads its
+    configuration once per process, so every in-process token lives here."""
+    import shutil
+
+    if shutil.which("softhsm2-util") is None:
+        pytest.fail("softhsm2 is not installed: run ./scripts/setup --test")
+    return tmp_path_factory.mktemp("softhsm")

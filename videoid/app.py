@@ -206,6 +206,9 @@ def create_app(
                 if extra is not None:
                     await asyncio.to_thread(extra.close)
             await repo.close()
+            close_key = getattr(objects.files.wrapper, "close", None)
+            if close_key is not None:  # a token's session
+                close_key()
 
     app.cleanup_ctx.append(services_ctx)
 

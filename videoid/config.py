@@ -214,9 +214,27 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class Pkcs11Config:
+    module: str = ""
+    """The PKCS#11 module; empty means Debian's SoftHSM2, its token under ``softhsm/``
+    in the data directory, created on first use (its PINs in ``keys/``)."""
+    token_label: str = "videoid"
+    softhsm_dir: str = ""
+    """SoftHSM's directory (tokens, configuration, PIN files); empty means ``softhsm``
+    in the data directory."""
+    pin_file: str = ""
+    """A file holding the token's user PIN; required with another module."""
+    master_key_label: str = "videoid-master"
+    """The AES key wrapping data keys when ``storage.key_port`` is ``pkcs11``."""
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     directory: str = ""
     """Where encrypted objects go; empty means ``objects`` in the data directory."""
+    key_port: Literal["file", "pkcs11"] = "file"
+    """What wraps the data keys of objects and recordings: the master key file, or an
+    AES key in the PKCS#11 token (``[pkcs11]``) that never leaves it."""
     master_key_file: str = ""
     """The master key (64 hex digits); empty means ``keys/master.key`` in the data
     directory, created on first start."""
@@ -238,6 +256,7 @@ class Config:
     sms: SmsConfig = field(default_factory=SmsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    pkcs11: Pkcs11Config = field(default_factory=Pkcs11Config)
 
     @property
     def data_path(self) -> Path:

@@ -24,10 +24,14 @@ class ObjectStore:
     def from_config(cls, repo: Repository, config: Config) -> ObjectStore:
         data = config.data_path
         directory = Path(config.storage.directory) if config.storage.directory else data / "objects"
-        if config.storage.master_key_file:
-            wrapper: KeyWrapper = LocalMasterKey.from_file(
-                Path(config.storage.master_key_file), create=False
+        if config.storage.key_port == "pkcs11":
+            from ..trust.token import Pkcs11MasterKey, Token
+
+            wrapper: KeyWrapper = Pkcs11MasterKey(
+                Token.from_config(config), config.pkcs11.master_key_label
             )
+        elif config.storage.master_key_file:
+            wrapper = LocalMasterKey.from_file(Path(config.storage.master_key_file), create=False)
         else:
             wrapper = LocalMasterKey.from_file(data / "keys" / "master.key", create=True)
         return cls(repo, EncryptedStore(directory, wrapper))
