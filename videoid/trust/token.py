@@ -4,8 +4,8 @@ not extractable, and used there; nothing secret leaves it.
 Debian's SoftHSM2 by default, its token directory under the data directory
 (``softhsm/``, or ``pkcs11.softhsm_dir``, with its own ``softhsm2.conf``), created on
 first use with a random user PIN and security officer PIN kept beside it in
-``user.pin`` and ``so.pin`` (mode 0600). Any other PKCS#11 module by configuration (``[pkcs11]``), whose token
-and PIN the deployment provides.
+``user.pin`` and ``so.pin`` (mode 0600). Any other PKCS#11 module by configuration
+(``[pkcs11]``), whose token and PIN the deployment provides.
 
 One logged-in session per process; PKCS#11 sessions are not safe for concurrent use,
 so every operation takes the token's lock (callers run them in threads).
