@@ -98,6 +98,7 @@ class SegmentWriter:
         self.bytes_in = 0
         self._pending: bytes | None = None
         self._hash = hashlib.sha256()
+        self._held: list[bytes] | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: BinaryIO | None = open(path, "xb")
         self._emit(MAGIC + _LEN.pack(len(header)) + header)
@@ -119,12 +120,33 @@ class SegmentWriter:
             self._seal(self._pending, last=False)
             self._pending = None
 
+    def hold(self) -> None:
+        """From now on keep sealed segments in memory until :meth:`take_held`: the
+        caller seals where it likes (an event loop: sealing is quick) and writes them
+        with :meth:`put_out` where blocking is fine (a thread)."""
+        self._held = []
+
+    def take_held(self) -> bytes:
+        held, self._held = self._held, []
+        return b"".join(held or ())
+
+    def put_out(self, data: bytes) -> None:
+        """Write sealed bytes from :meth:`take_held`, durably."""
+        if self._file is None:
+            raise StorageError("the recording is closed")
+        self._file.write(data)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
     def close(self) -> str:
         """Seal the last segment and close; returns the plaintext's SHA-256."""
         if self._file is None:
             return self._hash.hexdigest()
         self._seal(self._pending or b"", last=True)
         self._pending = None
+        if self._held is not None:
+            self.put_out(self.take_held())
+            self._held = None
         self._file.close()
         self._file = None
         return self._hash.hexdigest()
@@ -138,6 +160,9 @@ class SegmentWriter:
 
     def _emit(self, data: bytes) -> None:
         assert self._file is not None
+        if self._held is not None:
+            self._held.append(data)
+            return
         self._file.write(data)
         self._file.flush()
         if self._durable:
