@@ -389,6 +389,63 @@ def cmd_retention(args: argparse.Namespace) -> None:
     asyncio.run(_with_store(config, work))
 
 
+def cmd_cert(args: argparse.Namespace) -> None:
+    import base64
+    import datetime
+    import textwrap
+
+    from .db import Repository
+    from .trust.service import Trust
+
+    config = _config(args)
+
+    def when(at: float | None) -> str:
+        if at is None:
+            return "-"
+        return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    async def work() -> None:
+        repo = await Repository.open(config.database_url)
+        trust = Trust(config, repo, SystemClock(), config.base_url())
+        try:
+            if args.what == "list":
+                records = await repo.certificates()
+                if args.json:
+                    print(json.dumps([trust.describe(r) for r in records], indent=1))
+                    return
+                for r in records:
+                    print(
+                        f"{r.serial:<34} {r.kind:<9} {r.status:<8} until "
+                        f"{when(r.not_after)}  {r.subject}"
+                    )
+                return
+            record = await repo.find_certificate(args.serial.lower())
+            if record is None:
+                raise VideoidError("no such certificate", code="certificate_not_found")
+            if args.what == "revoke":
+                record = await trust.revoke(record.serial, args.reason, "cli")
+                print(
+                    f"certificate {record.serial} revoked ({args.reason})"
+                    f" at {when(record.revoked_at)}"
+                )
+                return
+            info = trust.describe(record)
+            if args.json:
+                print(json.dumps(info, indent=1))
+                return
+            for key, value in info.items():
+                shown = when(value) if key in ("not_before", "not_after", "revoked_at") else value
+                print(f"{key:<18} {shown}")
+            pem = base64.b64encode(record.der).decode()
+            print("-----BEGIN CERTIFICATE-----")
+            print("\n".join(textwrap.wrap(pem, 64)))
+            print("-----END CERTIFICATE-----")
+        finally:
+            await repo.close()
+
+    asyncio.run(work())
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> None:
     from .recordings.audit_chain import verify
 
@@ -556,6 +613,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(retention.add_parser("purge", help="destroy what is past retention now"))
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_retention)
+    cert = sub.add_parser("cert", help="the local CA's certificates").add_subparsers(
+        dest="what", required=True
+    )
+    p = with_config(cert.add_parser("list", help="every certificate, the CA's and customers'"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cert)
+    p = with_config(cert.add_parser("show", help="one certificate, with its PEM"))
+    p.add_argument("serial")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cert)
+    p = with_config(cert.add_parser("revoke", help="revoke a customer's certificate"))
+    p.add_argument("serial")
+    p.add_argument("--reason", required=True, help="e.g. key_compromise, privilege_withdrawn")
+    p.set_defaults(func=cmd_cert)
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="what", required=True)
     p = with_config(audit.add_parser("verify", help="check the audit chain; exit 1 if broken"))
     p.add_argument("--checkpoint", help="SEQ:HASH of a head kept elsewhere (detects a cut)")

@@ -39,6 +39,9 @@ from .services import SERVICES, Services
 from .session import PRE_CALL_STEPS, State
 from .storage import ObjectStore
 from .storage.objects import check_master_key
+from .trust.http import TrustApi
+from .trust.service import Trust
+from .trust.token import Pkcs11MasterKey
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +122,9 @@ def create_app(
             center.recordings = RecordingStore(
                 config.data_path / "recordings", objects.files.wrapper
             )
+        trust = Trust(config, repo, clock, base_url)
+        if isinstance(objects.files.wrapper, Pkcs11MasterKey):  # one token session
+            trust.share_token(objects.files.wrapper.token)
         evidence = Evidence(
             repo,
             objects,
@@ -167,6 +173,7 @@ def create_app(
                 load_secret(config.data_path / "keys" / "playback.key"),
                 config.recording.playback_link_seconds,
             ),
+            trust,
         )
         sio.register_namespace(CustomerNamespace(config, invitations, center, tools, clock))
         sio.register_namespace(OperatorNamespace(config, accounts, center, tools, clock))
@@ -206,6 +213,7 @@ def create_app(
                 if extra is not None:
                     await asyncio.to_thread(extra.close)
             await repo.close()
+            trust.close()
             close_key = getattr(objects.files.wrapper, "close", None)
             if close_key is not None:  # a token's session
                 close_key()
@@ -225,6 +233,7 @@ def create_app(
     app.router.add_routes(OnboardingApi().routes())
     app.router.add_routes(ReviewsApi().routes())
     app.router.add_routes(ComplianceApi().routes())
+    app.router.add_routes(TrustApi().routes())
     return app
 
 

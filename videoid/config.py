@@ -214,6 +214,17 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class CaConfig:
+    organization: str = "videoid development CA (not trusted)"
+    """The CA's name in its certificates; the default says what it is."""
+    policy_oid: str = "2.25.329800735698586629295641978511506172918"
+    """The provider's certificate policy, beside ETSI's QCP-n-qscd (an OID under 2.25,
+    which anyone may mint from a UUID; a provider uses its own)."""
+    customer_days: int = 1095
+    """How long a customer's certificate is valid."""
+
+
+@dataclass(frozen=True)
 class Pkcs11Config:
     module: str = ""
     """The PKCS#11 module; empty means Debian's SoftHSM2, its token under ``softhsm/``
@@ -257,6 +268,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     pkcs11: Pkcs11Config = field(default_factory=Pkcs11Config)
+    ca: CaConfig = field(default_factory=CaConfig)
 
     @property
     def data_path(self) -> Path:

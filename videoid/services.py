@@ -21,6 +21,7 @@ from .operator_console.call_tools import CallTools
 from .recordings.evidence import Evidence
 from .recordings.retention import Retention
 from .storage import ObjectStore
+from .trust.service import Trust
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Services:
     evidence: Evidence
     playback: Playback
     links: PlaybackLinks
+    trust: Trust
 
 
 SERVICES = web.AppKey("services", Services)

@@ -224,3 +224,24 @@ class LegalHold(Base):
     reason: Mapped[str] = mapped_column(Text)
     placed_by: Mapped[str] = mapped_column(String(64))
     placed_at: Mapped[float] = mapped_column(Float)
+
+
+class CertificateRow(Base):
+    __tablename__ = "certificates"
+    serial: Mapped[str] = mapped_column(String(40), primary_key=True)
+    """Hexadecimal."""
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    """``root``, ``issuing``, ``tsa`` or ``customer``."""
+    session_id: Mapped[str | None] = mapped_column(
+        ForeignKey("identification_sessions.id"), nullable=True, index=True
+    )
+    subject: Mapped[str] = mapped_column(Text)
+    key_label: Mapped[str] = mapped_column(String(64))
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    not_before: Mapped[float] = mapped_column(Float)
+    not_after: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    """``good`` or ``revoked``."""
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)

@@ -32,6 +32,7 @@ from .models import (
     AuditRow,
     CallItem,
     CaptureAttempt,
+    CertificateRow,
     Consent,
     Customer,
     Decision,
@@ -71,6 +72,22 @@ class SessionRecord:
     operator_id: int | None
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    serial: str
+    kind: str
+    session_id: str | None
+    subject: str
+    key_label: str
+    der: bytes
+    not_before: float
+    not_after: float
+    status: str
+    revoked_at: float | None
+    revocation_reason: str | None
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -1138,6 +1155,41 @@ class Repository:
                 out[session_id]["hold"] = True
         return list(out.values())
 
+    # -- certificates ---------------------------------------------------------------------
+
+    async def add_certificate(self, record: CertificateRecord) -> None:
+        async with self._sessions.begin() as db:
+            db.add(CertificateRow(**record.__dict__))
+
+    async def certificates(
+        self, *, kind: str | None = None, session_id: str | None = None, revoked: bool = False
+    ) -> list[CertificateRecord]:
+        query = select(CertificateRow)
+        if kind is not None:
+            query = query.where(CertificateRow.kind == kind)
+        if session_id is not None:
+            query = query.where(CertificateRow.session_id == session_id)
+        if revoked:
+            query = query.where(CertificateRow.status == "revoked")
+        async with self._sessions() as db:
+            rows = await db.scalars(query.order_by(CertificateRow.created_at))
+            return [_certificate(r) for r in rows]
+
+    async def find_certificate(self, serial: str) -> CertificateRecord | None:
+        async with self._sessions() as db:
+            row = await db.get(CertificateRow, serial)
+            return None if row is None else _certificate(row)
+
+    async def revoke_certificate(self, serial: str, reason: str, now: float) -> bool:
+        """Mark it revoked; False when it is unknown or already revoked."""
+        async with self._sessions.begin() as db:
+            done = await db.execute(
+                update(CertificateRow)
+                .where(CertificateRow.serial == serial, CertificateRow.status == "good")
+                .values(status="revoked", revoked_at=now, revocation_reason=reason)
+            )
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
     async def holds(self) -> set[str]:
         async with self._sessions() as db:
             return set(await db.scalars(select(LegalHold.session_id)))
@@ -1194,6 +1246,23 @@ class Repository:
 
 def _audit_entry(row: AuditRow) -> Entry:
     return Entry(row.seq, row.at, row.action, row.actor, row.subject, row.commitment, row.hash)
+
+
+def _certificate(row: CertificateRow) -> CertificateRecord:
+    return CertificateRecord(
+        row.serial,
+        row.kind,
+        row.session_id,
+        row.subject,
+        row.key_label,
+        bytes(row.der),
+        row.not_before,
+        row.not_after,
+        row.status,
+        row.revoked_at,
+        row.revocation_reason,
+        row.created_at,
+    )
 
 
 def _session_record(row: SessionRow) -> SessionRecord:

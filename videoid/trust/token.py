@@ -171,7 +171,7 @@ class Pkcs11MasterKey:
     :class:`~videoid.storage.envelope.KeyWrapper` port."""
 
     def __init__(self, token: Token, key_label: str) -> None:
-        self._token = token
+        self._token = self.token = token
         self.key_id = f"pkcs11:{token.label}/{key_label}"
 
         def find_or_make(session: Any) -> Any:
