@@ -105,6 +105,20 @@ def _gtime(at: float) -> core.GeneralizedTime:
     return core.GeneralizedTime(datetime.datetime.fromtimestamp(int(at), datetime.UTC))
 
 
+def _rejection(why: str) -> bytes:
+    """A TimeStampResp with only its status (asn1crypto wants the token RFC 3161 makes
+    optional, so the SEQUENCE is put together here)."""
+    status = tsp.PKIStatusInfo({"status": "rejection", "fail_info": {why}}).dump()
+    return bytes(core.Sequence.load(b"\x30" + _der_length(len(status)) + status).dump())
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
 def _url(url: str) -> x509.GeneralName:
     return x509.GeneralName(name="uniform_resource_identifier", value=url)
 
@@ -557,8 +571,10 @@ class LocalCa:
             "produced_at": _gtime(now),
             "responses": responses,
         }
-        if nonce is not None:
-            data["response_extensions"] = [nonce]
+        if nonce is not None:  # echoed, so the client knows the answer is fresh
+            data["response_extensions"] = [
+                {"extn_id": "nonce", "critical": False, "extn_value": nonce["extn_value"].native}
+            ]
         body = ocsp.ResponseData(data)
         basic = ocsp.BasicOCSPResponse(
             {
@@ -585,21 +601,13 @@ class LocalCa:
         assert tsa is not None
         try:
             req = tsp.TimeStampReq.load(request)
+            req.native  # noqa: B018  (parse it all now: a malformed request fails here)
             imprint = req["message_imprint"]
-            imprint.native  # noqa: B018  (parse now: a malformed request fails here)
         except (ValueError, TypeError, KeyError):
-            return bytes(
-                tsp.TimeStampResp(
-                    {"status": {"status": "rejection", "fail_info": {"bad_data_format"}}}
-                ).dump()
-            )
+            return _rejection("bad_data_format")
         algorithm = imprint["hash_algorithm"]["algorithm"].native
         if algorithm not in ("sha256", "sha384", "sha512"):
-            return bytes(
-                tsp.TimeStampResp(
-                    {"status": {"status": "rejection", "fail_info": {"bad_alg"}}}
-                ).dump()
-            )
+            return _rejection("bad_alg")
         at = datetime.datetime.fromtimestamp(now, datetime.UTC)
         info: dict[str, Any] = {
             "version": "v1",

@@ -18,6 +18,7 @@ import os
 import secrets
 import subprocess
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,7 +36,21 @@ SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 T = TypeVar("T")
 _libraries: dict[str, Any] = {}
 _libraries_lock = threading.Lock()
-_softhsm_loaded_with: dict[str, str | None] = {}
+_loaded_with: dict[str, str | None] = {}
+_open_tokens: weakref.WeakSet[Token] = weakref.WeakSet()
+
+
+def _reinitialize(lib: Any, module: str) -> None:
+    """Finalise and initialise the module again (SoftHSM reads its configuration and
+    lists its tokens then); only with no session open, which it would end."""
+    if _open_tokens:
+        raise ConfigError(
+            "a PKCS#11 session is open in this process on another token directory;"
+            " one token directory per process",
+            code="token_unavailable",
+        )
+    lib.reinitialize()
+    _loaded_with[module] = os.environ.get("SOFTHSM2_CONF")
 
 
 def _write_secret(path: Path, value: str) -> None:
@@ -57,13 +72,6 @@ def softhsm_conf(directory: Path) -> Path:
         conf.write_text(
             f"directories.tokendir = {tokens}\nobjectstore.backend = file\n"
             "log.level = ERROR\nslots.removable = false\n"
-        )
-    loaded = _softhsm_loaded_with.get("conf")
-    if SOFTHSM_MODULE in _libraries and loaded != str(conf):
-        raise ConfigError(
-            f"SoftHSM is already loaded in this process with {loaded}: one token"
-            " directory per process",
-            code="token_unavailable",
         )
     os.environ["SOFTHSM2_CONF"] = str(conf)
     return conf
@@ -116,9 +124,18 @@ class Token:
                 lib = _libraries.get(module)
                 if lib is None:
                     lib = _libraries[module] = pkcs11.lib(module)
-                    if module == SOFTHSM_MODULE:
-                        _softhsm_loaded_with["conf"] = os.environ.get("SOFTHSM2_CONF")
-            token = lib.get_token(token_label=label)
+                    _loaded_with[module] = os.environ.get("SOFTHSM2_CONF")
+                elif module == SOFTHSM_MODULE and (
+                    _loaded_with.get(module) != os.environ.get("SOFTHSM2_CONF")
+                ):
+                    _reinitialize(lib, module)  # another token directory
+                try:
+                    token = lib.get_token(token_label=label)
+                except pkcs11.exceptions.NoSuchToken:
+                    if module != SOFTHSM_MODULE:
+                        raise
+                    _reinitialize(lib, module)  # SoftHSM lists tokens when initialised
+                    token = lib.get_token(token_label=label)
         except pkcs11.exceptions.NoSuchToken as err:
             raise ConfigError(
                 f"no PKCS#11 token labelled {label!r} in {module}", code="token_not_found"
@@ -129,6 +146,7 @@ class Token:
             ) from err
         try:
             self._session = token.open(rw=True, user_pin=pin)
+            _open_tokens.add(self)
         except (pkcs11.exceptions.PinIncorrect, pkcs11.exceptions.PinLenRange) as err:
             raise ConfigError(
                 f"the PIN of the PKCS#11 token {label!r} is wrong", code="token_pin_wrong"
@@ -161,7 +179,9 @@ class Token:
 
     def close(self) -> None:
         with self._lock:
-            self._session.close()
+            if self in _open_tokens:
+                _open_tokens.discard(self)
+                self._session.close()
 
 
 class Pkcs11MasterKey:
