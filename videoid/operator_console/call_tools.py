@@ -12,12 +12,9 @@ import asyncio
 import io
 import logging
 import random
-import secrets
 import time
 from collections import defaultdict, deque
 from typing import Any
-
-import argon2
 
 from ..call_center import CallCenter, Notifier
 from ..clock import Clock
@@ -26,6 +23,7 @@ from ..db import Repository
 from ..errors import MediaError, RateLimited, ValidationError
 from ..liveness.signals import ChallengeKind
 from ..notify import SmsGateway
+from ..notify.codes import OneTimeCodes
 from ..notify.sms import masked
 from ..storage import ObjectStore
 from .checklist import Checklist, ChecklistTemplate
@@ -34,12 +32,6 @@ logger = logging.getLogger(__name__)
 
 SNAPSHOT_KINDS = ("face", "document_front", "document_back", "document_tilted", "other")
 OTP_PURPOSE = "call_readback"
-_hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-
-
-class OtpError(ValidationError):
-    code = "otp_wrong"
-    status = 422
 
 
 class CallTools:
@@ -68,7 +60,7 @@ class CallTools:
         """Checklists of sessions in a call (others are read from the database)."""
         self._windows: dict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._checklist_lock = asyncio.Lock()
-        self._otp_lock = asyncio.Lock()  # checks are rare: one at a time is plenty
+        self._codes = OneTimeCodes(repo, clock)
         center.before_decision = self.before_decision
 
     # -- checklist --------------------------------------------------------------------
@@ -216,20 +208,14 @@ class CallTools:
         session_id = self._center.call_of(operator_id)
         cfg = self._config.call
         now = self._clock.now()
-        if await self._repo.count_codes(session_id, OTP_PURPOSE, now - 600) >= cfg.otp_sends:
-            raise RateLimited(
-                "enough codes were sent; wait before sending another", code="otp_send_limit"
-            )
         record = await self._repo.find_session(id=session_id)
         customer = await self._repo.find_customer(record.customer_id) if record else None
         if customer is None or not customer.phone:
             raise ValidationError("the customer has no phone number", code="no_phone")
-        code = f"{secrets.randbelow(10**6):06d}"
-        code_hash = await asyncio.to_thread(_hasher.hash, code)
-        expires = now + cfg.otp_seconds
-        code_id = await self._repo.add_code(
-            session_id, OTP_PURPOSE, session_id, code_hash, now, expires
+        issued = await self._codes.issue(
+            session_id, OTP_PURPOSE, session_id, cfg.otp_seconds, max_sends=cfg.otp_sends
         )
+        code, code_id, expires = issued.code, issued.code_id, issued.expires_at
         minutes = max(1, round(cfg.otp_seconds / 60))
         await self._sms.send(
             customer.phone,
@@ -255,34 +241,13 @@ class CallTools:
         session_id = self._center.call_of(operator_id)
         actor = f"operator:{operator_id}"
         cfg = self._config.call
-        now = self._clock.now()
-        if not (len(code) == 6 and code.isascii() and code.isdigit()):
-            raise ValidationError("the code has 6 digits", code="invalid_code")
-        async with self._otp_lock:
-            record = await self._repo.latest_code(session_id, OTP_PURPOSE)
-            if record is None:
-                raise OtpError("no code was sent in this call", code="otp_not_sent")
-            if record.binding != session_id:  # pragma: no cover - bound at creation
-                raise OtpError("this code is not for this call", code="otp_wrong_binding")
-            if record.used_at is not None:
-                raise OtpError("this code was already used", code="otp_used")
-            if record.expires_at <= now:
-                await self._repo.add_item(session_id, "otp", actor, {"event": "expired"}, now)
-                raise OtpError("the code has expired; send a new one", code="otp_expired")
-            if not await self._repo.count_code_attempt(record.id, cfg.otp_attempts):
-                raise OtpError("too many wrong codes; send a new one", code="otp_locked")
-            ok = await asyncio.to_thread(_code_matches, record.code_hash, code)
-            left = cfg.otp_attempts - record.attempts - 1
-            if not ok:
-                await self._repo.add_item(
-                    session_id, "otp", actor, {"event": "wrong", "attempts_left": left}, now
-                )
-                if left <= 0:
-                    raise OtpError("too many wrong codes; send a new one", code="otp_locked")
-                raise OtpError(f"wrong code; {left} attempts left", code="otp_wrong")
-            if not await self._repo.use_code(record.id, now):
-                raise OtpError("this code was already used", code="otp_used")
-            await self._repo.add_item(session_id, "otp", actor, {"event": "matched"}, now)
+
+        async def record(event: dict[str, Any]) -> None:
+            await self._repo.add_item(session_id, "otp", actor, event, self._clock.now())
+
+        await self._codes.redeem(
+            session_id, OTP_PURPOSE, session_id, code, cfg.otp_attempts, record
+        )
         checklist = await self.checklist(session_id)
         view = None
         for entry in checklist.entries:
@@ -371,13 +336,6 @@ class CallTools:
         if len(window) >= per_minute:
             raise RateLimited(f"too many {what.split(':')[0]} requests; slow down")
         window.append(now)
-
-
-def _code_matches(code_hash: str, code: str) -> bool:
-    try:
-        return bool(_hasher.verify(code_hash, code))
-    except argon2.exceptions.VerificationError:
-        return False
 
 
 def _jpeg(frame: Any) -> tuple[bytes, int, int]:

@@ -1,0 +1,120 @@
+"""One-time codes sent by SMS: six digits, kept only as an Argon2id hash, valid for a
+while, single use, a limited number of attempts, and bound to what they are for (a
+call, or the digest of the document a signature will cover): a code issued for one
+binding never redeems another. The counters are in the database, so reconnecting
+resets nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import argon2
+
+from ..clock import Clock
+from ..db import Repository
+from ..errors import RateLimited, ValidationError
+
+_hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+
+
+class OtpError(ValidationError):
+    code = "otp_wrong"
+    status = 422
+
+
+@dataclass(frozen=True)
+class IssuedCode:
+    code: str
+    """To send, then forget: it is stored only hashed."""
+    code_id: int
+    expires_at: float
+
+
+Record = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class OneTimeCodes:
+    def __init__(self, repo: Repository, clock: Clock) -> None:
+        self._repo, self._clock = repo, clock
+        self._lock = asyncio.Lock()  # redemptions are rare: one at a time is plenty
+
+    async def issue(
+        self,
+        session_id: str,
+        purpose: str,
+        binding: str,
+        valid_seconds: float,
+        *,
+        max_sends: int,
+        per_seconds: float = 600.0,
+    ) -> IssuedCode:
+        """A new code (earlier ones of the purpose stop counting); at most ``max_sends``
+        in ``per_seconds``."""
+        now = self._clock.now()
+        if await self._repo.count_codes(session_id, purpose, now - per_seconds) >= max_sends:
+            raise RateLimited(
+                "enough codes were sent; wait before asking for another", code="otp_send_limit"
+            )
+        code = f"{secrets.randbelow(10**6):06d}"
+        code_hash = await asyncio.to_thread(_hasher.hash, code)
+        expires = now + valid_seconds
+        code_id = await self._repo.add_code(session_id, purpose, binding, code_hash, now, expires)
+        return IssuedCode(code, code_id, expires)
+
+    async def redeem(
+        self,
+        session_id: str,
+        purpose: str,
+        binding: str,
+        code: str,
+        max_attempts: int,
+        record: Record | None = None,
+    ) -> None:
+        """Spend the latest code of ``purpose`` if ``code`` is it and it is bound to
+        ``binding``; else raise :class:`OtpError` with a stable code. ``record`` is told
+        of each event (expired, wrong, matched) to keep as evidence (never the code)."""
+        if not (isinstance(code, str) and len(code) == 6 and code.isascii() and code.isdigit()):
+            raise ValidationError("the code has 6 digits", code="invalid_code")
+
+        async def note(event: dict[str, Any]) -> None:
+            if record is not None:
+                await record(event)
+
+        now = self._clock.now()
+        async with self._lock:
+            found = await self._repo.latest_code(session_id, purpose)
+            if found is None:
+                raise OtpError("no code was sent", code="otp_not_sent")
+            if found.binding != binding:
+                raise OtpError(
+                    "this code was sent for another document; ask for a new one",
+                    code="otp_wrong_binding",
+                )
+            if found.used_at is not None:
+                raise OtpError("this code was already used", code="otp_used")
+            if found.expires_at <= now:
+                await note({"event": "expired"})
+                raise OtpError("the code has expired; ask for a new one", code="otp_expired")
+            if not await self._repo.count_code_attempt(found.id, max_attempts):
+                raise OtpError("too many wrong codes; ask for a new one", code="otp_locked")
+            ok = await asyncio.to_thread(_matches, found.code_hash, code)
+            left = max_attempts - found.attempts - 1
+            if not ok:
+                await note({"event": "wrong", "attempts_left": left})
+                if left <= 0:
+                    raise OtpError("too many wrong codes; ask for a new one", code="otp_locked")
+                raise OtpError(f"wrong code; {left} attempts left", code="otp_wrong")
+            if not await self._repo.use_code(found.id, now):
+                raise OtpError("this code was already used", code="otp_used")
+            await note({"event": "matched"})
+
+
+def _matches(code_hash: str, code: str) -> bool:
+    try:
+        return bool(_hasher.verify(code_hash, code))
+    except argon2.exceptions.VerificationError:
+        return False
