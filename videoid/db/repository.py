@@ -168,11 +168,14 @@ def _terminate_sqlite_at_once() -> None:
     def terminate(self: Any) -> None:
         connection = self._connection
         told_before = not connection._running
+        waiting = in_greenlet() and not told_before
         raw = connection._connection
-        if raw is not None:
-            raw.interrupt()  # a statement still running stops now (safe from any thread)
+        if raw is not None and waiting:
+            # a statement still running stops now (safe from any thread); only when we
+            # then wait, so that its error reaches the event loop while it runs
+            raw.interrupt()
         done = connection.stop()
-        if told_before or done is None or not in_greenlet():
+        if not waiting or done is None:
             return
         try:
             await_(asyncio.wait_for(asyncio.shield(done), 10))

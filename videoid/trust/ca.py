@@ -102,6 +102,7 @@ def _time(at: float) -> x509.Time:
 
 
 def _gtime(at: float) -> core.GeneralizedTime:
+    # whole seconds: openssl misreads fractions (it finds 13:00:00 before 12:00:00.5)
     return core.GeneralizedTime(datetime.datetime.fromtimestamp(int(at), datetime.UTC))
 
 
@@ -561,7 +562,7 @@ class LocalCa:
                 {
                     "cert_id": cert_id,
                     "cert_status": status,
-                    "this_update": _gtime(now - 1),
+                    "this_update": _gtime(now),
                     "next_update": _gtime(now + 3600),
                 }
             )
