@@ -28,6 +28,7 @@ from .errors import ConfigError
 from .http_api import LOOP_MONITOR, HttpApi, errors_middleware
 from .loop_monitor import LoopMonitor
 from .notify import sms_gateway
+from .notify.mail import mail_gateway
 from .operator_console.accounts import Accounts, generate_password
 from .operator_console.call_tools import CallTools
 from .operator_console.checklist import ChecklistTemplate
@@ -39,8 +40,10 @@ from .services import SERVICES, Services
 from .session import PRE_CALL_STEPS, State
 from .storage import ObjectStore
 from .storage.objects import check_master_key
+from .trust.customer_http import SigningApi
 from .trust.http import TrustApi
 from .trust.service import Trust
+from .trust.signing_flow import ContractSigning
 from .trust.token import Pkcs11MasterKey
 
 logger = logging.getLogger(__name__)
@@ -174,6 +177,17 @@ def create_app(
                 config.recording.playback_link_seconds,
             ),
             trust,
+            ContractSigning(
+                config,
+                repo,
+                center,
+                objects,
+                trust,
+                sms,
+                mail_gateway(config),
+                clock,
+                config.ca.organization,
+            ),
         )
         sio.register_namespace(CustomerNamespace(config, invitations, center, tools, clock))
         sio.register_namespace(OperatorNamespace(config, accounts, center, tools, clock))
@@ -234,6 +248,7 @@ def create_app(
     app.router.add_routes(ReviewsApi().routes())
     app.router.add_routes(ComplianceApi().routes())
     app.router.add_routes(TrustApi().routes())
+    app.router.add_routes(SigningApi().routes())
     return app
 
 

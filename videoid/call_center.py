@@ -259,10 +259,12 @@ class CallCenter:
         allowed: Iterable[State],
         save: Callable[[], Awaitable[Any]],
         complete: State | None = None,
+        advance: Callable[[IdentificationSession, float], None] | None = None,
     ) -> Any:
         """One onboarding action, atomically with respect to this session's state: check
         that the session is in one of ``allowed`` states, run ``save`` (which persists
-        what the step produced), then, if ``complete`` is given, record that step done.
+        what the step produced), then, if ``complete`` is given, record that step done
+        (or move the session on with ``advance``, after the decision).
         A session in another state raises IllegalTransition before anything is saved."""
         async with self._locked():
             live, machine = await self._session_machine(session_id)
@@ -273,8 +275,11 @@ class CallCenter:
                     code="step_not_allowed",
                 )
             result = await save()
-            if complete is not None:
-                machine.complete_step(complete, self._clock.now())
+            if complete is not None or advance is not None:
+                if complete is not None:
+                    machine.complete_step(complete, self._clock.now())
+                if advance is not None:  # after the decision: certificate, contract
+                    advance(machine, self._clock.now())
                 await self._persist(machine)
                 if live is not None:
                     self._outbox.append(

@@ -162,6 +162,20 @@ class SmsConfig:
 
 
 @dataclass(frozen=True)
+class MailConfig:
+    backend: Literal["outbox", "smtp"] = "outbox"
+    """``outbox``: a development file in the data directory, nothing is sent.
+    ``smtp``: the SMTP server at ``host``:``port``."""
+    host: str = "127.0.0.1"
+    port: int = 25
+    sender: str = "videoid <no-reply@localhost>"
+    username: str = ""
+    password_file: str = ""
+    starttls: bool = False
+    """Require STARTTLS (it is used whenever the server offers it)."""
+
+
+@dataclass(frozen=True)
 class CallConfig:
     """The operator's tools in the call."""
 
@@ -269,6 +283,7 @@ class Config:
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     pkcs11: Pkcs11Config = field(default_factory=Pkcs11Config)
     ca: CaConfig = field(default_factory=CaConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
 
     @property
     def data_path(self) -> Path:

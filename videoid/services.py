@@ -22,6 +22,7 @@ from .recordings.evidence import Evidence
 from .recordings.retention import Retention
 from .storage import ObjectStore
 from .trust.service import Trust
+from .trust.signing_flow import ContractSigning
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Services:
     playback: Playback
     links: PlaybackLinks
     trust: Trust
+    signing: ContractSigning
 
 
 SERVICES = web.AppKey("services", Services)

@@ -245,3 +245,15 @@ class CertificateRow(Base):
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class SignaturePin(Base):
+    __tablename__ = "signature_pins"
+    serial: Mapped[str] = mapped_column(ForeignKey("certificates.serial"), primary_key=True)
+    pin_hash: Mapped[str] = mapped_column(String(255))
+    puk_hash: Mapped[str] = mapped_column(String(255))
+    failures: Mapped[int] = mapped_column(Integer)
+    puk_failures: Mapped[int] = mapped_column(Integer)
+    locked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    blocked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    changed_at: Mapped[float] = mapped_column(Float)

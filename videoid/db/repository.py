@@ -43,6 +43,7 @@ from .models import (
     RecordingRow,
     SessionRow,
     SessionToken,
+    SignaturePin,
     StepResult,
     StoredObject,
     Transition,
@@ -1192,6 +1193,34 @@ class Repository:
                 .values(status="revoked", revoked_at=now, revocation_reason=reason)
             )
             return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    async def pin_state(self, serial: str) -> dict[str, Any] | None:
+        async with self._sessions() as db:
+            row = await db.get(SignaturePin, serial)
+            if row is None:
+                return None
+            return {
+                "pin_hash": row.pin_hash,
+                "puk_hash": row.puk_hash,
+                "failures": row.failures,
+                "puk_failures": row.puk_failures,
+                "locked_at": row.locked_at,
+                "blocked_at": row.blocked_at,
+                "changed_at": row.changed_at,
+            }
+
+    async def save_pin_state(self, serial: str, state: dict[str, Any], *, new: bool) -> bool:
+        """Store a PIN state; with ``new``, only if none is there yet (False if one is)."""
+        async with self._sessions.begin() as db:
+            if new:
+                if await db.get(SignaturePin, serial) is not None:
+                    return False
+                db.add(SignaturePin(serial=serial, **state))
+                return True
+            await db.execute(
+                update(SignaturePin).where(SignaturePin.serial == serial).values(**state)
+            )
+            return True
 
     async def holds(self) -> set[str]:
         async with self._sessions() as db:

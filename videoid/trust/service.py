@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 class Trust:
     def __init__(self, config: Config, repo: Repository, clock: Clock, base_url: str) -> None:
         self._config, self._repo, self._clock = config, repo, clock
-        self._base_url = base_url
+        self.base_url = base_url
         self._lock = asyncio.Lock()
         self._token: Token | None = None
         self._owns_token = False
@@ -49,7 +49,7 @@ class Trust:
             cfg = self._config.ca
             ca = LocalCa(
                 TokenKeys(token),
-                self._base_url,
+                self.base_url,
                 cfg.organization,
                 cfg.policy_oid,
                 cfg.customer_days,

@@ -1,0 +1,170 @@
+"""After a real approved call: the customer requests the certificate, reads the
+contract, sets a PIN (its PUK shown once), receives the code by SMS (development
+outbox), signs; the signed contract validates; the e-mail says the certificate is
+active. And every bad input the issue names, with its stable code (R16-R19)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from videoid.notify import OutboxSms
+from videoid.notify.mail import OutboxMail
+
+from .conftest import Server, StartServer
+from .test_call_end_to_end import run_call
+from .test_compliance import PERSON
+from .test_signing import run
+
+PIN = "493817"
+
+
+class Customer:
+    def __init__(self, server: Server, token: str) -> None:
+        self.base = f"{server.url}/api/signing"
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def call(self, method: str, path: str = "", body: Any = None) -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession(headers=self.headers) as http,
+            http.request(method, self.base + path, json=body) as r,
+        ):
+            if r.content_type == "application/pdf":
+                return r.status, await r.read()
+            return r.status, await r.json()
+
+
+def last_code(server: Server) -> tuple[str, str]:
+    message = OutboxSms(server.services.sms.path).messages()[-1]  # type: ignore[attr-defined]
+    code = re.search(r"\b(\d{6})\b", message["text"])
+    assert code is not None
+    return code.group(1), message["text"]
+
+
+async def approved(start_server: StartServer, customer_video: Path, operator_video: Path):
+    server = await start_server(live={"workers": 0})
+    invitation, result, _ = await run_call(server, customer_video, operator_video)
+    assert result.outcome == "approved"
+    fields = {**PERSON, "surname": "Lovelace", "given_names": "Ada"}
+    await server.services.repo.put_result(
+        invitation.session_id, "personal_data", {"fields": fields, "edited": []},
+        server.services.clock.now(),
+    )  # fmt: skip
+    return server, invitation, Customer(server, invitation.url.split("#", 1)[1])
+
+
+async def test_certificate_pin_code_sign_and_mail(
+    start_server: StartServer, customer_video: Path, operator_video: Path, tmp_path: Path
+) -> None:
+    server, invitation, me = await approved(start_server, customer_video, operator_video)
+
+    # before the certificate: no contract, no PIN, no code
+    status, body = await me.call("GET")
+    assert status == 200 and body["state"] == "approved" and body["certificate"] is None
+    assert body["to_issue"]["name"] == "Ada Lovelace"
+    assert (await me.call("GET", "/contract.pdf"))[1]["error"]["code"] == "no_contract"
+    status, body = await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN})
+    assert (status, body["error"]["code"]) == (409, "step_not_allowed")
+
+    status, body = await me.call("POST", "/certificate")
+    assert status == 200 and len(body["serial"]) >= 20, body
+    status, body = await me.call("POST", "/certificate")  # not twice
+    assert (status, body["error"]["code"]) == (409, "step_not_allowed")
+    status, contract = await me.call("GET", "/contract.pdf")
+    assert status == 200 and contract.startswith(b"%PDF") and b"Lovelace" in contract
+
+    # the PIN: the policy, then once; the PUK shown once
+    for bad, code in (("123456", "pin_trivial"), ("12345", "pin_format")):
+        status, body = await me.call("POST", "/pin", {"pin": bad, "pin_again": bad})
+        assert (status, body["error"]["code"]) == (400, code)
+    status, body = await me.call("POST", "/pin", {"pin": PIN, "pin_again": "493818"})
+    assert body["error"]["code"] == "pin_mismatch"
+    status, body = await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN})
+    assert status == 200 and len(body["puk"]) == 12
+    puk = body["puk"]
+    status, body = await me.call("POST", "/pin", {"pin": "583920", "pin_again": "583920"})
+    assert (status, body["error"]["code"]) == (409, "pin_already_set")
+
+    # the code: by SMS, naming the document, bound to it
+    status, body = await me.call("POST", "/code")
+    assert status == 200 and body["sent_to"].startswith("+39"), body
+    code, text = last_code(server)
+    assert "Contract for a qualified signature certificate" in text and body["document_ref"] in text
+    stored = await server.services.repo.latest_code(invitation.session_id, "signature")
+    assert stored is not None and code not in stored.code_hash
+
+    # wrong PIN twice (counted), the right PIN with a wrong code, then both right
+    for left in (2, 1):
+        status, body = await me.call("POST", "/sign", {"pin": "111333", "code": code})
+        assert (status, body["error"]["code"]) == (403, "pin_wrong") and str(left) in body["error"][
+            "message"
+        ]
+    status, body = await me.call("POST", "/sign", {"pin": PIN, "code": "000000"})
+    assert body["error"]["code"] in ("otp_wrong", "otp_locked"), body
+    status, body = await me.call("POST", "/sign", {"pin": PIN, "code": code})
+    assert status == 200 and body["signed"] is True, body
+    status, body = await me.call("POST", "/sign", {"pin": PIN, "code": code})  # not twice
+    assert (status, body["error"]["code"]) == (409, "step_not_allowed")
+
+    status, signed = await me.call("GET", "/signed.pdf")
+    assert status == 200 and signed.startswith(b"%PDF") and len(signed) > len(contract)
+    path = tmp_path / "signed.pdf"
+    path.write_bytes(signed)
+    _, out = await asyncio.to_thread(run, "pdfsig", str(path))
+    assert "Signature is Valid." in out and "Ada Lovelace" in out, out
+
+    record = await server.services.repo.find_session(id=invitation.session_id)
+    assert record is not None and record.state == "completed"
+    states = [to for _, to, _, _ in await server.services.repo.transitions(invitation.session_id)]
+    assert states[-3:] == ["certificate_requested", "contract_signed", "completed"]
+    mail = OutboxMail(server.services.config.data_path / "outbox" / "mail.jsonl").messages()
+    assert mail and "certificate is active" in mail[-1]["subject"]
+    assert puk not in str(mail) and PIN not in str(mail) and code not in str(mail)
+    actions = [e.action for e in await server.services.repo.audit_entries()]
+    assert {"certificate_issued", "pin_set", "signature_code_sent", "contract_signed"} <= set(
+        actions
+    )
+
+
+async def test_lockout_unblock_and_revoked(
+    start_server: StartServer, customer_video: Path, operator_video: Path
+) -> None:
+    server, invitation, me = await approved(start_server, customer_video, operator_video)
+    await me.call("POST", "/certificate")
+    puk = (await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN}))[1]["puk"]
+    await me.call("POST", "/code")
+    code, _ = last_code(server)
+    for _ in range(2):
+        await me.call("POST", "/sign", {"pin": "111333", "code": code})
+    status, body = await me.call("POST", "/sign", {"pin": "111333", "code": code})
+    assert (status, body["error"]["code"]) == (403, "pin_locked")
+    # a new connection (a new token use) changes nothing: the counter is stored
+    again = Customer(server, me.headers["Authorization"].split(" ", 1)[1])
+    status, body = await again.call("POST", "/sign", {"pin": PIN, "code": code})
+    assert body["error"]["code"] == "pin_locked"
+    status, body = await again.call("GET")
+    assert body["pin_locked"] is True
+    status, body = await me.call(
+        "POST", "/unblock", {"puk": "000000000000", "pin": "583920", "pin_again": "583920"}
+    )
+    assert body["error"]["code"] == "puk_wrong"
+    status, body = await me.call(
+        "POST", "/unblock", {"puk": puk, "pin": "583920", "pin_again": "583920"}
+    )
+    assert status == 200, body
+
+    # the certificate revoked: signing is refused
+    [certificate] = await server.services.repo.certificates(
+        kind="customer", session_id=invitation.session_id
+    )
+    await server.services.trust.revoke(certificate.serial, "key_compromise", "test")
+    status, body = await me.call("POST", "/sign", {"pin": "583920", "code": code})
+    assert body["error"]["code"] == "certificate_revoked"
+    status, body = await me.call("POST", "/sign", "not an object")
+    assert (status, body["error"]["code"]) == (400, "invalid_json")
+    status, body = await Customer(server, "forged-token").call("GET")
+    assert status in (401, 403) and "error" in body

@@ -1,0 +1,82 @@
+"""The customer's certificate and contract over HTTP (after the approval): see
+:mod:`videoid.trust.signing_flow` and docs/protocol.md."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..customer_client.onboarding_http import _customer, _json
+from ..errors import ValidationError
+from ..http_api import _s
+
+
+def _strings(body: object, *names: str) -> list[str]:
+    if not isinstance(body, dict):
+        raise ValidationError("the body must be a JSON object", code="invalid_json")
+    out = []
+    for name in names:
+        value = body.get(name, "")
+        if not isinstance(value, str) or len(value) > 64:
+            raise ValidationError(f"{name}: a string", code="invalid_payload", field=name)
+        out.append(value)
+    return out
+
+
+class SigningApi:
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return [
+            web.get("/api/signing", self.overview),
+            web.post("/api/signing/certificate", self.certificate),
+            web.get("/api/signing/contract.pdf", self.contract),
+            web.get("/api/signing/signed.pdf", self.signed),
+            web.post("/api/signing/pin", self.pin),
+            web.post("/api/signing/unblock", self.unblock),
+            web.post("/api/signing/code", self.code),
+            web.post("/api/signing/sign", self.sign),
+        ]
+
+    async def overview(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        return web.json_response(await _s(request).signing.overview(record.id))
+
+    async def certificate(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        return web.json_response(await _s(request).signing.request_certificate(record.id))
+
+    async def contract(self, request: web.Request) -> web.Response:
+        return await self._pdf(request, signed=False)
+
+    async def signed(self, request: web.Request) -> web.Response:
+        return await self._pdf(request, signed=True)
+
+    async def _pdf(self, request: web.Request, signed: bool) -> web.Response:
+        record = await _customer(request)
+        data = await _s(request).signing.document(record.id, signed)
+        name = "contract-signed.pdf" if signed else "contract.pdf"
+        return web.Response(
+            body=data,
+            content_type="application/pdf",
+            headers={
+                "Content-Disposition": f'inline; filename="{name}"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+    async def pin(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        pin, again = _strings(await _json(request), "pin", "pin_again")
+        return web.json_response(await _s(request).signing.set_pin(record.id, pin, again))
+
+    async def unblock(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        puk, pin, again = _strings(await _json(request), "puk", "pin", "pin_again")
+        return web.json_response(await _s(request).signing.unblock(record.id, puk, pin, again))
+
+    async def code(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        return web.json_response(await _s(request).signing.send_code(record.id))
+
+    async def sign(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        pin, code = _strings(await _json(request), "pin", "code")
+        return web.json_response(await _s(request).signing.sign(record.id, pin, code))

@@ -1,0 +1,333 @@
+"""After the approval: the customer's certificate and the signed contract (R16-R19).
+
+1. ``request_certificate``: a key in the token and a qualified certificate for the
+   verified data, and the contract made for this customer (APPROVED ->
+   CERTIFICATE_REQUESTED).
+2. ``set_pin``: the signature PIN (policy checked, typed twice); the PUK is shown once.
+3. ``send_code``: a one-time code by SMS, bound to the digest of this contract: the
+   SMS names the document, and the code signs nothing else.
+4. ``sign``: PIN, then code, then the PAdES signature with the key in the token
+   (CERTIFICATE_REQUESTED -> CONTRACT_SIGNED -> COMPLETED), and an e-mail that the
+   certificate is active.
+
+The PIN and code counters are in the database: reconnecting resets nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import hashlib
+import logging
+from typing import Any
+
+from asn1crypto import x509
+
+from ..call_center import CallCenter
+from ..clock import Clock
+from ..config import Config
+from ..db import Repository
+from ..errors import ValidationError
+from ..notify import SmsGateway
+from ..notify.codes import OneTimeCodes
+from ..notify.mail import MailGateway
+from ..notify.sms import masked
+from ..session import State
+from ..storage import ObjectStore
+from . import pin as pins
+from .ca import CaError
+from .contract import ContractData, contract_pdf
+from .service import Trust
+from .signing import sign_pdf
+
+logger = logging.getLogger(__name__)
+
+SIGNING_PURPOSE = "signature"
+CODE_SECONDS = 600.0
+CODE_ATTEMPTS = 3
+CODE_SENDS = 3
+DOCUMENT_NAME = "Contract for a qualified signature certificate"
+
+
+def _signed_and_complete(machine: Any, at: float) -> None:
+    machine.sign_contract(at)
+    machine.complete(at)
+
+
+class SigningError(CaError):
+    code = "signing_error"
+
+
+class ContractSigning:
+    def __init__(
+        self,
+        config: Config,
+        repo: Repository,
+        center: CallCenter,
+        objects: ObjectStore,
+        trust: Trust,
+        sms: SmsGateway,
+        mail: MailGateway,
+        clock: Clock,
+        provider: str,
+    ) -> None:
+        self._config, self._repo, self._center = config, repo, center
+        self._objects, self._trust = objects, trust
+        self._sms, self._mail, self._clock = sms, mail, clock
+        self._codes = OneTimeCodes(repo, clock)
+        self.provider = provider
+
+    # -- what the page shows --------------------------------------------------------------
+
+    async def overview(self, session_id: str) -> dict[str, Any]:
+        record = await self._repo.find_session(id=session_id)
+        assert record is not None
+        fields = await self._fields(session_id)
+        certificate = await self._certificate(session_id)
+        pin = await self._repo.pin_state(certificate.serial) if certificate else None
+        objects = {o.kind: o for o in await self._repo.objects_of(session_id)}
+        return {
+            "state": record.state,
+            "to_issue": {
+                "name": f"{fields.get('given_names', '')} {fields.get('surname', '')}".strip(),
+                "document": fields.get("document_number", ""),
+                "issuer": self._config.ca.organization,
+                "valid_days": self._config.ca.customer_days,
+                "kind": "qualified certificate for electronic signatures (QCP-n-qscd)",
+            },
+            "certificate": None
+            if certificate is None
+            else {
+                "serial": certificate.serial,
+                "subject": certificate.subject,
+                "not_after": certificate.not_after,
+                "status": certificate.status,
+            },
+            "pin_set": pin is not None,
+            "pin_locked": bool(pin and pin["locked_at"] is not None),
+            "contract": "contract" in objects,
+            "signed": "signed_contract" in objects,
+        }
+
+    async def _fields(self, session_id: str) -> dict[str, str]:
+        results = await self._repo.results(session_id)
+        fields = dict(results.get("personal_data", {}).get("fields") or {})
+        if not fields:  # no data step: what the zone read
+            fields = dict(results.get("document", {}).get("mrz") or {})
+        return {k: str(v) for k, v in fields.items() if isinstance(v, str | int)}
+
+    async def _certificate(self, session_id: str) -> Any:
+        issued = await self._repo.certificates(kind="customer", session_id=session_id)
+        return issued[-1] if issued else None
+
+    # -- 1. the certificate and the contract --------------------------------------------
+
+    async def request_certificate(self, session_id: str) -> dict[str, Any]:
+        fields = await self._fields(session_id)
+        if not fields.get("surname") or not fields.get("given_names"):
+            raise SigningError(
+                "the verified data are missing: the certificate cannot name you",
+                code="no_verified_data",
+            )
+
+        async def save() -> dict[str, Any]:
+            certificate = await self._trust.issue(session_id, fields)
+            contract = await self._contract_for(session_id, fields, certificate.serial)
+            now = self._clock.now()
+            await self._objects.put(session_id, "contract", "application/pdf", contract, now)
+            return {"serial": certificate.serial, "not_after": certificate.not_after}
+
+        result: dict[str, Any] = await self._center.step(
+            session_id,
+            [State.APPROVED],
+            save,
+            advance=lambda machine, now: machine.request_certificate(now),
+        )
+        logger.info("session %s: certificate %s issued", session_id, result["serial"])
+        return result
+
+    async def _contract_for(self, session_id: str, fields: dict[str, str], serial: str) -> bytes:
+        record = await self._repo.find_session(id=session_id)
+        customer = await self._repo.find_customer(record.customer_id) if record else None
+        document = (await self._repo.results(session_id)).get("document", {})
+        data = ContractData(
+            provider=self.provider,
+            session_id=session_id,
+            surname=fields.get("surname", ""),
+            given_names=fields.get("given_names", ""),
+            date_of_birth=fields.get("date_of_birth", ""),
+            nationality=fields.get("nationality", ""),
+            document=" ".join(
+                str(x)
+                for x in (
+                    document.get("type"),
+                    document.get("country"),
+                    fields.get("document_number"),
+                )
+                if x
+            ),
+            email=customer.email if customer else "",
+            phone=customer.phone if customer else "",
+            certificate_serial=serial,
+            date=datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC).date(),
+        )
+        return await asyncio.to_thread(contract_pdf, data)
+
+    async def document(self, session_id: str, signed: bool) -> bytes:
+        kind = "signed_contract" if signed else "contract"
+        found = [o for o in await self._repo.objects_of(session_id) if o.kind == kind]
+        if not found:
+            raise SigningError(
+                "there is no signed contract yet" if signed else "ask for the certificate first",
+                code="no_contract",
+            )
+        _, data = await self._objects.get(found[-1].id)
+        return data
+
+    # -- 2. the PIN -------------------------------------------------------------------------
+
+    async def set_pin(self, session_id: str, pin: str, again: str) -> dict[str, Any]:
+        certificate = await self._ready(session_id)
+        state, puk = await asyncio.to_thread(pins.PinState.create, pin, again, self._clock.now())
+        if not await self._repo.save_pin_state(
+            certificate.serial, dataclasses.asdict(state), new=True
+        ):
+            raise SigningError("the PIN is already set", code="pin_already_set")
+        await self._repo.append_audit(
+            self._clock.now(), "pin_set", "customer", session_id, {"serial": certificate.serial}
+        )
+        return {"puk": puk}
+
+    async def unblock(self, session_id: str, puk: str, pin: str, again: str) -> dict[str, Any]:
+        certificate = await self._ready(session_id)
+        state = await self._pin_state(certificate.serial)
+        new, error = await asyncio.to_thread(
+            pins.unblock, state, puk, pin, again, self._clock.now()
+        )
+        await self._repo.save_pin_state(certificate.serial, dataclasses.asdict(new), new=False)
+        await self._repo.append_audit(
+            self._clock.now(),
+            "pin_unblock",
+            "customer",
+            session_id,
+            {"serial": certificate.serial, "ok": error is None},
+        )
+        if error is not None:
+            raise error
+        return {"unblocked": True}
+
+    async def _pin_state(self, serial: str) -> pins.PinState:
+        stored = await self._repo.pin_state(serial)
+        if stored is None:
+            raise SigningError("set your signature PIN first", code="pin_not_set")
+        return pins.PinState(**stored)
+
+    async def _ready(self, session_id: str) -> Any:
+        record = await self._repo.find_session(id=session_id)
+        if record is None or record.state != State.CERTIFICATE_REQUESTED.value:
+            state = record.state if record else "unknown"
+            raise SigningError(
+                f"this step cannot be done now (the session is {state})", code="step_not_allowed"
+            )
+        certificate = await self._certificate(session_id)
+        if certificate is None:  # pragma: no cover - issued with the state change
+            raise SigningError("no certificate", code="certificate_not_found")
+        if certificate.status != "good":
+            raise SigningError("your certificate was revoked", code="certificate_revoked")
+        return certificate
+
+    # -- 3. the code ----------------------------------------------------------------------------
+
+    async def _binding(self, session_id: str) -> str:
+        """What a code is bound to: the digest of the contract it will sign."""
+        return hashlib.sha256(await self.document(session_id, signed=False)).hexdigest()
+
+    async def send_code(self, session_id: str) -> dict[str, Any]:
+        await self._ready(session_id)
+        record = await self._repo.find_session(id=session_id)
+        customer = await self._repo.find_customer(record.customer_id) if record else None
+        if customer is None or not customer.phone:
+            raise ValidationError("no mobile number for this session", code="no_phone")
+        binding = await self._binding(session_id)
+        issued = await self._codes.issue(
+            session_id, SIGNING_PURPOSE, binding, CODE_SECONDS, max_sends=CODE_SENDS
+        )
+        await self._sms.send(
+            customer.phone,
+            f'Code {issued.code} to sign "{DOCUMENT_NAME}" (ref. {binding[:8]}) with '
+            f"{self.provider}. Valid {round(CODE_SECONDS / 60)} min. Never give it to anyone.",
+        )
+        await self._repo.append_audit(
+            self._clock.now(), "signature_code_sent", "customer", session_id, {"document": binding}
+        )
+        return {
+            "sent_to": masked(customer.phone),
+            "expires_at": issued.expires_at,
+            "document_ref": binding[:8],
+        }
+
+    # -- 4. the signature -----------------------------------------------------------------------
+
+    async def sign(self, session_id: str, pin: str, code: str) -> dict[str, Any]:
+        certificate = await self._ready(session_id)
+        state = await self._pin_state(certificate.serial)
+        now = self._clock.now()
+        new, error = await asyncio.to_thread(pins.attempt, state, pin, now)
+        await self._repo.save_pin_state(certificate.serial, dataclasses.asdict(new), new=False)
+        if error is not None:
+            await self._repo.append_audit(
+                now, "signature_refused", "customer", session_id, {"why": error.code}
+            )
+            raise error
+        binding = await self._binding(session_id)
+        await self._codes.redeem(session_id, SIGNING_PURPOSE, binding, code, CODE_ATTEMPTS)
+        ca = await self._trust.ca()
+        unsigned = await self.document(session_id, signed=False)
+        fields = await self._fields(session_id)
+        name = f"{fields.get('given_names', '')} {fields.get('surname', '')}".strip()
+        signed = await sign_pdf(
+            unsigned,
+            ca.keys,
+            certificate.key_label,
+            x509.Certificate.load(certificate.der),
+            ca.issuing,
+            ca.root,
+            f"{self._trust.base_url}/tsa",
+            name=name,
+            reason=DOCUMENT_NAME,
+        )
+
+        async def save() -> None:
+            await self._objects.put(
+                session_id, "signed_contract", "application/pdf", signed, self._clock.now()
+            )
+
+        await self._center.step(
+            session_id,
+            [State.CERTIFICATE_REQUESTED],
+            save,
+            advance=_signed_and_complete,
+        )
+        await self._repo.append_audit(
+            self._clock.now(),
+            "contract_signed",
+            "customer",
+            session_id,
+            {"serial": certificate.serial, "sha256": hashlib.sha256(signed).hexdigest()},
+        )
+        record = await self._repo.find_session(id=session_id)
+        customer = await self._repo.find_customer(record.customer_id) if record else None
+        if customer is not None and customer.email:
+            try:
+                await self._mail.send(
+                    customer.email,
+                    "Your qualified signature certificate is active",
+                    f"Dear {name},\n\nyour qualified certificate for electronic signatures "
+                    f"(serial {certificate.serial}) is active, and your contract is signed.\n"
+                    f"Keep your signature PIN and your PUK secret.\n\n{self.provider}\n",
+                )
+            except Exception:  # the contract is signed either way; the mail can be resent
+                logger.exception("session %s: the activation e-mail failed", session_id)
+        logger.info("session %s: contract signed", session_id)
+        return {"signed": True, "sha256": hashlib.sha256(signed).hexdigest()}
