@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from videoid.notify import OutboxSms
 from videoid.notify.mail import OutboxMail
@@ -168,3 +169,105 @@ async def test_lockout_unblock_and_revoked(
     assert (status, body["error"]["code"]) == (400, "invalid_json")
     status, body = await Customer(server, "forged-token").call("GET")
     assert status in (401, 403) and "error" in body
+
+
+@pytest.mark.browser
+async def test_browser_certificate_and_signature_with_smtp(
+    start_server: StartServer,
+    customer_video: Path,
+    operator_video: Path,
+    customer_y4m: Path,
+    tmp_path: Path,
+) -> None:
+    """The customer, after a real approved call, in a real browser: the certificate, the
+    contract page by page, the PIN and its PUK, the SMS code from the development
+    outbox, the signature; the signed contract downloads and validates; the e-mail
+    reaches a real SMTP server started here."""
+    from aiosmtpd.controller import Controller
+
+    from .conftest import free_port
+    from .test_browser_call import chromium
+
+    received: list[Any] = []
+
+    class Inbox:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope)
+            return "250 OK"
+
+    smtp = Controller(Inbox(), hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    try:
+        server = await start_server(
+            live={"workers": 0}, mail={"backend": "smtp", "host": "127.0.0.1", "port": smtp.port}
+        )
+        invitation, result, _ = await run_call(server, customer_video, operator_video)
+        assert result.outcome == "approved"
+        fields = {**PERSON, "surname": "Lovelace", "given_names": "Ada"}
+        await server.services.repo.put_result(
+            invitation.session_id, "personal_data", {"fields": fields, "edited": []},
+            server.services.clock.now(),
+        )  # fmt: skip
+        async with chromium(customer_y4m) as browser:
+            ctx = await browser.new_context(
+                accept_downloads=True, viewport={"width": 1100, "height": 1000}
+            )
+            page = await ctx.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.goto(invitation.url)
+            await page.wait_for_selector("#sign-request:visible", timeout=15000)
+            assert "Ada Lovelace" in (await page.text_content("#sign-name") or "")
+            await page.click("#sign-request-button")
+            await page.wait_for_selector("#sign-contract:visible", timeout=15000)
+            first = await page.text_content("#contract-page") or ""
+            assert "CONTRACT FOR A QUALIFIED ELECTRONIC SIGNATURE CERTIFICATE" in first
+            count = await page.text_content("#contract-count") or ""
+            total = int(count.split("/")[1])
+            assert await page.is_disabled("#contract-read") == (total > 1)
+            for _ in range(total - 1):  # page by page, to the end
+                await page.click("#contract-next")
+            assert "Signed by the Customer" in (await page.text_content("#contract-page") or "")
+            await page.check("#contract-read")
+            await page.wait_for_selector("#sign-pin:visible")
+            await page.fill("#pin", "123456")
+            await page.fill("#pin-again", "123456")
+            await page.click("#pin-set")
+            await page.wait_for_selector("#error:visible")
+            assert "easy to guess" in (await page.text_content("#error") or "")
+            await page.fill("#pin", PIN)
+            await page.fill("#pin-again", PIN)
+            await page.click("#pin-set")
+            await page.wait_for_selector("#sign-puk:visible")
+            puk = (await page.text_content("#puk-value") or "").replace(" ", "")
+            assert len(puk) == 12 and puk.isdigit()
+            await page.click("#puk-kept")
+            await page.wait_for_selector("#sign-sign:visible")
+            await page.click("#code-send")
+            await page.wait_for_function(
+                "() => document.getElementById('code-sent').textContent.length > 0"
+            )
+            code, _ = last_code(server)
+            await page.fill("#sign-pin-input", PIN)
+            await page.fill("#sign-code", code)
+            await page.click("#sign-button")
+            await page.wait_for_selector("#sign-done:visible", timeout=30000)
+            async with page.expect_download() as info:
+                await page.click("#signed-download")
+            download = await info.value
+            path = tmp_path / "signed.pdf"
+            await download.save_as(str(path))
+            await page.screenshot(path=str(tmp_path / "signed.png"), full_page=True)
+            assert errors == []
+            await ctx.close()
+        _, out = await asyncio.to_thread(run, "pdfsig", str(path))
+        assert "Signature is Valid." in out, out
+        for _ in range(50):
+            if received:
+                break
+            await asyncio.sleep(0.1)
+        [mail] = received
+        assert mail.rcpt_tos == ["ada@example.org"]
+        assert b"certificate is active" in mail.content and PIN.encode() not in mail.content
+    finally:
+        smtp.stop()

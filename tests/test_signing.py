@@ -57,7 +57,8 @@ async def signed_contract(server: Server, tmp_path: Path) -> tuple[Path, Path, P
         certificate_serial=record.serial,
         date=datetime.date(2026, 11, 26),
     )
-    unsigned = contract_pdf(data)
+    unsigned, pages = contract_pdf(data)
+    assert any("CONDITIONS OF SERVICE" in line for page in pages for line in page)
     assert unsigned.startswith(b"%PDF-1.7")
     signed = await sign_pdf(
         unsigned,

@@ -18,6 +18,11 @@ CUSTOMER_FACING = [
     ROOT / "videoid" / "http_api.py",
     ROOT / "videoid" / "call_center.py",
     ROOT / "videoid" / "operator_console" / "call_tools.py",
+    # the certificate, the PIN, the SMS code and the signature
+    ROOT / "videoid" / "trust" / "signing_flow.py",
+    ROOT / "videoid" / "trust" / "pin.py",
+    ROOT / "videoid" / "trust" / "customer_http.py",
+    ROOT / "videoid" / "notify" / "codes.py",
 ]
 OPERATOR_ONLY = {
     "already_taken",
@@ -35,15 +40,6 @@ OPERATOR_ONLY = {
     "no_video",
     "analysis_off",
     "invalid_challenge",
-    "otp_send_limit",
-    "no_phone",
-    "otp_wrong",
-    "otp_wrong_binding",
-    "otp_used",
-    "otp_expired",
-    "otp_locked",
-    "otp_not_sent",
-    "invalid_code",
     "invalid_reason",
 }
 """Codes only operators or the server's operator meet (the operator console is English)."""

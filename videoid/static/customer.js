@@ -763,6 +763,10 @@
     if (key === "other") $("outcome-text").textContent = ""; else say($("outcome-text"), "outcome_" + key);
     document.body.dataset.outcome = outcome;
     stopStream();
+    if (["approved", "certificate_requested", "contract_signed", "completed"].includes(outcome)) {
+      if (outcome !== "approved") say($("outcome-title"), "outcome_approved_t");
+      videoid.startSigning({ api, fail, clearError });
+    }
   }
 
   // -- continue on the phone --------------------------------------------------------------------

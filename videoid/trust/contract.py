@@ -97,9 +97,14 @@ def _escape(text: str) -> bytes:
     return encoded.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
 
 
+def paginate(lines: list[str]) -> list[list[str]]:
+    """The lines of each page, as the PDF lays them out."""
+    return [lines[i : i + LINES_PER_PAGE] for i in range(0, len(lines), LINES_PER_PAGE)] or [[]]
+
+
 def render(lines: list[str], title: str) -> bytes:
     """A PDF of ``lines``, as many pages as they fill, each with its page number."""
-    pages = [lines[i : i + LINES_PER_PAGE] for i in range(0, len(lines), LINES_PER_PAGE)] or [[]]
+    pages = paginate(lines)
     objects: list[bytes] = []  # object n is objects[n - 1]
     font = 3
     first_page = 4
@@ -146,5 +151,7 @@ def render(lines: list[str], title: str) -> bytes:
     return bytes(out)
 
 
-def contract_pdf(data: ContractData) -> bytes:
-    return render(contract_lines(data), f"Contract {data.session_id}")
+def contract_pdf(data: ContractData) -> tuple[bytes, list[list[str]]]:
+    """The contract's PDF, and its pages' text (for the page that shows it)."""
+    lines = contract_lines(data)
+    return render(lines, f"Contract {data.session_id}"), paginate(lines)

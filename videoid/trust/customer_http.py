@@ -27,6 +27,7 @@ class SigningApi:
         return [
             web.get("/api/signing", self.overview),
             web.post("/api/signing/certificate", self.certificate),
+            web.get("/api/signing/contract", self.pages),
             web.get("/api/signing/contract.pdf", self.contract),
             web.get("/api/signing/signed.pdf", self.signed),
             web.post("/api/signing/pin", self.pin),
@@ -42,6 +43,10 @@ class SigningApi:
     async def certificate(self, request: web.Request) -> web.Response:
         record = await _customer(request)
         return web.json_response(await _s(request).signing.request_certificate(record.id))
+
+    async def pages(self, request: web.Request) -> web.Response:
+        record = await _customer(request)
+        return web.json_response(await _s(request).signing.pages(record.id))
 
     async def contract(self, request: web.Request) -> web.Response:
         return await self._pdf(request, signed=False)

@@ -133,9 +133,13 @@ class ContractSigning:
 
         async def save() -> dict[str, Any]:
             certificate = await self._trust.issue(session_id, fields)
-            contract = await self._contract_for(session_id, fields, certificate.serial)
+            contract, pages = await self._contract_for(session_id, fields, certificate.serial)
             now = self._clock.now()
             await self._objects.put(session_id, "contract", "application/pdf", contract, now)
+            digest = hashlib.sha256(contract).hexdigest()
+            await self._repo.put_result(
+                session_id, "contract", {"pages": pages, "sha256": digest}, now
+            )
             return {"serial": certificate.serial, "not_after": certificate.not_after}
 
         result: dict[str, Any] = await self._center.step(
@@ -147,7 +151,9 @@ class ContractSigning:
         logger.info("session %s: certificate %s issued", session_id, result["serial"])
         return result
 
-    async def _contract_for(self, session_id: str, fields: dict[str, str], serial: str) -> bytes:
+    async def _contract_for(
+        self, session_id: str, fields: dict[str, str], serial: str
+    ) -> tuple[bytes, list[list[str]]]:
         record = await self._repo.find_session(id=session_id)
         customer = await self._repo.find_customer(record.customer_id) if record else None
         document = (await self._repo.results(session_id)).get("document", {})
@@ -173,6 +179,13 @@ class ContractSigning:
             date=datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC).date(),
         )
         return await asyncio.to_thread(contract_pdf, data)
+
+    async def pages(self, session_id: str) -> dict[str, Any]:
+        """The contract's text, page by page, as the PDF lays it out."""
+        contract = (await self._repo.results(session_id)).get("contract")
+        if contract is None:
+            raise SigningError("ask for the certificate first", code="no_contract")
+        return {"pages": contract["pages"], "sha256": contract["sha256"]}
 
     async def document(self, session_id: str, signed: bool) -> bytes:
         kind = "signed_contract" if signed else "contract"
