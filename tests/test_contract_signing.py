@@ -271,3 +271,25 @@ async def test_browser_certificate_and_signature_with_smtp(
         assert b"certificate is active" in mail.content and PIN.encode() not in mail.content
     finally:
         smtp.stop()
+
+
+async def test_the_customer_bot_goes_on_to_sign(
+    start_server: StartServer, customer_video: Path, operator_video: Path, tmp_path: Path
+) -> None:
+    """The customer bot, after its approved call, gets the certificate and signs with
+    ``--pin``, the code taken from the development outbox; the contract it saves is
+    valid."""
+    from videoid.bots.customer_bot import CustomerBot
+
+    server, invitation, _ = await approved(start_server, customer_video, operator_video)
+    bot = CustomerBot(
+        invitation.url, None, sms_outbox=server.services.sms.path, phone="+393471234567"
+    )  # type: ignore[attr-defined]
+    saved = tmp_path / "contract.pdf"
+    signed = await bot.certificate_and_signature(PIN, saved)
+    assert saved.read_bytes() == signed
+    assert [name for name, _ in bot.result.steps] == [
+        "certificate", "contract", "pin", "code", "signed"
+    ]  # fmt: skip
+    _, out = await asyncio.to_thread(run, "pdfsig", str(saved))
+    assert "Signature is Valid." in out, out

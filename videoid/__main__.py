@@ -157,6 +157,12 @@ def cmd_bot_customer(args: argparse.Namespace) -> None:
                 f"{r.audio_frames_received} audio frames)",
                 flush=True,
             )
+            if outcome == "approved" and args.pin:
+                await bot.signaling.close()
+                save = Path(args.save_contract) if args.save_contract else None
+                await bot.certificate_and_signature(args.pin, save)
+                if save is not None:
+                    print(f"signed contract saved to {save}", flush=True)
         finally:
             await bot.close()
 
@@ -549,6 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the server's development SMS outbox, where the bot reads its code from",
     )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait at each step")
+    p.add_argument(
+        "--pin", help="after an approval, get the certificate and sign with this PIN (6-8 digits)"
+    )
+    p.add_argument("--save-contract", help="where to save the signed contract (PDF)")
     p.set_defaults(func=cmd_bot_customer)
     p = bot.add_parser("operator", help="take calls and decide")
     p.add_argument("--server", required=True)

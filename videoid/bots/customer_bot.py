@@ -262,6 +262,44 @@ class CustomerBot:
             await self.close()
         return self.result
 
+    async def certificate_and_signature(self, pin: str, save_to: Path | None = None) -> bytes:
+        """After an approval: request the certificate, read the contract, set ``pin``,
+        take the SMS code from the development outbox, sign; the signed contract."""
+        if self._sms_outbox is None:
+            raise ProtocolError("the bot reads its code from the SMS outbox: give it one")
+        from ..notify import OutboxSms
+
+        async with OnboardingClient(self.server, self._token) as client:
+            overview = await client._call("GET", "/api/signing")
+            if overview["state"] == "approved":
+                issued = await client._call("POST", "/api/signing/certificate")
+                self._step("certificate", f"issued, serial {issued['serial']}")
+            contract = await client._call("GET", "/api/signing/contract")
+            self._step("contract", f"read, {len(contract['pages'])} page(s)")
+            if not (await client._call("GET", "/api/signing"))["pin_set"]:
+                await client._call("POST", "/api/signing/pin", json={"pin": pin, "pin_again": pin})
+                self._step("pin", "set (the PUK was shown once)")
+            outbox = OutboxSms(self._sms_outbox)
+            before = len(outbox.messages(self.phone))
+            sent = await client._call("POST", "/api/signing/code")
+            code = None
+            for _ in range(50):
+                messages = outbox.messages(self.phone)[before:]
+                found = re.search(r"\b(\d{6})\b", messages[-1]["text"]) if messages else None
+                if found:
+                    code = found.group(1)
+                    break
+                await asyncio.sleep(0.1)
+            if code is None:
+                raise ProtocolError(f"no code arrived for {sent['sent_to']}")
+            self._step("code", f"received for document {sent['document_ref']}")
+            await client._call("POST", "/api/signing/sign", json={"pin": pin, "code": code})
+            signed = await client.download("/api/signing/signed.pdf")
+            self._step("signed", f"{len(signed)} bytes")
+        if save_to is not None:
+            await asyncio.to_thread(save_to.write_bytes, signed)
+        return signed
+
     async def close(self) -> None:
         self._collect()
         if self.peer is not None:

@@ -63,6 +63,12 @@ class OnboardingClient:
                 raise OnboardingError(response.status, body)
             return body
 
+    async def download(self, path: str) -> bytes:
+        async with self._http.get(self.base_url + path) as response:
+            if response.status >= 400:
+                raise OnboardingError(response.status, await response.json())
+            return await response.read()
+
     async def overview(self) -> dict[str, Any]:
         return await self._call("GET", "/api/onboarding")
 
