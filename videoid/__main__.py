@@ -492,6 +492,12 @@ def cmd_bench_recording(args: argparse.Namespace) -> None:
     bench_main(args)
 
 
+def cmd_bench_signing(args: argparse.Namespace) -> None:
+    from .bench.signing_bench import main as bench_main
+
+    bench_main(args)
+
+
 def cmd_bench_forwarding(args: argparse.Namespace) -> None:
     from .bench.forwarding import main as bench_main
 
@@ -668,6 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_recording_arguments(p)
     p.set_defaults(func=cmd_bench_recording)
+    p = bench.add_parser("signing", help="key and certificate issuance, contract signing")
+    from .bench.signing_bench import add_arguments as add_signing_arguments
+
+    add_signing_arguments(p)
+    p.set_defaults(func=cmd_bench_signing)
     p = bench.add_parser("forwarding", help="calls per core: encoded vs re-encoding forwarding")
     from .bench.forwarding import add_arguments
 
