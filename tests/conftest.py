@@ -92,6 +92,8 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
             # the analysis workers start with the first call's first frame, not with
             # every test's server
             "live": {"warm_up": False},
+            # the CA (a SoftHSM token and its keys) when a test first asks for it
+            "ca": {"create_at_start": False},
         }
         for name, values in sections.items():
             overrides.setdefault(name, {}).update(values)

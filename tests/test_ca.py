@@ -143,6 +143,22 @@ async def test_issuance_in_the_token_and_revocation_seen_at_once(
         await CertificateValidator(cert, validation_context=context).async_validate_usage(
             {"non_repudiation"}
         )
+
+    # the command line lists and shows it, revoked
+    async def cli(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "videoid", "cert", *args,
+            "--data-dir", str(services.config.data_path), cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out
+        return out.decode()
+
+    listing = await cli("list")
+    assert record.serial in listing and "revoked" in listing and "Root CA" in listing
+    shown = await cli("show", record.serial)
+    assert "key_compromise" in shown and "-----BEGIN CERTIFICATE-----" in shown
     # revoking twice, or something unknown, says so
     with pytest.raises(Exception) as again:
         await services.trust.revoke(record.serial, "key_compromise", "test")

@@ -104,6 +104,7 @@ async def test_a_wrong_master_key_is_refused_at_start(tmp_path: Path) -> None:
             "server": {"data_dir": str(tmp_path / "data")},
             "onboarding": {"required_steps": ()},
             "live": {"warm_up": False},
+            "ca": {"create_at_start": False},
         },
     )
     runner = web.AppRunner(create_app(config))

@@ -192,6 +192,12 @@ def create_app(
         sio.register_namespace(CustomerNamespace(config, invitations, center, tools, clock))
         sio.register_namespace(OperatorNamespace(config, accounts, center, tools, clock))
         await center.recover()
+        if config.ca.create_at_start:  # the local CA exists from the first run on
+            try:
+                await trust.ca()
+            except Exception:
+                await repo.close()
+                raise
         if bootstrap and await repo.count_operators() == 0:
             password = generate_password()
             await accounts.add("admin", password, "supervisor", clock.now())

@@ -236,6 +236,9 @@ class CaConfig:
     which anyone may mint from a UUID; a provider uses its own)."""
     customer_days: int = 1095
     """How long a customer's certificate is valid."""
+    create_at_start: bool = True
+    """Open the token and make (or load) the CA when the server starts; otherwise on
+    first use."""
 
 
 @dataclass(frozen=True)
