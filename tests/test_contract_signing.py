@@ -46,8 +46,10 @@ def last_code(server: Server) -> tuple[str, str]:
     return code.group(1), message["text"]
 
 
-async def approved(start_server: StartServer, customer_video: Path, operator_video: Path):
-    server = await start_server(live={"workers": 0})
+async def approved(
+    start_server: StartServer, customer_video: Path, operator_video: Path, **sections: Any
+):
+    server = await start_server(live={"workers": 0}, **sections)
     invitation, result, _ = await run_call(server, customer_video, operator_video)
     assert result.outcome == "approved"
     fields = {**PERSON, "surname": "Lovelace", "given_names": "Ada"}
@@ -198,15 +200,9 @@ async def test_browser_certificate_and_signature_with_smtp(
     smtp = Controller(Inbox(), hostname="127.0.0.1", port=free_port())
     smtp.start()
     try:
-        server = await start_server(
-            live={"workers": 0}, mail={"backend": "smtp", "host": "127.0.0.1", "port": smtp.port}
-        )
-        invitation, result, _ = await run_call(server, customer_video, operator_video)
-        assert result.outcome == "approved"
-        fields = {**PERSON, "surname": "Lovelace", "given_names": "Ada"}
-        await server.services.repo.put_result(
-            invitation.session_id, "personal_data", {"fields": fields, "edited": []},
-            server.services.clock.now(),
+        server, invitation, _ = await approved(
+            start_server, customer_video, operator_video,
+            mail={"backend": "smtp", "host": "127.0.0.1", "port": smtp.port},
         )  # fmt: skip
         async with chromium(customer_y4m) as browser:
             ctx = await browser.new_context(

@@ -40,6 +40,18 @@ def signed_content(pdf: bytes) -> tuple[bytes, bytes]:
     return cms.rstrip(b"\x00"), covered
 
 
+def cms_verify(pdf: bytes, tmp_path: Path, root: Path, issuing: Path) -> str:
+    """``openssl cms -verify`` on the last signature's CMS and the bytes it covers."""
+    cms, covered = signed_content(pdf)
+    (tmp_path / "sig.der").write_bytes(cms)
+    (tmp_path / "covered.bin").write_bytes(covered)
+    return openssl(
+        "cms", "-verify", "-inform", "DER", "-in", str(tmp_path / "sig.der"),
+        "-content", str(tmp_path / "covered.bin"), "-binary", "-CAfile", str(root),
+        "-certfile", str(issuing), "-purpose", "any", "-out", "/dev/null",
+    )  # fmt: skip
+
+
 async def signed_contract(server: Server, tmp_path: Path) -> tuple[Path, Path, Path]:
     services = server.services
     session_id, record = await customer(server)
@@ -101,14 +113,7 @@ async def test_independent_validators_accept_the_signed_contract(
     assert "ADA AUGUSTA LOVELACE" in out, out
 
     # openssl on the extracted CMS and the bytes it covers
-    cms, covered = signed_content(pdf)
-    (tmp_path / "sig.der").write_bytes(cms)
-    (tmp_path / "covered.bin").write_bytes(covered)
-    out = openssl(
-        "cms", "-verify", "-inform", "DER", "-in", str(tmp_path / "sig.der"),
-        "-content", str(tmp_path / "covered.bin"), "-binary", "-CAfile", str(root),
-        "-certfile", str(issuing), "-purpose", "any", "-out", "/dev/null",
-    )  # fmt: skip
+    out = cms_verify(pdf, tmp_path, root, issuing)
     assert "Verification successful" in out, out
 
     # the contract altered after signing: a byte inside the signed range
@@ -124,11 +129,5 @@ async def test_independent_validators_accept_the_signed_contract(
     assert code != 0 and "judged VALID" not in out.replace("judged INVALID", ""), out
     code, out = await asyncio.to_thread(run, "pdfsig", str(bad))
     assert "Signature is Valid" not in out and "Digest Mismatch" in out, out
-    _, covered = signed_content(bytes(altered))
-    (tmp_path / "covered.bin").write_bytes(covered)
-    out = openssl(
-        "cms", "-verify", "-inform", "DER", "-in", str(tmp_path / "sig.der"),
-        "-content", str(tmp_path / "covered.bin"), "-binary", "-CAfile", str(root),
-        "-certfile", str(issuing), "-purpose", "any", "-out", "/dev/null",
-    )  # fmt: skip
+    out = cms_verify(bytes(altered), tmp_path, root, issuing)
     assert "Verification successful" not in out and "failure" in out.lower(), out

@@ -70,53 +70,32 @@ async def sign_pdf(
     reason: str,
 ) -> bytes:
     """``pdf`` signed (PAdES baseline LT), as a new incremental revision."""
-
-    def context(http: aiohttp.ClientSession) -> ValidationContext:
-        return ValidationContext(
+    async with aiohttp.ClientSession() as http:
+        context = ValidationContext(
             trust_roots=[root],
             other_certs=[issuing],
             allow_fetching=True,
             revocation_mode="hard-fail",
             fetcher_backend=AIOHttpFetcherBackend(session=http),
         )
-
-    async with aiohttp.ClientSession() as http:
-        return await _sign(
-            pdf, keys, label, certificate, issuing, root, tsa_url, name, reason, http, context
+        meta = signers.PdfSignatureMetadata(
+            field_name=SIGNATURE_FIELD,
+            md_algorithm="sha256",
+            subfilter=fields.SigSeedSubFilter.PADES,
+            embed_validation_info=True,
+            validation_context=context,
+            use_pades_lta=False,
+            name=name,
+            reason=reason,
         )
-
-
-async def _sign(
-    pdf: bytes,
-    keys: TokenKeys,
-    label: str,
-    certificate: x509.Certificate,
-    issuing: x509.Certificate,
-    root: x509.Certificate,
-    tsa_url: str,
-    name: str,
-    reason: str,
-    http: aiohttp.ClientSession,
-    context: Any,
-) -> bytes:
-    meta = signers.PdfSignatureMetadata(
-        field_name=SIGNATURE_FIELD,
-        md_algorithm="sha256",
-        subfilter=fields.SigSeedSubFilter.PADES,
-        embed_validation_info=True,
-        validation_context=context(http),
-        use_pades_lta=False,
-        name=name,
-        reason=reason,
-    )
-    signer = TokenSigner(keys, label, certificate, [issuing, root])
-    timestamper = HTTPTimeStamper(tsa_url, session=http)
-    pdf_signer = signers.PdfSigner(meta, signer=signer, timestamper=timestamper)
-    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    out = await pdf_signer.async_sign_pdf(writer, in_place=False)
-    # then revocation data newer than the signature, for it and for its timestamp's
-    # unit, in the document security store (what "pyhanko sign ltvfix" does): what was
-    # fetched while signing predates the signature and cannot vouch for it
-    reader = PdfFileReader(io.BytesIO(out.getvalue()))
-    final = await async_add_validation_info(reader.embedded_signatures[-1], context(http))
+        signer = TokenSigner(keys, label, certificate, [issuing, root])
+        timestamper = HTTPTimeStamper(tsa_url, session=http)
+        pdf_signer = signers.PdfSigner(meta, signer=signer, timestamper=timestamper)
+        writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+        out = await pdf_signer.async_sign_pdf(writer, in_place=False)
+        # then revocation data newer than the signature, for it and for its timestamp's
+        # unit, in the document security store (what "pyhanko sign ltvfix" does): what
+        # was fetched while signing predates the signature and cannot vouch for it
+        reader = PdfFileReader(io.BytesIO(out.getvalue()))
+        final = await async_add_validation_info(reader.embedded_signatures[-1], context)
     return bytes(final.getvalue())
