@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import io
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from asn1crypto import x509
+from asn1crypto import crl, ocsp, x509
+from asn1crypto import pem as asn1_pem
+from asn1crypto import x509 as asn1_x509
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
 
 from videoid.trust.contract import ContractData, contract_pdf
 from videoid.trust.signing import sign_pdf
@@ -38,6 +44,10 @@ def signed_content(pdf: bytes) -> tuple[bytes, bytes]:
     contents = pdf[a + b : c].strip(b"<>")
     cms = bytes.fromhex(contents.decode())
     return cms.rstrip(b"\x00"), covered
+
+
+def pem_der(path: Path) -> bytes:
+    return bytes(asn1_pem.unarmor(path.read_bytes())[2])
 
 
 def cms_verify(pdf: bytes, tmp_path: Path, root: Path, issuing: Path) -> str:
@@ -97,6 +107,23 @@ async def test_independent_validators_accept_the_signed_contract(
     path, root, issuing = await signed_contract(server, tmp_path)
     pdf = path.read_bytes()
     assert b"/DSS" in pdf and b"/OCSPs" in pdf  # the revocation data is in the file
+
+    # long-term validation: the chain validates from what the file holds alone
+    # (its DSS: certificates, OCSP responses, CRLs), nothing fetched
+    reader = PdfFileReader(io.BytesIO(pdf))
+    dss = DocumentSecurityStore.read_dss(reader)
+    context = ValidationContext(
+        trust_roots=[asn1_x509.Certificate.load(pem_der(root))],
+        other_certs=list(dss.load_certs()),
+        ocsps=[ocsp.OCSPResponse.load(o.get_object().data) for o in dss.ocsps],
+        crls=[crl.CertificateList.load(c.get_object().data) for c in dss.crls],
+        allow_fetching=False,
+        revocation_mode="hard-fail",
+    )
+    signer = reader.embedded_signatures[0].signer_cert
+    await CertificateValidator(signer, validation_context=context).async_validate_usage(
+        {"non_repudiation"}
+    )
 
     # pyHanko, trusting only the local root; revocation fetched from the server
     code, out = await asyncio.to_thread(
