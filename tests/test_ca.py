@@ -235,3 +235,29 @@ async def test_a_failed_issuance_leaves_nothing_behind(start_server: StartServer
     label = f"customer-{invitation.session_id}"
     assert not await asyncio.to_thread(ca.keys.exists, label)
     assert await services.repo.certificates(session_id=invitation.session_id) == []
+
+
+async def test_a_token_without_room_is_a_clear_error(start_server: StartServer) -> None:
+    """SoftHSM has no capacity limit, so the token's "no room" (CKR_DEVICE_MEMORY) is
+    raised at the token boundary here: the customer gets ``token_full``, nothing is
+    issued, and the next request works."""
+    import pkcs11
+
+    server = await start_server()
+    services = server.services
+    ca = await services.trust.ca()
+    invitation = await server.invite()
+    token = ca.keys.token
+    real_run = token.run
+
+    def full(work: object) -> object:
+        raise pkcs11.exceptions.DeviceMemory()
+
+    token.run = full  # type: ignore[method-assign,assignment]
+    with pytest.raises(Exception) as refused:
+        await services.trust.issue(invitation.session_id, FIELDS)
+    assert getattr(refused.value, "code", "") == "token_full"
+    token.run = real_run  # type: ignore[method-assign]
+    assert await services.repo.certificates(session_id=invitation.session_id) == []
+    record = await services.trust.issue(invitation.session_id, FIELDS)
+    assert record.status == "good"

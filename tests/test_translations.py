@@ -21,6 +21,7 @@ CUSTOMER_FACING = [
     # the certificate, the PIN, the SMS code and the signature
     ROOT / "videoid" / "trust" / "signing_flow.py",
     ROOT / "videoid" / "trust" / "pin.py",
+    ROOT / "videoid" / "trust" / "ca.py",
     ROOT / "videoid" / "trust" / "customer_http.py",
     ROOT / "videoid" / "notify" / "codes.py",
 ]
@@ -41,6 +42,10 @@ OPERATOR_ONLY = {
     "analysis_off",
     "invalid_challenge",
     "invalid_reason",
+    # the CA's own state at start (the server refuses to start)
+    "ca_error",
+    "ca_inconsistent",
+    "ca_key_missing",
 }
 """Codes only operators or the server's operator meet (the operator console is English)."""
 

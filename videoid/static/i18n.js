@@ -5,6 +5,8 @@ window.videoid = window.videoid || {};
 
 videoid.STRINGS = {
   en: {
+    err_token_full: "The certificate cannot be issued right now. Try again later.",
+    err_token_error: "The certificate service has a problem. Try again later.",
     sign_step_request: "Certificate",
     sign_step_contract: "Contract",
     sign_step_pin: "PIN",
@@ -204,6 +206,8 @@ videoid.STRINGS = {
     country_UTO: "Utopia (specimen)",
   },
   it: {
+    err_token_full: "Il certificato non può essere emesso ora. Riprova più tardi.",
+    err_token_error: "Il servizio dei certificati ha un problema. Riprova più tardi.",
     sign_step_request: "Certificato",
     sign_step_contract: "Contratto",
     sign_step_pin: "PIN",
@@ -403,6 +407,8 @@ videoid.STRINGS = {
     country_UTO: "Utopia (esemplare)",
   },
   ro: {
+    err_token_full: "Certificatul nu poate fi emis acum. Încearcă mai târziu.",
+    err_token_error: "Serviciul de certificate are o problemă. Încearcă mai târziu.",
     sign_step_request: "Certificat",
     sign_step_contract: "Contract",
     sign_step_pin: "PIN",
@@ -602,6 +608,8 @@ videoid.STRINGS = {
     country_UTO: "Utopia (model de document)",
   },
   pl: {
+    err_token_full: "Certyfikatu nie można teraz wydać. Spróbuj później.",
+    err_token_error: "Usługa certyfikatów ma problem. Spróbuj później.",
     sign_step_request: "Certyfikat",
     sign_step_contract: "Umowa",
     sign_step_pin: "PIN",

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pkcs11
 from asn1crypto import algos, cms, core, crl, keys, ocsp, tsp, x509
@@ -96,6 +96,31 @@ class CaError(VideoidError):
     status = 409
 
 
+class CertificateAuthority(Protocol):
+    """The CA port: what the trust service asks of a CA. :class:`LocalCa` is the one
+    shipped (its keys in the token); an external CA (a provider's, over its own API)
+    implements the same and keeps customers' keys in the same token."""
+
+    keys: TokenKeys
+    root: x509.Certificate | None
+    issuing: x509.Certificate | None
+    tsa: x509.Certificate | None
+
+    def create(self, now: float) -> list[Issued]: ...
+    def load(self, root: bytes, issuing: bytes, tsa: bytes) -> None: ...
+    def issue(self, key_label: str, fields: dict[str, str], now: float) -> Issued: ...
+    def crl(
+        self, revoked: list[tuple[str, float, str]], now: float, *, root: bool = False
+    ) -> bytes: ...
+    def ocsp(
+        self,
+        request: bytes,
+        status_of: dict[str, tuple[str, float | None, str | None]],
+        now: float,
+    ) -> bytes: ...
+    def timestamp(self, request: bytes, now: float) -> bytes: ...
+
+
 def _time(at: float) -> x509.Time:
     dt = datetime.datetime.fromtimestamp(int(at), datetime.UTC)
     return x509.Time({"utc_time": dt} if dt.year < 2050 else {"general_time": dt})
@@ -156,7 +181,18 @@ class TokenKeys:
             )
             return bytes(encode_ec_public_key(public))
 
-        return self.token.run(work)
+        try:
+            return self.token.run(work)
+        except pkcs11.exceptions.DeviceMemory as err:
+            raise CaError(
+                "the token has no room for another key; nothing was issued",
+                code="token_full",
+            ) from err
+        except pkcs11.exceptions.PKCS11Error as err:
+            raise CaError(
+                f"the token cannot make a key ({type(err).__name__}); nothing was issued",
+                code="token_error",
+            ) from err
 
     def public_key(self, label: str) -> bytes | None:
         def work(session: Any) -> bytes | None:

@@ -14,7 +14,17 @@ from ..clock import Clock
 from ..config import Config
 from ..db import Repository
 from ..db.repository import CertificateRecord
-from .ca import ISSUING_KEY, REASONS, ROOT_KEY, TSA_KEY, CaError, Issued, LocalCa, TokenKeys
+from .ca import (
+    ISSUING_KEY,
+    REASONS,
+    ROOT_KEY,
+    TSA_KEY,
+    CaError,
+    CertificateAuthority,
+    Issued,
+    LocalCa,
+    TokenKeys,
+)
 from .token import Token
 
 logger = logging.getLogger(__name__)
@@ -27,7 +37,7 @@ class Trust:
         self._lock = asyncio.Lock()
         self._token: Token | None = None
         self._owns_token = False
-        self._ca: LocalCa | None = None
+        self._ca: CertificateAuthority | None = None
 
     @property
     def token(self) -> Token:
@@ -40,14 +50,14 @@ class Trust:
         """Use the token already open (the master key's): one session per process."""
         self._token = token
 
-    async def ca(self) -> LocalCa:
+    async def ca(self) -> CertificateAuthority:
         """The CA, loaded from the database and the token, or created the first time."""
         async with self._lock:
             if self._ca is not None:
                 return self._ca
             token = await asyncio.to_thread(lambda: self.token)
             cfg = self._config.ca
-            ca = LocalCa(
+            ca: CertificateAuthority = LocalCa(
                 TokenKeys(token),
                 self.base_url,
                 cfg.organization,
