@@ -167,6 +167,15 @@ async def test_lockout_unblock_and_revoked(
     await server.services.trust.revoke(certificate.serial, "key_compromise", "test")
     status, body = await me.call("POST", "/sign", {"pin": "583920", "code": code})
     assert body["error"]["code"] == "certificate_revoked"
+    # another customer's token reaches only their own session: not approved, no contract
+    other = await server.invite("grace@example.org", "+393471234568")
+    them = Customer(server, other.url.split("#", 1)[1])
+    status, body = await them.call("GET", "/contract.pdf")
+    assert (status, body["error"]["code"]) == (409, "no_contract")
+    status, body = await them.call("POST", "/sign", {"pin": PIN, "code": code})
+    assert (status, body["error"]["code"]) == (409, "step_not_allowed")  # before approval
+    status, body = await them.call("POST", "/certificate")
+    assert (status, body["error"]["code"]) == (409, "step_not_allowed")
     status, body = await me.call("POST", "/sign", "not an object")
     assert (status, body["error"]["code"]) == (400, "invalid_json")
     status, body = await Customer(server, "forged-token").call("GET")

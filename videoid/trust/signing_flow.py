@@ -124,14 +124,14 @@ class ContractSigning:
     # -- 1. the certificate and the contract --------------------------------------------
 
     async def request_certificate(self, session_id: str) -> dict[str, Any]:
-        fields = await self._fields(session_id)
-        if not fields.get("surname") or not fields.get("given_names"):
-            raise SigningError(
-                "the verified data are missing: the certificate cannot name you",
-                code="no_verified_data",
-            )
 
-        async def save() -> dict[str, Any]:
+        async def save() -> dict[str, Any]:  # the session's state is checked first
+            fields = await self._fields(session_id)
+            if not fields.get("surname") or not fields.get("given_names"):
+                raise SigningError(
+                    "the verified data are missing: the certificate cannot name you",
+                    code="no_verified_data",
+                )
             certificate = await self._trust.issue(session_id, fields)
             contract, pages = await self._contract_for(session_id, fields, certificate.serial)
             now = self._clock.now()
