@@ -213,3 +213,11 @@ async def test_a_query_cancelled_twice_leaves_no_task_behind(tmp_path: Path) -> 
                 assert not pending, (attempt, pending)
     finally:
         await engine.dispose()
+        # the workers of the connections stopped without waiting finish now, while this
+        # loop still takes their answers (after it closes they would fail in the thread)
+        import threading
+
+        for thread in threading.enumerate():
+            if "_connection_worker_thread" in thread.name:
+                await asyncio.to_thread(thread.join, 10)
+        await asyncio.sleep(0)
