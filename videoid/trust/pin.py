@@ -96,12 +96,14 @@ class PinState:
         return cls(hash_secret(pin), hash_secret(puk), changed_at=now), puk
 
 
+def _blocked() -> PinError:
+    return PinError("this key is blocked for good; ask for a new certificate", code="key_blocked")
+
+
 def attempt(state: PinState, pin: str, now: float) -> tuple[PinState, PinError | None]:
     """Try a PIN: the new state to save, and the error to raise (None: right PIN)."""
     if state.blocked_at is not None:
-        return state, PinError(
-            "this key is blocked for good; ask for a new certificate", code="key_blocked"
-        )
+        return state, _blocked()
     if state.locked_at is not None:
         return state, PinError(
             "the PIN was wrong three times: the key is locked; unblock it with your PUK",
@@ -130,9 +132,7 @@ def unblock(
 ) -> tuple[PinState, PinError | None]:
     """The PUK and a new PIN: the new state to save, and the error to raise."""
     if state.blocked_at is not None:
-        return state, PinError(
-            "this key is blocked for good; ask for a new certificate", code="key_blocked"
-        )
+        return state, _blocked()
     check_policy(pin, again)  # a bad new PIN costs no PUK attempt
     if (
         not isinstance(puk, str)

@@ -60,6 +60,8 @@ class SigningError(CaError):
 
 
 class ContractSigning:
+    """The steps after the approval, for the customer's page and the bot."""
+
     def __init__(
         self,
         config: Config,
@@ -299,16 +301,22 @@ class ContractSigning:
         unsigned = await self.document(session_id, signed=False)
         fields = await self._fields(session_id)
         name = f"{fields.get('given_names', '')} {fields.get('surname', '')}".strip()
-        signed = await sign_pdf(
-            unsigned,
-            ca.keys,
-            certificate.key_label,
-            x509.Certificate.load(certificate.der),
-            ca.issuing,
-            ca.root,
-            f"{self._trust.base_url}/tsa",
-            name=name,
-            reason=DOCUMENT_NAME,
+        # pyHanko hashes and writes the PDF in Python: in a thread with its own event loop,
+        # so that this one (calls' media, other customers) is not held for that time; its
+        # requests for the timestamp and revocation data come back to this server
+        signed = await asyncio.to_thread(
+            asyncio.run,
+            sign_pdf(
+                unsigned,
+                ca.keys,
+                certificate.key_label,
+                x509.Certificate.load(certificate.der),
+                ca.issuing,
+                ca.root,
+                f"{self._trust.base_url}/tsa",
+                name=name,
+                reason=DOCUMENT_NAME,
+            ),
         )
 
         async def save() -> None:
