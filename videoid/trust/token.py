@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import subprocess
 import threading
@@ -87,7 +88,8 @@ def ensure_softhsm_token(directory: Path, label: str) -> str:
     listing = subprocess.run(
         ["softhsm2-util", "--show-slots"], env=env, capture_output=True, text=True
     )
-    if f"Label:            {label}" in listing.stdout or f"Label: {label}" in listing.stdout:
+    labels = re.findall(r"^\s*Label:\s*(.*?)\s*$", listing.stdout, re.MULTILINE)
+    if label in labels:
         if not pin_file.exists():
             raise ConfigError(
                 f"the SoftHSM token {label!r} exists but {pin_file} does not",
