@@ -17,7 +17,7 @@ from .analysis_pool import AnalysisPool
 from .call_center import CallCenter, RecordingStore
 from .clock import Clock, SystemClock
 from .compliance.http import ComplianceApi
-from .compliance.playback import Playback, PlaybackLinks, load_secret
+from .compliance.playback import Playback, PlaybackLinks
 from .config import Config
 from .customer_client.invitations import Invitation, Invitations
 from .customer_client.namespace import CustomerNamespace
@@ -39,6 +39,7 @@ from .recordings.retention import Retention
 from .services import SERVICES, Services
 from .session import PRE_CALL_STEPS, State
 from .storage import ObjectStore
+from .storage.envelope import key_file
 from .storage.objects import check_master_key
 from .trust.customer_http import SigningApi
 from .trust.http import TrustApi
@@ -173,7 +174,7 @@ def create_app(
             evidence,
             Playback(config.data_path / "recordings", objects.files.wrapper),
             PlaybackLinks(
-                load_secret(config.data_path / "keys" / "playback.key"),
+                key_file(config.data_path / "keys" / "playback.key", create=True),
                 config.recording.playback_link_seconds,
             ),
             trust,

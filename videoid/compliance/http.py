@@ -101,7 +101,7 @@ class ComplianceApi:
                 "onboarding": {
                     k: v for k, v in row["results"].items() if k in ("document", "selfie")
                 },
-                "timeline": await _timeline(services, session_id),
+                "timeline": await _timeline(services, session_id, recordings),
                 "objects": [
                     {
                         "id": o.id,
@@ -256,7 +256,9 @@ async def _recording(services: Services, recording_id: str) -> dict[str, Any]:
     return found
 
 
-async def _timeline(services: Services, session_id: str) -> list[dict[str, Any]]:
+async def _timeline(
+    services: Services, session_id: str, recordings: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Everything that happened in the session, in time order."""
     repo = services.repo
     events: list[dict[str, Any]] = []
@@ -301,7 +303,7 @@ async def _timeline(services: Services, session_id: str) -> list[dict[str, Any]]
                 "text": _item_text(item["kind"], item["data"]),
             }
         )
-    for r in await repo.recordings(session_id):
+    for r in recordings:
         events.append(
             {"at": r["started_at"], "kind": "recording", "actor": "system", "text": "started"}
         )

@@ -15,8 +15,6 @@ import asyncio
 import hashlib
 import hmac
 import io
-import os
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,7 +24,7 @@ from typing import Any
 import av
 from aiohttp import web
 
-from ..errors import Forbidden, StorageError, ValidationError, VideoidError
+from ..errors import Forbidden, ValidationError, VideoidError
 from ..recordings.stream_crypto import ReadResult, open_segments
 from ..storage.envelope import KeyWrapper
 
@@ -44,27 +42,6 @@ class LinkExpired(Forbidden):
 class NothingToPlay(VideoidError):
     code = "recording_unplayable"
     status = 409
-
-
-def load_secret(path: Path) -> bytes:
-    """The playback key: 32 random bytes in a file (mode 0600), created on first use so
-    that every server of a deployment sharing the data directory accepts the links."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first
-        else:
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32).hex().encode() + b"\n")
-    try:
-        secret = bytes.fromhex(path.read_text().strip())
-    except ValueError as err:
-        raise StorageError(f"{path}: expected 64 hexadecimal digits") from err
-    if len(secret) != 32:
-        raise StorageError(f"{path}: expected 64 hexadecimal digits")
-    return secret
 
 
 class PlaybackLinks:

@@ -38,6 +38,30 @@ class KeyWrapper(Protocol):
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes: ...
 
 
+def key_file(path: Path, *, create: bool) -> bytes:
+    """32 random bytes kept as 64 hexadecimal digits in a file (mode 0600), made on
+    first use when ``create`` (a second process making it at the same time keeps the
+    first one's)."""
+    if not path.exists():
+        if not create:
+            raise ConfigError(f"key file not found: {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32).hex().encode() + b"\n")
+    try:
+        key = bytes.fromhex(path.read_bytes().strip().decode())
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"{path}: expected 64 hexadecimal digits") from err
+    if len(key) != 32:
+        raise ConfigError(f"{path}: expected 64 hexadecimal digits")
+    return key
+
+
 class LocalMasterKey:
     """A 256-bit master key in a file (mode 0600), wrapping with AES-256-GCM.
 
@@ -53,19 +77,7 @@ class LocalMasterKey:
 
     @classmethod
     def from_file(cls, path: Path, *, create: bool) -> LocalMasterKey:
-        if not path.exists():
-            if not create:
-                raise ConfigError(f"master key file not found: {path}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32).hex().encode() + b"\n")
-        text = path.read_bytes().strip()
-        try:
-            key = bytes.fromhex(text.decode())
-        except (UnicodeDecodeError, ValueError) as err:
-            raise ConfigError(f"{path}: expected 64 hexadecimal digits") from err
-        return cls(key)
+        return cls(key_file(path, create=create))
 
     def wrap(self, data_key: bytes, context: bytes) -> bytes:
         nonce = secrets.token_bytes(_NONCE)

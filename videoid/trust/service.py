@@ -15,10 +15,7 @@ from ..config import Config
 from ..db import Repository
 from ..db.repository import CertificateRecord
 from .ca import (
-    ISSUING_KEY,
     REASONS,
-    ROOT_KEY,
-    TSA_KEY,
     CaError,
     CertificateAuthority,
     Issued,
@@ -184,9 +181,6 @@ class Trust:
     async def timestamp(self, request: bytes) -> bytes:
         ca = await self.ca()
         return await asyncio.to_thread(ca.timestamp, request, self._clock.now())
-
-    def key_labels(self) -> tuple[str, str, str]:
-        return ROOT_KEY, ISSUING_KEY, TSA_KEY
 
     def describe(self, record: CertificateRecord) -> dict[str, Any]:
         return {

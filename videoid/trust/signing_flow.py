@@ -50,6 +50,11 @@ CODE_SENDS = 3
 DOCUMENT_NAME = "Contract for a qualified signature certificate"
 
 
+def _binding(contract: bytes) -> str:
+    """What a signing code is bound to: the digest of the contract it will sign."""
+    return hashlib.sha256(contract).hexdigest()
+
+
 def _signed_and_complete(machine: Any, at: float) -> None:
     machine.sign_contract(at)
     machine.complete(at)
@@ -119,6 +124,10 @@ class ContractSigning:
             fields = dict(results.get("document", {}).get("mrz") or {})
         return {k: str(v) for k, v in fields.items() if isinstance(v, str | int)}
 
+    async def _customer(self, session_id: str) -> Any:
+        record = await self._repo.find_session(id=session_id)
+        return await self._repo.find_customer(record.customer_id) if record else None
+
     async def _certificate(self, session_id: str) -> Any:
         issued = await self._repo.certificates(kind="customer", session_id=session_id)
         return issued[-1] if issued else None
@@ -156,8 +165,7 @@ class ContractSigning:
     async def _contract_for(
         self, session_id: str, fields: dict[str, str], serial: str
     ) -> tuple[bytes, list[list[str]]]:
-        record = await self._repo.find_session(id=session_id)
-        customer = await self._repo.find_customer(record.customer_id) if record else None
+        customer = await self._customer(session_id)
         document = (await self._repo.results(session_id)).get("document", {})
         data = ContractData(
             provider=self.provider,
@@ -254,17 +262,12 @@ class ContractSigning:
 
     # -- 3. the code ----------------------------------------------------------------------------
 
-    async def _binding(self, session_id: str) -> str:
-        """What a code is bound to: the digest of the contract it will sign."""
-        return hashlib.sha256(await self.document(session_id, signed=False)).hexdigest()
-
     async def send_code(self, session_id: str) -> dict[str, Any]:
         await self._ready(session_id)
-        record = await self._repo.find_session(id=session_id)
-        customer = await self._repo.find_customer(record.customer_id) if record else None
+        customer = await self._customer(session_id)
         if customer is None or not customer.phone:
             raise ValidationError("no mobile number for this session", code="no_phone")
-        binding = await self._binding(session_id)
+        binding = _binding(await self.document(session_id, signed=False))
         issued = await self._codes.issue(
             session_id, SIGNING_PURPOSE, binding, CODE_SECONDS, max_sends=CODE_SENDS
         )
@@ -295,10 +298,11 @@ class ContractSigning:
                 now, "signature_refused", "customer", session_id, {"why": error.code}
             )
             raise error
-        binding = await self._binding(session_id)
-        await self._codes.redeem(session_id, SIGNING_PURPOSE, binding, code, CODE_ATTEMPTS)
-        ca = await self._trust.ca()
         unsigned = await self.document(session_id, signed=False)
+        await self._codes.redeem(
+            session_id, SIGNING_PURPOSE, _binding(unsigned), code, CODE_ATTEMPTS
+        )
+        ca = await self._trust.ca()
         fields = await self._fields(session_id)
         name = f"{fields.get('given_names', '')} {fields.get('surname', '')}".strip()
         # pyHanko hashes and writes the PDF in Python: in a thread with its own event loop,
@@ -337,8 +341,7 @@ class ContractSigning:
             session_id,
             {"serial": certificate.serial, "sha256": hashlib.sha256(signed).hexdigest()},
         )
-        record = await self._repo.find_session(id=session_id)
-        customer = await self._repo.find_customer(record.customer_id) if record else None
+        customer = await self._customer(session_id)
         if customer is not None and customer.email:
             try:
                 await self._mail.send(
