@@ -269,6 +269,32 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class TsaConfig:
+    url: str = ""
+    """An external RFC 3161 time-stamping authority for the evidence seals, the audit
+    log's anchors and the contracts' timestamps; empty means the local CA's own TSA."""
+    timeout_seconds: float = 20.0
+    """How long a request to an external TSA may take."""
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    anchor_minutes: float = 60.0
+    """The audit log's head is signed by a key in the token and timestamped at every
+    evidence seal and at least this often."""
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    extend_every_hours: float = 24.0
+    """How often the server looks for signed contracts whose newest timestamp needs a
+    new archive timestamp (PAdES B-LTA)."""
+    archive_margin_days: float = 365.0
+    """A new archive timestamp is added when the newest one's TSA certificate expires
+    within this many days."""
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -287,6 +313,9 @@ class Config:
     pkcs11: Pkcs11Config = field(default_factory=Pkcs11Config)
     ca: CaConfig = field(default_factory=CaConfig)
     mail: MailConfig = field(default_factory=MailConfig)
+    tsa: TsaConfig = field(default_factory=TsaConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    signing: SigningConfig = field(default_factory=SigningConfig)
 
     @property
     def data_path(self) -> Path:
