@@ -254,6 +254,10 @@ class Pkcs11Config:
     """A file holding the token's user PIN; required with another module."""
     master_key_label: str = "videoid-master"
     """The AES key wrapping data keys when ``storage.key_port`` is ``pkcs11``."""
+    qscd: bool = False
+    """Whether the module is a certified qualified signature creation device. Only then
+    do customers' certificates claim one (QcSSCD, QCP-n-qscd); otherwise they are
+    QCP-n, and the contract and pages say so. SoftHSM2 is not one."""
 
 
 @dataclass(frozen=True)
