@@ -318,45 +318,86 @@ def cmd_bench_face_match(args: argparse.Namespace) -> None:
     run(Path(args.photos), Path(args.data_dir), args.rounds)
 
 
-async def _with_store(config: Config, work: Any) -> Any:
-    """Run ``work(repo, objects)`` against the configured database and object store."""
+async def _with_evidence(config: Config, work: Any) -> Any:
+    """Run ``work(repo, objects, trust, evidence, anchors)`` as the server would have
+    them: seals timestamped by the configured TSA, each anchoring the audit log."""
+    from .app import evidence_services
     from .db import Repository
     from .storage import ObjectStore
+    from .trust.service import Trust
+    from .trust.token import Pkcs11MasterKey
 
+    clock = SystemClock()
     repo = await Repository.open(config.database_url)
+    objects = ObjectStore.from_config(repo, config)
+    trust = Trust(config, repo, clock, config.base_url())
+    if isinstance(objects.files.wrapper, Pkcs11MasterKey):  # one token session
+        trust.share_token(objects.files.wrapper.token)
+    evidence, anchors = evidence_services(config, repo, objects, trust, clock)
     try:
-        return await work(repo, ObjectStore.from_config(repo, config))
+        return await work(repo, objects, trust, evidence, anchors)
     finally:
+        await evidence.close()
         await repo.close()
+        trust.close()
 
 
 def cmd_evidence_export(args: argparse.Namespace) -> None:
-    from .recordings.evidence import Evidence, EvidenceKey
-
     config = _config(args)
 
-    async def work(repo: Any, objects: Any) -> dict[str, Any]:
-        evidence = Evidence(
-            repo,
-            objects,
-            config.data_path / "recordings",
-            EvidenceKey.from_file(config.data_path / "keys" / "evidence.key"),
-        )
-        return await evidence.export(args.session, Path(args.out), "cli", SystemClock().now())
+    async def work(repo: Any, objects: Any, trust: Any, evidence: Any, anchors: Any) -> Any:
+        body = await evidence.export(args.session, Path(args.out), "cli", SystemClock().now())
+        return body, evidence.key.fingerprint
 
-    body = asyncio.run(_with_store(config, work))
-    print(f"wrote {args.out}: {len(body['items'])} items, sealed at {body['sealed_at']}")
+    body, fingerprint = asyncio.run(_with_evidence(config, work))
+    print(
+        f"wrote {args.out}: {len(body['items'])} items, seal {body.get('seq', 1)} "
+        f"({body.get('event', 'sealed')}) at {body['sealed_at']}; key fingerprint {fingerprint}"
+    )
+
+
+def cmd_evidence_key(args: argparse.Namespace) -> None:
+    from .recordings.evidence import EvidenceKey
+
+    config = _config(args)
+    key = EvidenceKey.from_file(config.data_path / "keys" / "evidence.key")
+    if args.out:
+        Path(args.out).write_bytes(key.public_pem)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(key.public_pem.decode())
+    print(f"fingerprint (SHA-256 of the public key): {key.fingerprint}")
 
 
 def cmd_evidence_verify(args: argparse.Namespace) -> None:
-    from .recordings.evidence import verify_package
+    import datetime
+
+    from cryptography import x509
+
+    from .recordings.evidence_package import verify_package
 
     trusted = Path(args.trusted_key).read_bytes() if args.trusted_key else None
-    verdict = verify_package(Path(args.file), trusted)
+    roots = [x509.load_pem_x509_certificate(Path(p).read_bytes()) for p in args.tsa_root or []]
+    verdict = verify_package(Path(args.file), trusted, args.fingerprint, roots or None)
+    if verdict.fingerprint:
+        print(f"checked against the key with fingerprint {verdict.fingerprint}")
+    for seal in verdict.seals:
+        stamp = seal["timestamp"]
+        when = (
+            datetime.datetime.fromtimestamp(stamp["at"], datetime.UTC).strftime(
+                "%Y-%m-%d %H:%M:%S UTC"
+            )
+            if stamp and stamp["at"] is not None
+            else "no timestamp"
+        )
+        trusted_tsa = " (TSA chained to a trusted root)" if stamp and stamp["chained"] else ""
+        print(f"  seal {seal['seq']}: {seal['event']}, timestamped {when}{trusted_tsa}")
+    for note in verdict.notes:
+        print(f"  note: {note}")
     if verdict.ok:
         print(
             f"evidence verified: session {verdict.session_id}, {verdict.items} items, "
-            f"signed by key {verdict.key_id}"
+            f"{len(verdict.seals)} seals"
         )
         return
     print("evidence NOT verified:")
@@ -370,9 +411,9 @@ def cmd_retention(args: argparse.Namespace) -> None:
 
     config = _config(args)
 
-    async def work(repo: Any, objects: Any) -> None:
+    async def work(repo: Any, objects: Any, trust: Any, evidence: Any, anchors: Any) -> None:
         retention = Retention(
-            repo, objects, config.data_path / "recordings", config.retention.years
+            repo, objects, config.data_path / "recordings", config.retention.years, evidence
         )
         now = SystemClock().now()
         if args.what == "hold":
@@ -392,7 +433,7 @@ def cmd_retention(args: argparse.Namespace) -> None:
                         f"{report.recordings} recordings destroyed"
                     )
 
-    asyncio.run(_with_store(config, work))
+    asyncio.run(_with_evidence(config, work))
 
 
 def cmd_cert(args: argparse.Namespace) -> None:
@@ -430,6 +471,14 @@ def cmd_cert(args: argparse.Namespace) -> None:
                 raise VideoidError("no such certificate", code="certificate_not_found")
             if args.what == "revoke":
                 record = await trust.revoke(record.serial, args.reason, "cli")
+                if record.session_id:  # the session's evidence now shows the revocation
+                    from .app import evidence_services
+                    from .storage import ObjectStore
+
+                    objects = ObjectStore.from_config(repo, config)
+                    evidence, _ = evidence_services(config, repo, objects, trust, SystemClock())
+                    if await evidence.seals(record.session_id):
+                        await evidence.seal(record.session_id, SystemClock().now(), "revoked")
                 print(
                     f"certificate {record.serial} revoked ({args.reason})"
                     f" at {when(record.revoked_at)}"
@@ -453,6 +502,7 @@ def cmd_cert(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
+    from .recordings.audit_anchors import check_anchors, describe
     from .recordings.audit_chain import verify
 
     config = _config(args)
@@ -463,21 +513,46 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
             raise VideoidError("--checkpoint is SEQ:HASH (64 hex digits)", code="usage")
         checkpoint = (int(seq), digest)
 
-    async def work(repo: Any, accounts: Any, invitations: Any) -> Any:
-        return verify(await repo.audit_entries(), await repo.audit_details(), checkpoint)
+    async def work(repo: Any, objects: Any, trust: Any, evidence: Any, anchors: Any) -> Any:
+        entries = await repo.audit_entries()
+        chain = verify(entries, await repo.audit_details(), checkpoint)
+        found = await repo.anchors()
+        anchored = check_anchors(entries, found, await anchors.public_key())
+        return chain, anchored
 
-    verdict = asyncio.run(_with_services(config, work))
+    chain, anchored = asyncio.run(_with_evidence(config, work))
+    ok = chain.ok and anchored.ok
     if args.json:
-        print(json.dumps(verdict.__dict__))
-    elif verdict.ok:
-        print(
-            f"audit log verified: {verdict.entries} entries, {verdict.erased} with their "
-            f"details erased; head {verdict.entries}:{verdict.head}"
-        )
+        print(json.dumps({**chain.__dict__, "ok": ok, "anchors": describe(anchored)}))
     else:
-        print(f"audit log BROKEN at entry {verdict.at_seq}: {verdict.problem}")
-    if not verdict.ok:
+        # the anchors first: an edit with the chain recomputed passes the chain alone
+        if not anchored.ok:
+            print(f"audit log does NOT match its anchors: {anchored.problem}")
+        if not chain.ok:
+            print(f"audit log BROKEN at entry {chain.at_seq}: {chain.problem}")
+        if ok:
+            print(
+                f"audit log verified: {chain.entries} entries, {chain.erased} with their "
+                f"details erased by a purge; head {chain.entries}:{chain.head}; "
+                f"{anchored.anchors} anchors, the last at entry {anchored.matched_through}"
+            )
+        for note in anchored.notes:
+            print(f"  note: {note}")
+    if not ok:
         sys.exit(1)
+
+
+def cmd_audit_anchor(args: argparse.Namespace) -> None:
+    config = _config(args)
+
+    async def work(repo: Any, objects: Any, trust: Any, evidence: Any, anchors: Any) -> Any:
+        return await anchors.anchor(SystemClock().now(), "manual")
+
+    anchor = asyncio.run(_with_evidence(config, work))
+    if anchor is None:
+        print("the audit log's head is already anchored")
+    else:
+        print(f"anchored entry {anchor.seq} ({anchor.hash})")
 
 
 def cmd_bench_live(args: argparse.Namespace) -> None:
@@ -614,8 +689,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evidence_export)
     p = evidence.add_parser("verify", help="check a package offline; exit 1 naming what fails")
     p.add_argument("file")
-    p.add_argument("--trusted-key", help="the provider's evidence public key (PEM)")
+    trusted = p.add_mutually_exclusive_group(required=True)
+    trusted.add_argument("--trusted-key", help="the provider's evidence public key (PEM)")
+    trusted.add_argument(
+        "--fingerprint", help="the SHA-256 fingerprint of the provider's evidence key"
+    )
+    p.add_argument(
+        "--tsa-root",
+        action="append",
+        help="a root certificate (PEM) the seals' timestamps must chain to (repeatable)",
+    )
     p.set_defaults(func=cmd_evidence_verify)
+    p = with_config(evidence.add_parser("key", help="the provider's evidence public key"))
+    p.add_argument("--out", help="write the PEM here instead of printing it")
+    p.set_defaults(func=cmd_evidence_key)
     retention = sub.add_parser("retention", help="legal holds and the purge").add_subparsers(
         dest="what", required=True
     )
@@ -648,6 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="SEQ:HASH of a head kept elsewhere (detects a cut)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit_verify)
+    p = with_config(audit.add_parser("anchor", help="sign and timestamp the log's head now"))
+    p.set_defaults(func=cmd_audit_anchor)
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     p = bench.add_parser("mrz", help="MRZ reading: ours against plain passporteye")
     p.add_argument("--count", type=int, default=60)

@@ -34,8 +34,10 @@ from .operator_console.call_tools import CallTools
 from .operator_console.checklist import ChecklistTemplate
 from .operator_console.namespace import OperatorNamespace
 from .operator_console.reviews_http import ReviewsApi
+from .recordings.audit_anchors import AuditAnchors
 from .recordings.evidence import Evidence, EvidenceKey
 from .recordings.retention import Retention
+from .recordings.timestamps import LocalTsa, tsa_for
 from .services import SERVICES, Services
 from .session import PRE_CALL_STEPS, State
 from .storage import ObjectStore
@@ -129,19 +131,17 @@ def create_app(
         trust = Trust(config, repo, clock, base_url)
         if isinstance(objects.files.wrapper, Pkcs11MasterKey):  # one token session
             trust.share_token(objects.files.wrapper.token)
-        evidence = Evidence(
-            repo,
-            objects,
-            config.data_path / "recordings",
-            EvidenceKey.from_file(config.data_path / "keys" / "evidence.key"),
-        )
+        evidence, anchors = evidence_services(config, repo, objects, trust, clock)
 
-        async def seal(session_id: str) -> None:
-            await evidence.seal(session_id, clock.now())
+        async def seal(session_id: str, event: str) -> None:
+            evidence.seal_later(session_id, clock.now(), event)
 
         center.after_decision = seal
+        center.evidence_changed = lambda session_id, event: evidence.seal_later(
+            session_id, clock.now(), event
+        )
         retention = Retention(
-            repo, objects, config.data_path / "recordings", config.retention.years
+            repo, objects, config.data_path / "recordings", config.retention.years, evidence
         )
         center.reference_photos = onboarding.reference_photos
         sms = sms_gateway(config)
@@ -211,6 +211,9 @@ def create_app(
         purger = asyncio.create_task(
             _purge(retention, clock, config.retention.purge_every_hours, stopping)
         )
+        anchorer = asyncio.create_task(
+            _anchor(anchors, clock, config.audit.anchor_minutes, stopping)
+        )
         monitor.start()
         warming = [  # the models load in the workers now, not in the first call
             asyncio.create_task(_warm(p))
@@ -226,8 +229,9 @@ def create_app(
             # the periodic jobs finish what they are doing (a query cut off mid-way
             # leaves a connection to be torn down) and stop
             stopping.set()
-            await asyncio.gather(ticker, purger)
+            await asyncio.gather(ticker, purger, anchorer)
             await center.close()
+            await evidence.close()
             await onboarding.close()
             await asyncio.to_thread(pool.close)
             for extra in (live_pool, match_pool):
@@ -257,6 +261,36 @@ def create_app(
     app.router.add_routes(TrustApi().routes())
     app.router.add_routes(SigningApi().routes())
     return app
+
+
+def evidence_services(
+    config: Config, repo: Repository, objects: ObjectStore, trust: Trust, clock: Clock
+) -> tuple[Evidence, AuditAnchors]:
+    """The evidence sealer and the audit log's anchors, timestamped by the configured
+    TSA (the local CA's by default); every seal anchors the log. Also used by the
+    command line."""
+    tsa = tsa_for(config.tsa.url, config.tsa.timeout_seconds, LocalTsa(trust.ca, clock.now))
+    evidence = Evidence(
+        repo,
+        objects,
+        config.data_path / "recordings",
+        EvidenceKey.from_file(config.data_path / "keys" / "evidence.key"),
+        tsa,
+    )
+
+    async def keys() -> Any:
+        return (await trust.ca()).keys
+
+    anchors = AuditAnchors(repo, keys, tsa)
+
+    async def anchor(now: float) -> None:
+        try:
+            await anchors.anchor(now, "seal")
+        except Exception:  # the seal is made; the periodic anchor catches up
+            logger.exception("the audit log could not be anchored after a seal")
+
+    evidence.after_seal = anchor
+    return evidence, anchors
 
 
 def required_steps(config: Config) -> tuple[State, ...]:
@@ -301,6 +335,17 @@ async def _purge(
             logger.exception("retention: the purge failed; it runs again later")
         if await _pause(stopping, max(60.0, every_hours * 3600)):
             return
+
+
+async def _anchor(
+    anchors: AuditAnchors, clock: Clock, every_minutes: float, stopping: asyncio.Event
+) -> None:
+    """The audit log's head anchored at least every ``every_minutes`` (when it grew)."""
+    while not await _pause(stopping, max(1.0, every_minutes * 60)):
+        try:
+            await anchors.anchor(clock.now(), "periodic")
+        except Exception:
+            logger.exception("audit: the periodic anchor failed; it runs again later")
 
 
 async def _tick(center: CallCenter, stopping: asyncio.Event) -> None:

@@ -118,11 +118,15 @@ class CallCenter:
         self.reference_photos: Callable[[str], Awaitable[dict[str, bytes]]] | None = None
         """The session's photos to compare the live face with (portrait, selfie)."""
         self.before_decision: Callable[[str, str, str], Awaitable[None]] | None = None
+        """Checks a decision may be taken (the checklist); raises to refuse it."""
         self.recordings: RecordingStore | None = None
         """Where calls are recorded; None records nothing."""
-        self.after_decision: Callable[[str], Awaitable[Any]] | None = None
-        """Run (in the background) once a decision is saved: the evidence is sealed."""
-        """Checks a decision may be taken (the checklist); raises to refuse it."""
+        self.after_decision: Callable[[str, str], Awaitable[Any]] | None = None
+        """Run (in the background) once a decision or review is saved, with the event's
+        name: the evidence is sealed."""
+        self.evidence_changed: Callable[[str, str], None] | None = None
+        """Told (session, event) after a step past the decision changed the session's
+        evidence (certificate requested, contract signed): the evidence is sealed again."""
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- start and stop ---------------------------------------------------------------
@@ -281,6 +285,8 @@ class CallCenter:
                 if advance is not None:  # after the decision: certificate, contract
                     advance(machine, self._clock.now())
                 await self._persist(machine)
+                if advance is not None and self.evidence_changed is not None:
+                    self.evidence_changed(session_id, machine.state.value)
                 if live is not None:
                     self._outbox.append(
                         (
@@ -421,7 +427,7 @@ class CallCenter:
             await self._close_peers(live)
             self._release_operator(operator_id)
             if self.after_decision is not None:
-                self._in_background(self.after_decision(session_id))
+                self._in_background(self.after_decision(session_id, "decision"))
             self._notify_customer(
                 session_id, "outcome", {"outcome": outcome, "state": live.machine.state.value}
             )
@@ -458,7 +464,7 @@ class CallCenter:
             )
             await self._persist(machine)
             if self.after_decision is not None:
-                self._in_background(self.after_decision(session_id))
+                self._in_background(self.after_decision(session_id, "review"))
             self._notify_customer(
                 session_id, "outcome", {"outcome": outcome, "state": machine.state.value}
             )

@@ -91,7 +91,7 @@ class ComplianceApi:
         [row] = await repo.search_sessions(session_ids=[session_id])
         objects = await repo.objects_of(session_id)
         recordings = await repo.recordings(session_id)
-        seal = await services.evidence.latest_seal(session_id)
+        seals = await services.evidence.seals(session_id)
         await self._audit(services, officer, "evidence_viewed", session_id, what="compliance")
         person = row["results"].get("personal_data", {}).get("fields") or {}
         return web.json_response(
@@ -127,11 +127,15 @@ class ComplianceApi:
                     for r in recordings
                 ],
                 "seal": None
-                if seal is None
+                if not seals
                 else {
-                    "sealed_at": seal[0]["sealed_at"],
-                    "key_id": seal[0]["key_id"],
-                    "items": len(seal[0]["items"]),
+                    "sealed_at": seals[-1].body["sealed_at"],
+                    "key_id": seals[-1].body["key_id"],
+                    "fingerprint": services.evidence.key.fingerprint,
+                    "items": len(seals[-1].body["items"]),
+                    "seals": len(seals),
+                    "event": seals[-1].body.get("event", "sealed"),
+                    "timestamped": seals[-1].timestamp is not None,
                 },
                 "audit": await repo.audit_of(session_id),
             }

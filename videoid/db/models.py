@@ -200,6 +200,21 @@ class AuditDetails(Base):
     details: Mapped[str] = mapped_column(Text)
 
 
+class AuditAnchorRow(Base):
+    __tablename__ = "audit_anchors"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    """The entry anchored: the log's head then."""
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(16))
+    """``seal`` or ``periodic``."""
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    """ECDSA P-256 by the anchor key in the token, over the anchor's canonical form."""
+    timestamp: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """The TSA's token over the signature's SHA-256."""
+
+
 class RecordingRow(Base):
     __tablename__ = "recordings"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -245,6 +260,9 @@ class CertificateRow(Base):
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     revocation_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
+    ca_url: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """Base of the CRL, OCSP and caIssuers addresses in the certificate (migration 0010;
+    None for certificates issued before)."""
 
 
 class SignaturePin(Base):

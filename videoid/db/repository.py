@@ -8,6 +8,7 @@ default, PostgreSQL by URL). Database errors are translated to
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,7 @@ from ..recordings.audit_chain import Entry, new_entry
 from ..session.events import DecisionMade, Event, StateChanged
 from .models import (
     Assignment,
+    AuditAnchorRow,
     AuditDetails,
     AuditRow,
     CallItem,
@@ -89,6 +91,18 @@ class CertificateRecord:
     revoked_at: float | None
     revocation_reason: str | None
     created_at: float
+    ca_url: str | None = None
+    """Base of the CRL, OCSP and caIssuers addresses written in the certificate."""
+
+
+@dataclass(frozen=True)
+class AuditAnchor:
+    seq: int
+    hash: str
+    at: float
+    reason: str
+    signature: bytes
+    timestamp: bytes | None
 
 
 @dataclass(frozen=True)
@@ -952,6 +966,26 @@ class Repository:
             done = await db.execute(delete(AuditDetails).where(AuditDetails.seq.in_(list(seqs))))
             return int(done.rowcount)  # type: ignore[attr-defined]
 
+    async def add_anchor(self, anchor: AuditAnchor) -> None:
+        async with self._sessions.begin() as db:
+            db.add(AuditAnchorRow(**dataclasses.asdict(anchor)))
+
+    async def anchors(self) -> list[AuditAnchor]:
+        """The audit log's anchors, oldest first."""
+        async with self._sessions() as db:
+            rows = await db.scalars(select(AuditAnchorRow).order_by(AuditAnchorRow.id))
+            return [
+                AuditAnchor(
+                    r.seq,
+                    r.hash,
+                    r.at,
+                    r.reason,
+                    bytes(r.signature),
+                    None if r.timestamp is None else bytes(r.timestamp),
+                )
+                for r in rows
+            ]
+
     # -- recordings -------------------------------------------------------------------
 
     async def add_recording(
@@ -1194,6 +1228,14 @@ class Repository:
             )
             return bool(done.rowcount)  # type: ignore[attr-defined]
 
+    async def certificate_urls(self) -> list[str]:
+        """Every base of CRL, OCSP and caIssuers addresses written in a certificate."""
+        async with self._sessions() as db:
+            found = await db.scalars(
+                select(CertificateRow.ca_url).where(CertificateRow.ca_url.is_not(None)).distinct()
+            )
+            return [u for u in found if u]
+
     async def pin_state(self, serial: str) -> dict[str, Any] | None:
         async with self._sessions() as db:
             row = await db.get(SignaturePin, serial)
@@ -1294,6 +1336,7 @@ def _certificate(row: CertificateRow) -> CertificateRecord:
         row.revoked_at,
         row.revocation_reason,
         row.created_at,
+        row.ca_url,
     )
 
 

@@ -4,7 +4,9 @@ Each entry is chained: its hash covers the previous entry's hash, its sequence n
 time, action, actor, subject and a *salted commitment* to its details. The details
 (which may name a person: a username, an address) are kept apart with their salt; at
 the end of retention they can be erased and the chain still verifies, since it only
-ever covered the commitment. While the details are there, they are checked against it.
+ever covered the commitment — but only where a later purge entry about the same
+subject covers the erasure. While the details are there, they are checked against it.
+The chain is unkeyed: anchors (:mod:`.audit_anchors`) fix its head in time.
 
 :func:`verify` walks the entries in storage order and names the first place where the
 chain breaks and how: an entry changed, entries missing, an entry inserted, entries out
@@ -24,6 +26,9 @@ from typing import Any
 
 GENESIS = b"\x00" * 32
 DOMAIN = b"videoid-audit-v1"
+PURGE_ACTION = "retention_purge"
+"""The entry a purge writes: it covers the erased details of earlier entries about the
+same subject (and only those)."""
 
 
 def canonical(details: dict[str, Any]) -> bytes:
@@ -85,7 +90,7 @@ class Verdict:
     head: str
     """The last entry's hash: keep it elsewhere to detect a cut at the end."""
     erased: int
-    """Entries whose details were erased (retention): fine."""
+    """Entries whose details were erased by a purge of their subject (retention): fine."""
     problem: str | None = None
     at_seq: int | None = None
 
@@ -98,6 +103,10 @@ def verify(
     """Check the chain (entries in storage order) and every detail still present.
     ``checkpoint`` (seq, hash), kept elsewhere, must still be in the chain."""
     previous_hash, expected_seq, erased = GENESIS, 1, 0
+    purged: dict[str, int] = {}  # subject -> the last purge entry about it
+    for e in entries:
+        if e.action == PURGE_ACTION and e.subject:
+            purged[e.subject] = max(purged.get(e.subject, 0), e.seq)
     head = GENESIS.hex()
 
     def broken(why: str, seq: int) -> Verdict:
@@ -134,8 +143,14 @@ def verify(
             salt, body = details[entry.seq]
             if commitment(salt, body) != entry.commitment:
                 return broken(f"the details of entry {entry.seq} were changed", entry.seq)
-        else:
+        elif purged.get(entry.subject, 0) > entry.seq:
             erased += 1
+        else:
+            return broken(
+                f"the details of entry {entry.seq} were deleted, and no purge of "
+                f"{entry.subject or 'its subject'} after it covers that",
+                entry.seq,
+            )
         previous_hash = bytes.fromhex(entry.hash)
         head = entry.hash
         expected_seq += 1

@@ -1,22 +1,26 @@
-"""The evidence package: a signed manifest of everything a session produced, and a
-self-contained zip that anyone can check offline (R13).
+"""The evidence of a session: a signed manifest of everything it produced, sealed
+again after every event that changes it, and a self-contained zip that anyone can check
+offline against the provider's key (R13).
 
 :func:`collect` gathers the session's evidence as named items (JSON records built from
-the database, the decrypted images and snapshots, the decrypted recordings), each with
-its SHA-256. :func:`seal` signs the manifest (canonical JSON: the items' names, hashes
-and sizes, the session, the time, the audit log's head) with the provider's evidence
-key (Ed25519, a key file: ``keys/evidence.key`` in the data directory, created on first
-use). :func:`export` writes the zip; :func:`verify_package` checks it offline and names
-every item that does not match. Never in it: a code, a PIN, a key.
+the database — the session, its certificates and legal hold included —, the decrypted
+images and snapshots, the decrypted recordings), each with its SHA-256. :func:`seal`
+signs the manifest (canonical JSON: the items' names, hashes and sizes, the session,
+the event, the time, the audit log's head, and the digest of the seal before it) with
+the provider's evidence key (Ed25519, a key file: ``keys/evidence.key`` in the data
+directory, created on first use); the TSA timestamps the signature. The package is
+written and checked in :mod:`.evidence_package`. Never in it: a code, a PIN, a key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
+import logging
 import os
-import zipfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +34,14 @@ from ..errors import StorageError, VideoidError
 from ..storage import ObjectStore
 from .audit_chain import verify as audit_verify
 from .stream_crypto import ReadResult, open_segments
+from .timestamps import TimestampPort
 
-FORMAT = "videoid-evidence-1"
+logger = logging.getLogger(__name__)
+
+FORMAT_V1 = "videoid-evidence-1"
+"""One seal after the decision, no history (still read)."""
+FORMAT = "videoid-evidence-2"
+FORMATS = (FORMAT_V1, FORMAT)
 MANIFEST_KIND = "evidence_manifest"
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "application/json": "json"}
 
@@ -49,6 +59,14 @@ def canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def fingerprint_of(public: Ed25519PublicKey) -> str:
+    """SHA-256 of the key's SubjectPublicKeyInfo (DER), hex: what a verifier pins."""
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
 class EvidenceKey:
     """The provider's evidence signing key (Ed25519) in a file, mode 0600."""
 
@@ -59,6 +77,7 @@ class EvidenceKey:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         self.key_id = hashlib.sha256(self.public_pem).hexdigest()[:16]
+        self.fingerprint = fingerprint_of(self.public)
 
     @classmethod
     def from_file(cls, path: Path) -> EvidenceKey:
@@ -125,12 +144,29 @@ async def collect(
             for a in await repo.assignments(session_id)
         ],
         "decisions": await repo.named_decisions(session_id),
+        "certificates": [
+            {
+                "serial": c.serial,
+                "subject": c.subject,
+                "not_before": c.not_before,
+                "not_after": c.not_after,
+                "status": c.status,
+                "revoked_at": c.revoked_at,
+                "revocation_reason": c.revocation_reason,
+            }
+            for c in await repo.certificates(session_id=session_id)
+        ],
+        "legal_hold": session_id in await repo.holds(),
     }
     items = [
         Item("session.json", _json(session)),
         Item("consents.json", _json(await repo.consents(session_id))),
         Item("onboarding.json", _json(await repo.results(session_id))),
         Item("call.json", _json(await repo.items(session_id))),
+        *(
+            Item(f"certificates/{c.serial}.der", c.der)
+            for c in await repo.certificates(session_id=session_id)
+        ),
     ]
     for obj in await repo.objects_of(session_id):
         if obj.wrapped_key is None or obj.kind == MANIFEST_KIND:
@@ -179,18 +215,32 @@ def _decrypt(path: Path, wrapper: Any, result: ReadResult, wrapped_key: bytes) -
     return b"".join(open_segments(path, wrapper, result, wrapped_key))
 
 
+def seal_digest(body: dict[str, Any], signature: bytes) -> str:
+    """What the next seal names as its predecessor: SHA-256 over the canonical
+    manifest and its signature."""
+    return hashlib.sha256(canonical(body) + signature).hexdigest()
+
+
 def manifest(
     session_id: str,
     items: list[Item],
     sealed_at: float,
     audit_head: dict[str, Any],
     key: EvidenceKey,
+    *,
+    seq: int = 1,
+    event: str = "sealed",
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "session_id": session_id,
+        "seq": seq,
+        "event": event,
+        "previous": previous,
         "sealed_at": sealed_at,
         "key_id": key.key_id,
+        "key_fingerprint": key.fingerprint,
         "audit_head": audit_head,
         "items": [i.entry() for i in items],
     }
@@ -200,162 +250,155 @@ def seal(body: dict[str, Any], key: EvidenceKey) -> bytes:
     return key.sign(canonical(body))
 
 
-def export(
-    path: Path, body: dict[str, Any], signature: bytes, items: list[Item], key: EvidenceKey
-) -> None:
-    """The self-contained package: the manifest, its signature, the public key, and
-    every item. Refuses when an item no longer matches the sealed manifest."""
-    listed = {e["name"]: e for e in body["items"]}
-    for item in items:
-        expected = listed.get(item.name)
-        if expected is None or expected["sha256"] != item.entry()["sha256"]:
-            raise EvidenceError(
-                f"{item.name} does not match the sealed manifest: evidence changed since",
-                code="evidence_changed",
-            )
-    missing = set(listed) - {i.name for i in items}
-    if missing:
-        raise EvidenceError(
-            f"missing since sealing: {', '.join(sorted(missing))}", code="evidence_changed"
+@dataclass(frozen=True)
+class Seal:
+    """One stored seal: the manifest, the provider's signature over it, and the TSA's
+    timestamp over the signature's SHA-256 (None when the TSA could not be reached)."""
+
+    body: dict[str, Any]
+    signature: bytes
+    timestamp: bytes | None
+
+    @property
+    def digest(self) -> str:
+        return seal_digest(self.body, self.signature)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "manifest": self.body,
+            "signature": self.signature.hex(),
+            "timestamp": None
+            if self.timestamp is None
+            else base64.b64encode(self.timestamp).decode(),
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Seal:
+        stamp = record.get("timestamp")
+        return cls(
+            record["manifest"],
+            bytes.fromhex(record["signature"]),
+            None if stamp is None else base64.b64decode(stamp, validate=True),
         )
-    tmp = path.with_suffix(path.suffix + ".part")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("manifest.json", _json(body))
-        z.writestr("manifest.sig", signature.hex() + "\n")
-        z.writestr("evidence-key.pem", key.public_pem)
-        for item in items:
-            z.writestr(f"items/{item.name}", item.data)
-    tmp.replace(path)
-
-
-@dataclass
-class PackageVerdict:
-    ok: bool
-    session_id: str | None
-    items: int
-    problems: list[str]
-    key_id: str | None
-
-
-def verify_package(path: Path, trusted_key_pem: bytes | None = None) -> PackageVerdict:
-    """Check a package offline: the signature over the manifest (with the key in the
-    package, or ``trusted_key_pem``, which must then be the same), then every item."""
-    problems: list[str] = []
-    try:
-        z = zipfile.ZipFile(path)
-        with z:
-            names = set(z.namelist())
-            for needed in ("manifest.json", "manifest.sig", "evidence-key.pem"):
-                if needed not in names:
-                    raise EvidenceError(f"the package has no {needed}")
-            raw = z.read("manifest.json")
-            body = json.loads(raw)
-            signature = bytes.fromhex(z.read("manifest.sig").decode().strip())
-            pem = z.read("evidence-key.pem")
-            if trusted_key_pem is not None and pem.strip() != trusted_key_pem.strip():
-                problems.append("the package is signed with another key than the trusted one")
-            public = serialization.load_pem_public_key(trusted_key_pem or pem)
-            if not isinstance(public, Ed25519PublicKey):
-                raise EvidenceError("the evidence key is not an Ed25519 key")
-            try:
-                public.verify(signature, canonical(body))
-            except InvalidSignature:
-                problems.append(
-                    "the manifest's signature does not verify: the manifest was changed"
-                )
-            listed = {e["name"]: e for e in body.get("items", [])}
-            for name, entry in sorted(listed.items()):
-                member = f"items/{name}"
-                if member not in names:
-                    problems.append(f"{name}: missing from the package")
-                    continue
-                data = z.read(member)
-                if (
-                    hashlib.sha256(data).hexdigest() != entry["sha256"]
-                    or len(data) != entry["size"]
-                ):
-                    problems.append(f"{name}: does not match the manifest")
-            for member in sorted(names):
-                if member.startswith("items/") and member[len("items/") :] not in listed:
-                    problems.append(f"{member[len('items/') :]}: not in the manifest")
-    except (zipfile.BadZipFile, EOFError, OSError) as err:
-        return PackageVerdict(False, None, 0, [f"the package is not a readable zip: {err}"], None)
-    except (ValueError, KeyError, zipfile.LargeZipFile) as err:
-        return PackageVerdict(False, None, 0, [f"the package is malformed: {err}"], None)
-    except EvidenceError as err:
-        return PackageVerdict(False, None, 0, [err.message], None)
-    return PackageVerdict(
-        not problems, body.get("session_id"), len(listed), problems, body.get("key_id")
-    )
 
 
 class Evidence:
-    """Seals sessions and exports their packages."""
+    """Seals sessions and exports their packages. A session is sealed again after every
+    event that changes its evidence (decision, review, certificate, signature, revocation,
+    legal hold, purge); each seal names the one before it."""
 
     def __init__(
-        self, repo: Repository, objects: ObjectStore, recordings_dir: Path, key: EvidenceKey
+        self,
+        repo: Repository,
+        objects: ObjectStore,
+        recordings_dir: Path,
+        key: EvidenceKey,
+        tsa: TimestampPort | None = None,
     ) -> None:
         self._repo, self._objects = repo, objects
         self._recordings_dir, self.key = recordings_dir, key
+        self.tsa = tsa
+        self.after_seal: Callable[[float], Awaitable[Any]] | None = None
+        """Called after each seal (the audit log's anchor)."""
+        self._lock = asyncio.Lock()  # seals of a session one after the other, in order
+        self._pending: set[asyncio.Task[Any]] = set()
 
-    async def seal(self, session_id: str, now: float) -> dict[str, Any]:
-        """Seal the session's evidence as it is now; returns the manifest."""
-        items = await collect(self._repo, self._objects, self._recordings_dir, session_id)
-        entries = await self._repo.audit_entries()
-        head = {"seq": entries[-1].seq, "hash": entries[-1].hash} if entries else {}
-        body = await asyncio.to_thread(manifest, session_id, items, now, head, self.key)
-        signature = seal(body, self.key)
-        stored = await self._objects.put(
-            session_id,
-            MANIFEST_KIND,
-            "application/json",
-            canonical({"manifest": body, "signature": signature.hex()}),
-            now,
-        )
-        await self._repo.append_audit(
-            now,
-            "evidence_sealed",
-            "system",
-            session_id,
-            {"manifest": stored.id, "items": len(items)},
-        )
+    async def seal(self, session_id: str, now: float, event: str = "sealed") -> dict[str, Any]:
+        """Seal the session's evidence as it is now, after ``event``; returns the
+        manifest."""
+        async with self._lock:
+            items = await collect(self._repo, self._objects, self._recordings_dir, session_id)
+            seals = await self.seals(session_id)
+            previous = (
+                {"seq": _seq(seals[-1], len(seals)), "sha256": seals[-1].digest} if seals else None
+            )
+            entries = await self._repo.audit_entries()
+            head = {"seq": entries[-1].seq, "hash": entries[-1].hash} if entries else {}
+            body = await asyncio.to_thread(
+                manifest,
+                session_id,
+                items,
+                now,
+                head,
+                self.key,
+                seq=len(seals) + 1,
+                event=event,
+                previous=previous,
+            )
+            signature = seal(body, self.key)
+            stamp = None
+            if self.tsa is not None:
+                try:
+                    stamp = await self.tsa.timestamp(hashlib.sha256(signature).digest())
+                except Exception as err:  # sealed all the same; the gap is visible
+                    logger.warning("session %s: the seal has no timestamp: %s", session_id, err)
+            stored = await self._objects.put(
+                session_id,
+                MANIFEST_KIND,
+                "application/json",
+                canonical(Seal(body, signature, stamp).record()),
+                now,
+            )
+            await self._repo.append_audit(
+                now,
+                "evidence_sealed",
+                "system",
+                session_id,
+                {
+                    "manifest": stored.id,
+                    "seq": body["seq"],
+                    "event": event,
+                    "items": len(items),
+                    "timestamped": stamp is not None,
+                },
+            )
+        if self.after_seal is not None:
+            await self.after_seal(now)
         return body
 
-    async def verify(self, session_id: str) -> dict[str, Any]:
-        """Check the session's evidence as it is now against its latest seal: the
-        seal's signature, then every item, naming each that changed, went missing or
-        was added; and the audit chain the seal points into."""
-        sealed = await self.latest_seal(session_id)
-        if sealed is None:
-            raise EvidenceError("this session has not been sealed yet", code="not_sealed")
-        body, signature = sealed
-        problems: list[str] = []
+    def seal_later(self, session_id: str, now: float, event: str) -> None:
+        """Seal in the background (the caller's request does not wait); :meth:`settle`
+        and :meth:`close` wait for it."""
+        task = asyncio.create_task(self._seal_logged(session_id, now, event))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _seal_logged(self, session_id: str, now: float, event: str) -> None:
         try:
-            self.key.public.verify(signature, canonical(body))
-        except InvalidSignature:
-            problems.append("the seal's signature does not verify: the manifest was changed")
+            await self.seal(session_id, now, event)
+        except Exception:
+            logger.exception("session %s: sealing after %s failed", session_id, event)
+
+    async def settle(self, timeout_seconds: float = 60.0) -> None:
+        """Wait for the seals under way."""
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=timeout_seconds)
+
+    async def close(self, timeout_seconds: float = 60.0) -> None:
+        """Let the seals under way finish (a seal lost at shutdown would leave the
+        evidence unverifiable until the next), then cancel what is left."""
+        await self.settle(timeout_seconds)
+        for task in list(self._pending):
+            task.cancel()
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def verify(self, session_id: str) -> dict[str, Any]:
+        """Check the session's evidence as it is now against its latest seal: every
+        seal's signature and link to the one before, then every item, naming each that
+        changed, went missing or was added; and the audit chain the seal points into."""
+        await self.settle()
+        seals = await self.seals(session_id)
+        if not seals:
+            raise EvidenceError("this session has not been sealed yet", code="not_sealed")
+        problems = check_history(seals, self.key.public)
+        body = seals[-1].body
         unreadable: dict[str, str] = {}
         items = await collect(
             self._repo, self._objects, self._recordings_dir, session_id, unreadable
         )
-        now_hashes = {i.name: i.entry()["sha256"] for i in items}
-        listed = {e["name"]: e["sha256"] for e in body["items"]}
-        checked = []
-        for name, digest in sorted(listed.items()):
-            if name in unreadable:
-                problem: str | None = f"does not decrypt: {unreadable[name]}"
-            elif name not in now_hashes:
-                problem = "missing"
-            elif now_hashes[name] != digest:
-                problem = "changed since the seal"
-            else:
-                problem = None
-            checked.append({"name": name, "ok": problem is None, "problem": problem})
-            if problem is not None:
-                problems.append(f"{name}: {problem}")
-        for name in sorted(set(now_hashes) - set(listed)):
-            checked.append({"name": name, "ok": False, "problem": "not in the seal"})
-            problems.append(f"{name}: added since the seal")
+        checked, item_problems = compare_items(body, items, unreadable)
+        problems += item_problems
         entries = await self._repo.audit_entries()
         chain = audit_verify(entries, await self._repo.audit_details())
         head = body.get("audit_head") or {}
@@ -372,39 +415,127 @@ class Evidence:
             "ok": not problems,
             "sealed_at": body["sealed_at"],
             "key_id": body["key_id"],
+            "fingerprint": self.key.fingerprint,
+            "seals": [
+                {
+                    "seq": _seq(s, n),
+                    "event": s.body.get("event", "sealed"),
+                    "sealed_at": s.body["sealed_at"],
+                    "timestamped": s.timestamp is not None,
+                }
+                for n, s in enumerate(seals, 1)
+            ],
             "items": checked,
             "problems": problems,
             "audit": {"ok": chain.ok, "entries": chain.entries, "problem": chain.problem},
         }
 
+    async def seals(self, session_id: str) -> list[Seal]:
+        """The session's seals, oldest first."""
+        found = []
+        for obj in await self._repo.objects_of(session_id):
+            if obj.kind != MANIFEST_KIND:
+                continue
+            _, data = await self._objects.get(obj.id)
+            found.append(Seal.from_record(json.loads(data)))
+        return found
+
     async def latest_seal(self, session_id: str) -> tuple[dict[str, Any], bytes] | None:
-        seals = [o for o in await self._repo.objects_of(session_id) if o.kind == MANIFEST_KIND]
-        if not seals:
-            return None
-        _, data = await self._objects.get(seals[-1].id)
-        sealed = json.loads(data)
-        return sealed["manifest"], bytes.fromhex(sealed["signature"])
+        seals = await self.seals(session_id)
+        return (seals[-1].body, seals[-1].signature) if seals else None
 
     async def export(self, session_id: str, path: Path, actor: str, now: float) -> dict[str, Any]:
         """Write the package of the session's latest seal (sealing first if there is
-        none); refuses when the evidence changed since the seal."""
-        sealed = await self.latest_seal(session_id)
-        if sealed is None:
-            await self.seal(session_id, now)
-            sealed = await self.latest_seal(session_id)
-            assert sealed is not None
-        body, signature = sealed
-        unreadable: dict[str, str] = {}
-        items = await collect(
-            self._repo, self._objects, self._recordings_dir, session_id, unreadable
-        )
-        if unreadable:
-            raise EvidenceError(
-                "; ".join(f"{name}: {why}" for name, why in sorted(unreadable.items())),
-                code="evidence_changed",
+        none); refuses, and audits the refusal, when the evidence changed since."""
+        await self.settle()
+        seals = await self.seals(session_id)
+        if not seals:
+            await self.seal(session_id, now, "exported")
+            seals = await self.seals(session_id)
+        try:
+            problems = check_history(seals, self.key.public)
+            if problems:
+                raise EvidenceError("; ".join(problems), code="evidence_changed")
+            unreadable: dict[str, str] = {}
+            items = await collect(
+                self._repo, self._objects, self._recordings_dir, session_id, unreadable
             )
-        await asyncio.to_thread(export, path, body, signature, items, self.key)
+            _, item_problems = compare_items(seals[-1].body, items, unreadable)
+            if item_problems:
+                raise EvidenceError(
+                    "the evidence changed since it was sealed: " + "; ".join(item_problems),
+                    code="evidence_changed",
+                )
+            from .evidence_package import write_package  # it imports this module
+
+            await asyncio.to_thread(write_package, path, seals, items, self.key)
+        except EvidenceError as err:
+            await self._repo.append_audit(
+                now, "evidence_export_refused", actor, session_id, {"code": err.code}
+            )
+            raise
         await self._repo.append_audit(
-            now, "evidence_exported", actor, session_id, {"items": len(items)}
+            now, "evidence_exported", actor, session_id, {"items": len(items), "seals": len(seals)}
         )
-        return body
+        return seals[-1].body
+
+
+def _seq(s: Seal, position: int) -> int:
+    return int(s.body.get("seq", position))
+
+
+def check_history(seals: list[Seal], public: Ed25519PublicKey) -> list[str]:
+    """Every seal's signature by ``public``, its format, and its link to the one before."""
+    problems = []
+    previous: Seal | None = None
+    for n, s in enumerate(seals, 1):
+        body = s.body
+        if body.get("format") not in FORMATS:
+            problems.append(f"seal {n}: unknown manifest format {body.get('format')!r}")
+            previous = s
+            continue
+        try:
+            public.verify(s.signature, canonical(body))
+        except InvalidSignature:
+            problems.append(f"seal {n}: its signature does not verify with the trusted key")
+        if body["format"] != FORMAT_V1:
+            want = None if previous is None else previous.digest
+            link = body.get("previous")
+            got = None if link is None else link.get("sha256")
+            if body.get("seq") != n:
+                problems.append(f"seal {n}: numbered {body.get('seq')}: a seal is missing")
+            elif got != want:
+                problems.append(
+                    f"seal {n}: does not name seal {n - 1} as its predecessor: "
+                    "a seal was removed, replaced or reordered"
+                    if n > 1
+                    else f"seal {n}: names a predecessor that is not there: earlier seals removed"
+                )
+        previous = s
+    return problems
+
+
+def compare_items(
+    body: dict[str, Any], items: list[Item], unreadable: dict[str, str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The items as they are now against a manifest: a row per item, and the problems."""
+    now_hashes = {i.name: i.entry()["sha256"] for i in items}
+    listed = {e["name"]: e["sha256"] for e in body["items"]}
+    checked: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for name, digest in sorted(listed.items()):
+        if name in unreadable:
+            problem: str | None = f"does not decrypt: {unreadable[name]}"
+        elif name not in now_hashes:
+            problem = "missing"
+        elif now_hashes[name] != digest:
+            problem = "changed since the seal"
+        else:
+            problem = None
+        checked.append({"name": name, "ok": problem is None, "problem": problem})
+        if problem is not None:
+            problems.append(f"{name}: {problem}")
+    for name in sorted(set(now_hashes) - set(listed)):
+        checked.append({"name": name, "ok": False, "problem": "not in the seal"})
+        problems.append(f"{name}: added since the seal")
+    return checked, problems

@@ -18,6 +18,7 @@ from typing import Any
 from ..db import Repository
 from ..errors import ValidationError
 from ..storage import ObjectStore
+from .evidence import MANIFEST_KIND, Evidence
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,21 @@ class PurgeReport:
 
 class Retention:
     def __init__(
-        self, repo: Repository, objects: ObjectStore, recordings_dir: Path, years: float
+        self,
+        repo: Repository,
+        objects: ObjectStore,
+        recordings_dir: Path,
+        years: float,
+        evidence: Evidence | None = None,
     ) -> None:
         self._repo, self._objects = repo, objects
         self._recordings_dir, self.years = recordings_dir, years
+        self._evidence = evidence
+        """Seals the session again after a hold, a release or a purge."""
+
+    async def _sealed(self, session_id: str, now: float, event: str) -> None:
+        if self._evidence is not None and await self._evidence.seals(session_id):
+            await self._evidence.seal(session_id, now, event)
 
     async def due(self, now: float) -> list[str]:
         """Sessions whose retention has ended and that no hold keeps."""
@@ -58,7 +70,9 @@ class Retention:
             raise OnHold("this session is under a legal hold")
         shredded = 0
         for obj in await self._repo.objects_of(session_id):
-            if obj.wrapped_key is not None:
+            # the seals name items and hashes, no personal data: they stay, so that
+            # the history of the evidence can still be shown after the purge
+            if obj.wrapped_key is not None and obj.kind != MANIFEST_KIND:
                 await self._objects.shred(obj.id, now)
                 shredded += 1
         recordings = await self._repo.recordings(session_id)
@@ -66,6 +80,7 @@ class Retention:
         for rec in recordings:
             path = self._recordings_dir / rec["file"]
             await asyncio.to_thread(path.unlink, True)
+        await self._sealed(session_id, now, "purged")
         logger.info(
             "session %s: purged at the end of retention (%d objects, %d recordings)",
             session_id,
@@ -87,11 +102,13 @@ class Retention:
             raise ValidationError("no such session", code="session_not_found")
         await self._repo.place_hold(session_id, reason.strip()[:2000], by, now)
         await self._repo.append_audit(now, "legal_hold", by, session_id, {"reason": reason})
+        await self._sealed(session_id, now, "legal_hold")
 
     async def release(self, session_id: str, by: str, now: float) -> bool:
         released = await self._repo.release_hold(session_id)
         if released:
             await self._repo.append_audit(now, "legal_hold_released", by, session_id, {})
+            await self._sealed(session_id, now, "hold_released")
         return released
 
     def describe(self) -> dict[str, Any]:

@@ -98,9 +98,10 @@
     const decisions = $("d-decisions"); decisions.textContent = "";
     for (const d of s.deciders) { const li = document.createElement("li"); li.textContent = `${d.outcome} by ${d.operator}`; decisions.append(li); }
 
-    $("d-seal").textContent = s.seal ? `Sealed ${when(s.seal.sealed_at)}: ${s.seal.items} items, key ${s.seal.key_id}` : "Not sealed yet (sealed at the decision).";
+    $("d-seal").textContent = s.seal
+      ? `Seal ${s.seal.seals} (${s.seal.event.replaceAll("_", " ")}) ${when(s.seal.sealed_at)}${s.seal.timestamped ? ", timestamped" : ", NOT timestamped"}: ${s.seal.items} items; provider key fingerprint ${s.seal.fingerprint}`
+      : "Not sealed yet (sealed at the decision and after every later event).";
     $("verify").disabled = !s.seal;
-    $("export").href = `/api/compliance/sessions/${s.session_id}/export`;
 
     const images = $("d-images"); images.textContent = "";
     for (const o of s.objects.filter((o) => o.content_type.startsWith("image/"))) {
@@ -159,6 +160,27 @@
       box.textContent = v.ok ? `Verified: ${v.items.length} items match the seal of ${when(v.sealed_at)}; the audit log is intact.` : "Evidence does NOT verify:";
       if (!v.ok) { const ul = document.createElement("ul"); for (const p of v.problems) { const li = document.createElement("li"); li.textContent = p; ul.append(li); } box.append(ul); }
     } catch (e) { box.className = "status bad"; box.textContent = e.message; }
+  };
+
+  // a download link would do nothing visible when the server refuses: fetch, then save
+  $("export").onclick = async () => {
+    if (!current) return;
+    const box = $("verdict"); box.hidden = false; box.className = "status"; box.textContent = "Exporting…";
+    try {
+      const r = await fetch(`/api/compliance/sessions/${current.session_id}/export`, { credentials: "same-origin" });
+      if (!r.ok) {
+        let message = `HTTP ${r.status}`;
+        try { const e = (await r.json()).error || {}; message = `${e.message || message} (${e.code || r.status})`; } catch (_) { /* not JSON */ }
+        box.className = "status bad"; box.textContent = `Export refused: ${message}`;
+        return;
+      }
+      const blob = await r.blob();
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(blob); a.download = `evidence-${current.session_id}.zip`;
+      document.body.append(a); a.click(); a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+      box.className = "status ok"; box.textContent = `Exported evidence-${current.session_id}.zip (${blob.size} bytes).`;
+    } catch (e) { box.className = "status bad"; box.textContent = `Export failed: ${e.message}`; }
   };
 
   $("viewer-close").onclick = () => { $("viewer").hidden = true; };
