@@ -80,11 +80,16 @@ async def test_issuance_in_the_token_and_revocation_seen_at_once(
     assert cert.key_usage_value is not None
     extensions = {e["extn_id"].native: e for e in cert["tbs_certificate"]["extensions"]}
     assert extensions["key_usage"]["critical"].native is True
+    # SoftHSM2 is no QSCD (pkcs11.qscd false): QCP-n, and no QcSSCD (R19)
     policies = [p["policy_identifier"].dotted for p in cert.certificate_policies_value]
-    assert "0.4.0.194112.1.2" in policies and services.config.ca.policy_oid in policies
+    assert policies == ["0.4.0.194112.1.0", services.config.ca.policy_oid]
+    assert services.trust.qscd is False
     statements = extensions["qc_statements"]["extn_value"].parsed.native
-    assert [s["statement_id"] for s in statements] == ["qc_compliance", "qc_sscd", "qc_type"]
-    assert statements[2]["statement_info"] == ["qct_esign"]
+    assert [s["statement_id"] for s in statements] == [
+        "qc_compliance", "qc_type", "qc_pki_disclosure_statements", "1.3.6.1.5.5.7.11.2",
+    ]  # fmt: skip
+    assert statements[1]["statement_info"] == ["qct_esign"]
+    assert [d["language"] for d in statements[2]["statement_info"]] == ["en", "it", "ro", "pl"]
     assert cert.crl_distribution_points[0].url == f"{server.url}/ca/issuing.crl"
     assert cert.ocsp_urls == [f"{server.url}/ca/ocsp"]
 
@@ -127,6 +132,10 @@ async def test_issuance_in_the_token_and_revocation_seen_at_once(
     )  # fmt: skip
     output, _ = await proc.communicate()
     assert proc.returncode == 0 and b"revoked" in output, output
+    # R19: nobody signs with a revoked certificate's key again
+    label = f"customer-{session_id}"
+    assert not await asyncio.to_thread(ca.keys.exists, label)
+    assert await asyncio.to_thread(ca.keys.public_key, label) is None
     out = await asyncio.to_thread(ocsp_status)
     assert f"{mine}: revoked" in out and "Reason: keyCompromise" in out, out
     crl = await fetch(f"{server.url}/ca/issuing.crl")
@@ -164,7 +173,9 @@ async def test_issuance_in_the_token_and_revocation_seen_at_once(
         await services.trust.revoke(record.serial, "key_compromise", "test")
     assert getattr(again.value, "code", "") == "certificate_revoked"
     entries = [e.action for e in await services.repo.audit_entries()]
-    assert {"ca_created", "certificate_issued", "certificate_revoked"} <= set(entries)
+    assert {"ca_created", "certificate_issued", "certificate_revoked", "key_destroyed"} <= set(
+        entries
+    )
 
 
 async def test_timestamps_and_bad_requests(start_server: StartServer, tmp_path: Path) -> None:

@@ -231,14 +231,38 @@ class RecordingConfig:
 class CaConfig:
     organization: str = "videoid development CA (not trusted)"
     """The CA's name in its certificates; the default says what it is."""
-    policy_oid: str = "2.25.329800735698586629295641978511506172918"
-    """The provider's certificate policy, beside ETSI's QCP-n-qscd (an OID under 2.25,
-    which anyone may mint from a UUID; a provider uses its own)."""
+    policy_oid: str = "1.3.6.1.4.1.32473.1"
+    """The provider's certificate policy, beside ETSI's QCP-n or QCP-n-qscd: a short
+    OID under the provider's own arc (three arcs or more, each below 2^28: a UUID under
+    2.25 is not read by common parsers). The default is under IANA's enterprise number
+    for documentation (32473, RFC 5612): a development CA's."""
     customer_days: int = 1095
     """How long a customer's certificate is valid."""
     create_at_start: bool = True
     """Open the token and make (or load) the CA when the server starts; otherwise on
     first use."""
+    country: str = "XU"
+    """countryName of the CA's certificates (ISO 3166-1 alpha-2, where the provider is
+    established). The default is user-assigned, no country: a development CA."""
+    organization_identifier: str = "NTRXU-DEVELOPMENT"
+    """organizationIdentifier of the CA's certificates (EN 319 412-1 §5.1.4:
+    ``VATIT-12345678901``, ``NTRDE-HRB123456``, ``LEIXG-…``)."""
+    public_url: str = ""
+    """Plain http base of the CRL, OCSP and CA certificate addresses written in new
+    certificates (kept per certificate); empty means the host of
+    ``server.public_url`` over http, else the server's host and port."""
+    pds_urls: tuple[str, ...] = ()
+    """The PKI disclosure statements (QcPDS), ``language=https://…`` each; empty means
+    ``https://<the CA's host>/pds/<language>.pdf`` in en, it, ro and pl."""
+
+    def __post_init__(self) -> None:
+        from .trust import profile  # the rules live with the profile they guard
+
+        profile.check_policy_oid(self.policy_oid)
+        profile.check_country(self.country)
+        profile.check_organization_identifier(self.organization_identifier)
+        profile.check_ca_public_url(self.public_url)
+        profile.check_pds_urls(self.pds_urls)
 
 
 @dataclass(frozen=True)

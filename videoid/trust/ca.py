@@ -4,8 +4,8 @@ customer, generated when they ask for their certificate.
 
 Everything here is ASN.1 built with asn1crypto and signed in the token (ECDSA P-256;
 the digest made here, the raw ``CKM_ECDSA`` signature made there, as SoftHSM wants):
-certificates (RFC 5280, with the qualified statements of ETSI EN 319 412-5 and the
-policies of EN 319 411-2), the CRL (RFC 5280), OCSP responses (RFC 6960, the issuing CA
+certificates (RFC 5280, in the profile of ETSI EN 319 412-1/2/5 and EN 319 411-2 that
+:mod:`.profile` describes), the CRL (RFC 5280), OCSP responses (RFC 6960, the issuing CA
 answering itself) and timestamps (RFC 3161, with a signing-certificate-v2 attribute as
 ETSI EN 319 422 asks). An external CA can stand in through the same methods.
 
@@ -28,67 +28,32 @@ from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 from pyhanko.sign.ades import qualified_asn1  # noqa: F401  (registers qc_statements)
 
 from ..errors import VideoidError
+from .profile import PKIX_QC_SYNTAX_V2, SEMANTICS_NATURAL, CaProfile, customer_subject
 from .token import Token
 
 logger = logging.getLogger(__name__)
 
 ROOT_KEY, ISSUING_KEY, TSA_KEY = "ca-root", "ca-issuing", "ca-tsa"
-QCP_N_QSCD = "0.4.0.194112.1.2"
-"""ETSI EN 319 411-2: qualified certificate for a natural person, key in a QSCD."""
 TSA_POLICY = "0.4.0.2023.1.1"
-"""ETSI EN 319 421: the best-practices time-stamp policy."""
+"""ETSI EN 319 421: the best-practices time-stamp policy, the only one the TSA serves."""
 SIG = {"algorithm": "sha256_ecdsa"}
 REASONS = (
-    "unspecified",
     "key_compromise",
     "affiliation_changed",
     "superseded",
     "cessation_of_operation",
-    "certificate_hold",
     "privilege_withdrawn",
 )
-ALPHA2 = {
-    "AUT": "AT",
-    "BEL": "BE",
-    "BGR": "BG",
-    "HRV": "HR",
-    "CYP": "CY",
-    "CZE": "CZ",
-    "DNK": "DK",
-    "EST": "EE",
-    "FIN": "FI",
-    "FRA": "FR",
-    "DEU": "DE",
-    "D": "DE",
-    "GRC": "GR",
-    "HUN": "HU",
-    "IRL": "IE",
-    "ITA": "IT",
-    "LVA": "LV",
-    "LTU": "LT",
-    "LUX": "LU",
-    "MLT": "MT",
-    "NLD": "NL",
-    "POL": "PL",
-    "PRT": "PT",
-    "ROU": "RO",
-    "SVK": "SK",
-    "SVN": "SI",
-    "ESP": "ES",
-    "SWE": "SE",
-    "ISL": "IS",
-    "LIE": "LI",
-    "NOR": "NO",
-    "CHE": "CH",
-    "GBR": "GB",
-    "USA": "US",
-    "UKR": "UA",
-    "ALB": "AL",
-    "MDA": "MD",
-    "SRB": "RS",
-    "TUR": "TR",
-}
-"""ISO 3166 alpha-3 (as the MRZ writes nationalities) to alpha-2 (as names want)."""
+"""The revocation reasons this CA writes. Not ``unspecified`` (RFC 5280 §5.3.1: leave
+the reason out rather than say it), nor ``certificate_hold`` (a hold could never be
+released here: a customer's key is destroyed when the certificate is revoked)."""
+
+
+class SemanticsInformation(core.Sequence):  # type: ignore[misc]
+    """RFC 3739's statement info of id-qcs-pkixQCSyntax-v2 (names left out: the
+    identifier's country says who registered it)."""
+
+    _fields = [("semantics_identifier", core.ObjectIdentifier, {"optional": True})]
 
 
 class CaError(VideoidError):
@@ -110,7 +75,7 @@ class CertificateAuthority(Protocol):
     def load(self, root: bytes, issuing: bytes, tsa: bytes) -> None: ...
     def issue(self, key_label: str, fields: dict[str, str], now: float) -> Issued: ...
     def crl(
-        self, revoked: list[tuple[str, float, str]], now: float, *, root: bool = False
+        self, revoked: list[tuple[str, float, str | None]], now: float, *, root: bool = False
     ) -> bytes: ...
     def ocsp(
         self,
@@ -147,6 +112,14 @@ def _der_length(n: int) -> bytes:
 
 def _url(url: str) -> x509.GeneralName:
     return x509.GeneralName(name="uniform_resource_identifier", value=url)
+
+
+def _policies(*oids: str) -> dict[str, Any]:
+    return {
+        "extn_id": "certificate_policies",
+        "critical": False,
+        "extn_value": [{"policy_identifier": oid} for oid in oids],
+    }
 
 
 def new_serial() -> int:
@@ -257,6 +230,8 @@ class TokenKeys:
 class Issued:
     certificate: x509.Certificate
     key_label: str
+    ca_url: str | None = None
+    """Base of the CRL, OCSP and caIssuers addresses written in the certificate."""
 
     @property
     def serial(self) -> str:
@@ -306,41 +281,28 @@ def sign_certificate(
 
 
 def customer_name(fields: dict[str, str]) -> x509.Name:
-    """The subject of a natural person's certificate (ETSI EN 319 412-2): names as
-    verified, a serial number with the semantics of EN 319 412-1 (the tax code for
-    Italians, else the identity document's number), the country."""
-    country = ALPHA2.get(fields.get("nationality", "").upper())
-    if fields.get("tax_code"):
-        serial = f"TINIT-{fields['tax_code']}"
-    else:
-        serial = f"IDC{country or 'XX'}-{fields.get('document_number', '')}"
-    name: dict[str, str] = {
-        "common_name": f"{fields['given_names']} {fields['surname']}".strip(),
-        "given_name": fields["given_names"],
-        "surname": fields["surname"],
-        "serial_number": serial,
-    }
-    if country:
-        name["country_name"] = country
-    return x509.Name.build(name)
+    """The subject of a natural person's certificate (ETSI EN 319 412-2 §4.2.4): names
+    as verified, the country and a natural person identifier of EN 319 412-1 §5.1.3
+    (:func:`.profile.customer_subject`). Raises ``ProfileError``."""
+    person = customer_subject(fields)
+    return x509.Name.build(
+        {
+            "country_name": person.country,
+            "given_name": fields["given_names"],
+            "surname": fields["surname"],
+            "common_name": f"{fields['given_names']} {fields['surname']}".strip(),
+            "serial_number": person.serial_number,
+        }
+    )
 
 
 class LocalCa:
     """The CA's certificates and keys: made on first use, kept in the token."""
 
-    def __init__(
-        self,
-        keys_: TokenKeys,
-        base_url: str,
-        organization: str,
-        policy_oid: str,
-        customer_days: int = 3 * 365,
-    ) -> None:
+    def __init__(self, keys_: TokenKeys, profile: CaProfile) -> None:
         self.keys = keys_
-        self.base_url = base_url.rstrip("/")
-        self.organization = organization
-        self.policy_oid = policy_oid
-        self.customer_days = customer_days
+        self.profile = profile
+        self.base_url = profile.base_url.rstrip("/")
         self.root: x509.Certificate | None = None
         self.issuing: x509.Certificate | None = None
         self.tsa: x509.Certificate | None = None
@@ -362,8 +324,20 @@ class LocalCa:
             "critical": True,
             "extn_value": {"key_cert_sign", "crl_sign", "digital_signature"},
         }
-        org = self.organization
-        root_name = x509.Name.build({"common_name": f"{org} Root CA", "organization_name": org})
+        org = self.profile.organization
+
+        def ca_name(common_name: str) -> x509.Name:
+            # EN 319 412-2 §4.2.3.1 wants the issuer's country, name and identifier
+            return x509.Name.build(
+                {
+                    "country_name": self.profile.country,
+                    "organization_name": org,
+                    "organization_identifier": self.profile.organization_identifier,
+                    "common_name": common_name,
+                }
+            )
+
+        root_name = ca_name(f"{org} Root CA")
         root = sign_certificate(
             self.keys,
             ROOT_KEY,
@@ -381,7 +355,7 @@ class LocalCa:
             self.keys,
             ROOT_KEY,
             root,
-            x509.Name.build({"common_name": f"{org} Qualified CA", "organization_name": org}),
+            ca_name(f"{org} Qualified CA"),
             self.keys.generate(ISSUING_KEY),
             now - 60,
             now + 10 * 365 * 86400,
@@ -392,29 +366,38 @@ class LocalCa:
                     "extn_value": {"ca": True, "path_len_constraint": 0},
                 },
                 ca_usage,
-                self._revocation_pointers(root=True)[0],
+                # the policies it issues under: a relying party that asks for them
+                # (RFC 5280 §6.1 with an initial policy set) finds them on the path
+                _policies(self.profile.etsi_policy, self.profile.policy_oid),
+                *self._revocation_pointers(root=True),
             ],
         )
         tsa = sign_certificate(
             self.keys,
             ROOT_KEY,
             root,
-            x509.Name.build({"common_name": f"{org} Time-Stamping Unit", "organization_name": org}),
+            ca_name(f"{org} Time-Stamping Unit"),
             self.keys.generate(TSA_KEY),
             now - 60,
             now + 10 * 365 * 86400,
             [
                 {"extn_id": "key_usage", "critical": True, "extn_value": {"digital_signature"}},
-                {
+                {  # critical, as RFC 3161 §2.3 requires of a TSA's certificate
                     "extn_id": "extended_key_usage",
                     "critical": True,
                     "extn_value": ["time_stamping"],
                 },
-                self._revocation_pointers(root=True)[0],
+                _policies(TSA_POLICY, self.profile.policy_oid),
+                *self._revocation_pointers(root=True),
             ],
         )
         self.root, self.issuing, self.tsa = root, issuing, tsa
-        return [Issued(root, ROOT_KEY), Issued(issuing, ISSUING_KEY), Issued(tsa, TSA_KEY)]
+        url = self.base_url
+        return [
+            Issued(root, ROOT_KEY, url),
+            Issued(issuing, ISSUING_KEY, url),
+            Issued(tsa, TSA_KEY, url),
+        ]
 
     def load(self, root: bytes, issuing: bytes, tsa: bytes) -> None:
         """The CA's certificates from the database; their keys must be in the token."""
@@ -429,34 +412,28 @@ class LocalCa:
         self.tsa = x509.Certificate.load(tsa)
 
     def _revocation_pointers(self, root: bool = False) -> list[dict[str, Any]]:
-        """CRL distribution point and OCSP address of the issuer (the root's CRL for
-        the certificates the root signs)."""
-        crl_url = f"{self.base_url}/ca/{'root' if root else 'issuing'}.crl"
-        out: list[dict[str, Any]] = [
+        """CRL distribution point, OCSP address (the issuing CA's only) and the
+        issuer's certificate (caIssuers), under ``ca.public_url`` as it is now; the
+        root's CRL and certificate for the certificates the root signs."""
+        base = self.base_url
+        crl_url = f"{base}/ca/{'root' if root else 'issuing'}.crl"
+        access = (
+            [] if root else [{"access_method": "ocsp", "access_location": _url(f"{base}/ca/ocsp")}]
+        )
+        access.append(
+            {
+                "access_method": "ca_issuers",
+                "access_location": _url(f"{base}/ca/{'root' if root else 'issuing'}.crt"),
+            }
+        )
+        return [
             {
                 "extn_id": "crl_distribution_points",
                 "critical": False,
                 "extn_value": [{"distribution_point": {"full_name": [_url(crl_url)]}}],
-            }
+            },
+            {"extn_id": "authority_information_access", "critical": False, "extn_value": access},
         ]
-        if not root:
-            out.append(
-                {
-                    "extn_id": "authority_information_access",
-                    "critical": False,
-                    "extn_value": [
-                        {
-                            "access_method": "ocsp",
-                            "access_location": _url(f"{self.base_url}/ca/ocsp"),
-                        },
-                        {
-                            "access_method": "ca_issuers",
-                            "access_location": _url(f"{self.base_url}/ca/issuing.crt"),
-                        },
-                    ],
-                }
-            )
-        return out
 
     # -- customers ---------------------------------------------------------------------
 
@@ -464,50 +441,53 @@ class LocalCa:
         """A customer's key in the token and their qualified certificate. If anything
         fails after the key is made, the key is destroyed: nothing half-issued stays."""
         assert self.issuing is not None, "the CA is not loaded"
+        subject = customer_name(fields)  # before the key: refused data leave no key
+        profile = self.profile
+        statements: list[dict[str, Any]] = [{"statement_id": "qc_compliance"}]
+        if profile.qscd:  # only a certified device is claimed (EN 319 412-5 §4.2.2)
+            statements.append({"statement_id": "qc_sscd"})
+        statements += [
+            {"statement_id": "qc_type", "statement_info": ["qct_esign"]},
+            {
+                "statement_id": "qc_pki_disclosure_statements",
+                "statement_info": [{"url": url, "language": lang} for url, lang in profile.pds],
+            },
+            {
+                "statement_id": PKIX_QC_SYNTAX_V2,
+                "statement_info": SemanticsInformation({"semantics_identifier": SEMANTICS_NATURAL}),
+            },
+        ]
         public_key = self.keys.generate(key_label)
         try:
             certificate = sign_certificate(
                 self.keys,
                 ISSUING_KEY,
                 self.issuing,
-                customer_name(fields),
+                subject,
                 public_key,
                 now - 60,
-                now + self.customer_days * 86400,
+                now + profile.customer_days * 86400,
                 [
                     {"extn_id": "key_usage", "critical": True, "extn_value": {"non_repudiation"}},
-                    {
-                        "extn_id": "certificate_policies",
-                        "critical": False,
-                        "extn_value": [
-                            {"policy_identifier": QCP_N_QSCD},
-                            {"policy_identifier": self.policy_oid},
-                        ],
-                    },
-                    {
-                        "extn_id": "qc_statements",
-                        "critical": False,
-                        "extn_value": [
-                            {"statement_id": "qc_compliance"},
-                            {"statement_id": "qc_sscd"},
-                            {"statement_id": "qc_type", "statement_info": ["qct_esign"]},
-                        ],
-                    },
+                    _policies(profile.etsi_policy, profile.policy_oid),
+                    {"extn_id": "qc_statements", "critical": False, "extn_value": statements},
                     *self._revocation_pointers(),
                 ],
             )
         except BaseException:
             self.keys.destroy(key_label)
             raise
-        return Issued(certificate, key_label)
+        return Issued(certificate, key_label, self.base_url)
 
     # -- revocation status ---------------------------------------------------------------
 
     def crl(
-        self, revoked: list[tuple[str, float, str]], now: float, *, root: bool = False
+        self, revoked: list[tuple[str, float, str | None]], now: float, *, root: bool = False
     ) -> bytes:
         """The CRL of the issuing CA (or of the root), from (serial hex, revoked at,
-        reason) entries; valid for a day, numbered by time."""
+        reason) entries; valid for a day, numbered by time. A reason outside
+        :data:`REASONS` (``unspecified`` or a hold on record from before) is left out,
+        as RFC 5280 §5.3.1 asks."""
         issuer = self.root if root else self.issuing
         assert issuer is not None
         tbs: dict[str, Any] = {
@@ -526,16 +506,18 @@ class LocalCa:
             ],
         }
         if revoked:
-            tbs["revoked_certificates"] = [
-                {
+            entries = []
+            for serial, at, reason in revoked:
+                entry: dict[str, Any] = {
                     "user_certificate": int(serial, 16),
                     "revocation_date": _time(at),
-                    "crl_entry_extensions": [
-                        {"extn_id": "crl_reason", "critical": False, "extn_value": reason}
-                    ],
                 }
-                for serial, at, reason in revoked
-            ]
+                if reason in REASONS:
+                    entry["crl_entry_extensions"] = [
+                        {"extn_id": "crl_reason", "critical": False, "extn_value": reason}
+                    ]
+                entries.append(entry)
+            tbs["revoked_certificates"] = entries
         body = crl.TbsCertList(tbs)
         signature = self.keys.sign(ROOT_KEY if root else ISSUING_KEY, body.dump())
         return bytes(
@@ -586,12 +568,10 @@ class LocalCa:
             if state is None:
                 status = {"unknown": core.Null()}
             elif state[0] == "revoked":
-                status = {
-                    "revoked": {
-                        "revocation_time": _gtime(state[1] or now),
-                        "revocation_reason": state[2] or "unspecified",
-                    }
-                }
+                revoked: dict[str, Any] = {"revocation_time": _gtime(state[1] or now)}
+                if state[2] in REASONS:  # else left out, as in the CRL
+                    revoked["revocation_reason"] = state[2]
+                status = {"revoked": revoked}
             else:
                 status = {"good": core.Null()}
             responses.append(
@@ -645,6 +625,9 @@ class LocalCa:
         algorithm = imprint["hash_algorithm"]["algorithm"].native
         if algorithm not in ("sha256", "sha384", "sha512"):
             return _rejection("bad_alg")
+        asked = req["req_policy"].native
+        if asked is not None and asked != TSA_POLICY:  # RFC 3161 §2.4.2: not granted
+            return _rejection("unaccepted_policy")
         at = datetime.datetime.fromtimestamp(now, datetime.UTC)
         info: dict[str, Any] = {
             "version": "v1",

@@ -1,11 +1,14 @@
 """The trust service: the token and the local CA, opened on first use (or at start),
 with the certificates on record in the database and every issuance and revocation in
-the audit log."""
+the audit log. A revoked customer's key is destroyed in the token."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
+import urllib.parse
 from typing import Any
 
 from asn1crypto import x509
@@ -22,6 +25,7 @@ from .ca import (
     LocalCa,
     TokenKeys,
 )
+from .profile import CaProfile, ca_base_url
 from .token import Token
 
 logger = logging.getLogger(__name__)
@@ -31,6 +35,9 @@ class Trust:
     def __init__(self, config: Config, repo: Repository, clock: Clock, base_url: str) -> None:
         self._config, self._repo, self._clock = config, repo, clock
         self.base_url = base_url
+        """Where this server listens (its TSA at ``/tsa``)."""
+        self.ca_url = ca_base_url(config)
+        """Base of the CRL, OCSP and caIssuers addresses written in new certificates."""
         self._lock = asyncio.Lock()
         self._token: Token | None = None
         self._owns_token = False
@@ -43,6 +50,12 @@ class Trust:
             self._owns_token = True
         return self._token
 
+    @property
+    def qscd(self) -> bool:
+        """Whether customers' keys are in a certified QSCD (``pkcs11.qscd``): their
+        certificates then claim QcSSCD and QCP-n-qscd; otherwise QCP-n, no QSCD."""
+        return self._config.pkcs11.qscd
+
     def share_token(self, token: Token) -> None:
         """Use the token already open (the master key's): one session per process."""
         self._token = token
@@ -53,13 +66,8 @@ class Trust:
             if self._ca is not None:
                 return self._ca
             token = await asyncio.to_thread(lambda: self.token)
-            cfg = self._config.ca
             ca: CertificateAuthority = LocalCa(
-                TokenKeys(token),
-                self.base_url,
-                cfg.organization,
-                cfg.policy_oid,
-                cfg.customer_days,
+                TokenKeys(token), CaProfile.from_config(self._config)
             )
             own = {c.kind: c for c in await self._repo.certificates() if c.kind != "customer"}
             if {"root", "issuing", "tsa"} <= set(own):
@@ -99,6 +107,7 @@ class Trust:
                 revoked_at=None,
                 revocation_reason=None,
                 created_at=now,
+                ca_url=issued.ca_url,
             )
         )
 
@@ -108,6 +117,15 @@ class Trust:
         """A key in the token and a certificate for the session's customer. A failure
         anywhere leaves neither key nor certificate behind."""
         ca = await self.ca()
+        # what kind of document, issued by whom: the identifier's type and country
+        document = (await self._repo.results(session_id)).get("document") or {}
+        mrz = document.get("mrz") or {}
+        known = {
+            "document_type": document.get("type"),
+            "document_code": mrz.get("document_code"),
+            "issuing_state": mrz.get("issuing_state") or document.get("country"),
+        }
+        fields = {**{k: str(v) for k, v in known.items() if v}, **fields}
         now = self._clock.now()
         label = f"customer-{session_id}"
         issued = await asyncio.to_thread(ca.issue, label, fields, now)
@@ -124,13 +142,29 @@ class Trust:
         return record
 
     async def revoke(self, serial: str, reason: str, actor: str) -> CertificateRecord:
+        """Revoke a customer's certificate (at once in the CRL and OCSP) and destroy
+        its key in the token. Refuses ``certificate_hold`` (``hold_not_supported``: a
+        hold could never be released, the key being gone) and ``unspecified``
+        (``revocation_reason_required``)."""
+        if reason == "certificate_hold":
+            raise CaError(
+                "a certificate cannot be put on hold here: revoke it for good, with a reason",
+                code="hold_not_supported",
+            )
+        if reason == "unspecified":
+            raise CaError(
+                f"say why: one of {', '.join(REASONS)}", code="revocation_reason_required"
+            )
         if reason not in REASONS:
             raise CaError(f"reason: one of {', '.join(REASONS)}", code="invalid_revocation_reason")
         record = await self._repo.find_certificate(serial.lower())
         if record is None or record.kind != "customer":
             raise CaError("no such customer certificate", code="certificate_not_found")
+        ca = await self.ca()
         now = self._clock.now()
         if not await self._repo.revoke_certificate(record.serial, reason, now):
+            # a revocation whose key destruction failed is finished by asking again
+            await self._destroy_key(ca, record)
             raise CaError("the certificate is already revoked", code="certificate_revoked")
         await self._repo.append_audit(
             now,
@@ -139,9 +173,32 @@ class Trust:
             record.session_id or "",
             {"serial": record.serial, "reason": reason},
         )
+        await self._destroy_key(ca, record)
         found = await self._repo.find_certificate(record.serial)
         assert found is not None
         return found
+
+    async def _destroy_key(self, ca: CertificateAuthority, record: CertificateRecord) -> None:
+        """The revoked certificate's key out of the token: nobody signs with it again."""
+        if not await asyncio.to_thread(ca.keys.exists, record.key_label):
+            return
+        try:
+            await asyncio.to_thread(ca.keys.destroy, record.key_label)
+        except Exception as err:  # the token's own errors, translated here
+            logger.error("certificate %s revoked but its key not destroyed: %r", record.serial, err)
+            raise CaError(
+                "the certificate is revoked, but its key could not be destroyed in the token:"
+                " revoke it again to retry",
+                code="key_not_destroyed",
+            ) from err
+        await self._repo.append_audit(
+            self._clock.now(),
+            "key_destroyed",
+            "system",
+            record.session_id or "",
+            {"serial": record.serial},
+        )
+        logger.info("certificate %s: key destroyed in the token", record.serial)
 
     # -- what relying parties ask -------------------------------------------------------------
 
@@ -162,7 +219,7 @@ class Trust:
             raise CaError("no such CRL", code="certificate_not_found")
         revoked = (
             [
-                (c.serial, c.revoked_at or 0.0, c.revocation_reason or "unspecified")
+                (c.serial, c.revoked_at or 0.0, c.revocation_reason)
                 for c in await self._repo.certificates(kind="customer", revoked=True)
             ]
             if which == "issuing"
@@ -181,6 +238,42 @@ class Trust:
     async def timestamp(self, request: bytes) -> bytes:
         ca = await self.ca()
         return await asyncio.to_thread(ca.timestamp, request, self._clock.now())
+
+    async def own_urls(self) -> frozenset[str]:
+        """Every base under which certificates of this CA name its CRLs, OCSP and CA
+        certificates (as kept with each certificate), and the one new certificates get."""
+        return frozenset([self.ca_url, *await self._repo.certificate_urls()])
+
+    async def answer(self, url: str, body: bytes | None = None) -> bytes | None:
+        """What the server answers at ``url``, if it is one of this CA's own addresses
+        (:meth:`own_urls`, or this server's ``base_url``): a CA certificate, a CRL, an
+        OCSP response (``body`` the request, or in the path for GET) or a timestamp
+        (``body`` the query); None for any other address. Computed here, so that a
+        signer in this process needs neither the network nor the port the
+        certificate's addresses were written with."""
+        path = None
+        for base in {self.base_url, *await self.own_urls()}:
+            if url.startswith(base.rstrip("/") + "/"):
+                path = url[len(base.rstrip("/")) :]
+                break
+        if path is None:
+            return None
+        for which in ("root", "issuing", "tsa"):
+            if path == f"/ca/{which}.crt":
+                return await self.certificate(which)
+            if path == f"/ca/{which}.crl":
+                return await self.crl(which)
+        if path == "/ca/ocsp" and body is not None:
+            return await self.ocsp(body)
+        if path.startswith("/ca/ocsp/") and body is None:
+            try:
+                request = base64.b64decode(urllib.parse.unquote(path[9:]), validate=True)
+            except (binascii.Error, ValueError):
+                return None
+            return await self.ocsp(request)
+        if path == "/tsa" and body is not None:
+            return await self.timestamp(body)
+        return None
 
     def describe(self, record: CertificateRecord) -> dict[str, Any]:
         return {
