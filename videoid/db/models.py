@@ -263,9 +263,6 @@ class CertificateRow(Base):
     ca_url: Mapped[str | None] = mapped_column(String(255), nullable=True)
     """Base of the CRL, OCSP and caIssuers addresses in the certificate (migration 0010;
     None for certificates issued before)."""
-    ca_url: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    """Base of the CRL, OCSP and caIssuers addresses in the certificate (migration 0010;
-    None for certificates issued before)."""
 
 
 class SignaturePin(Base):
