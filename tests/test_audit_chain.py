@@ -27,13 +27,44 @@ def test_an_untouched_chain_verifies_and_gives_its_head() -> None:
     assert verify([], {}).ok
 
 
-def test_erasing_details_keeps_the_chain() -> None:
-    entries, details = chain()
-    for seq in (2, 3):
-        del details[seq]  # retention: the personal data is gone
+def purged_chain() -> tuple[list[Entry], dict[int, tuple[bytes, dict]]]:
+    """Entries 1-3 about session s1, 4 about s2, then the purge of s1 (5), then 6 about s1."""
+    entries: list[Entry] = []
+    details: dict[int, tuple[bytes, dict]] = {}
+    for subject, action in (("s1", "login"), ("s1", "decision"), ("s1", "consent"),
+                            ("s2", "decision"), ("s1", "retention_purge"), ("s1", "viewed")):  # fmt: skip
+        body = {"username": "olga", "address": "203.0.113.7"}
+        entry, salt = new_entry(entries[-1] if entries else None, 100.0 + len(entries), action,
+                                "system", subject, body)  # fmt: skip
+        entries.append(entry)
+        details[entry.seq] = (salt, body)
+    return entries, details
+
+
+def test_erasing_details_keeps_the_chain_where_a_purge_covers_it() -> None:
+    entries, details = purged_chain()
+    for seq in (1, 2, 3):
+        del details[seq]  # retention: the personal data of s1 is gone
     v = verify(entries, details)
-    assert v.ok and v.erased == 2
-    assert "user2" not in str(entries) and all(len(e.commitment) == 64 for e in entries)
+    assert v.ok and v.erased == 3
+    assert "olga" not in str(entries) and all(len(e.commitment) == 64 for e in entries)
+
+
+def test_deleted_details_that_no_purge_covers_are_found() -> None:
+    entries, details = purged_chain()
+    cases = {
+        4: "no purge of s2",  # another subject's purge does not cover it
+        6: "no purge of s1 after it",  # written after the purge: not covered
+    }
+    for seq, words in cases.items():
+        kept = {k: v for k, v in details.items() if k != seq}
+        v = verify(entries, kept)
+        assert not v.ok and v.at_seq == seq and "were deleted" in (v.problem or ""), v
+        assert words.split(" after")[0] in (v.problem or ""), v
+    plain, plain_details = chain()
+    del plain_details[2]
+    v = verify(plain, plain_details)
+    assert not v.ok and v.at_seq == 2 and "no purge of its subject" in (v.problem or "")
 
 
 def test_each_kind_of_change_is_found_and_placed() -> None:

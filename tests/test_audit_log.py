@@ -14,7 +14,7 @@ import aiohttp
 
 from videoid.bots.customer_bot import CustomerBot
 from videoid.bots.operator_bot import OperatorBot
-from videoid.recordings.audit_chain import verify
+from videoid.recordings.audit_chain import entry_hash, verify
 
 from .conftest import PASSWORD, ROOT, Server, StartServer
 
@@ -83,24 +83,24 @@ async def test_changes_in_the_database_are_found(
 
     code, out = await cli_verify(data_dir)
     assert code == 0 and "audit log verified" in out, out
-    head = out.strip().split("head ")[1]
+    head = out.strip().split("head ")[1].split(";")[0]
     last = int(head.split(":")[0])
 
     def copy_with(name: str, *sql: str) -> Path:
         """The database as it is, changed by ``sql``, in a data directory of its own."""
         target = tmp_path / name
-        target.mkdir()
-        shutil.copy(data_dir / "videoid.db", target / "videoid.db")
+        shutil.copytree(data_dir, target)  # the keys and the token's configuration too
         with sqlite3.connect(target / "videoid.db") as db:
             for statement in sql:
                 db.executescript(statement)
         return target
 
-    # retention: the details of the first entries are erased; still valid
+    # details deleted with no purge to cover them: found (a purge's erasure passes:
+    # test_retention)
     code, out = await cli_verify(
-        copy_with("erased", "DELETE FROM audit_details WHERE seq <= 3"), "--checkpoint", head
+        copy_with("erased", "DELETE FROM audit_details WHERE seq = 3"), "--checkpoint", head
     )
-    assert code == 0 and "3 with their details erased" in out, out
+    assert code == 1 and "details of entry 3 were deleted" in out, out
 
     cases = {
         "edited": ("UPDATE audit_log SET actor = 'operator:99' WHERE seq = 5", 5, "changed"),
@@ -122,3 +122,79 @@ async def test_changes_in_the_database_are_found(
     for name, (sql, seq, words) in cases.items():
         code, out = await cli_verify(copy_with(name, sql), "--checkpoint", head)
         assert code == 1 and f"BROKEN at entry {seq}" in out and words in out, (name, out)
+
+
+def rewrite_chain(db_path: Path, seq: int, actor: str) -> None:
+    """What someone who can write the database would do: change entry ``seq``, then
+    recompute every hash after it so that the chain alone verifies."""
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute(
+            "SELECT id, seq, at, action, actor, subject, commitment FROM audit_log ORDER BY id"
+        ).fetchall()
+        previous = b"\x00" * 32
+        for row_id, s, at, action, old_actor, subject, commit in rows:
+            if s == seq:
+                old_actor = actor
+            digest = entry_hash(previous, s, at, action, old_actor, subject, commit)
+            db.execute("UPDATE audit_log SET actor = ?, hash = ? WHERE id = ?",
+                       (old_actor, digest, row_id))  # fmt: skip
+            previous = bytes.fromhex(digest)
+
+
+async def test_an_edit_with_the_chain_recomputed_is_caught_by_the_anchors(
+    start_server: StartServer, customer_video: Path, operator_video: Path, tmp_path: Path
+) -> None:
+    """The chain is unkeyed: anchors (the head signed in the token and timestamped, at
+    every seal and periodically) are what catch a rewrite."""
+    server = await start_server()
+    session_id = await a_call(server, customer_video, operator_video)
+    services = server.services
+    await services.evidence.settle()  # the decision's seal, which anchors the log
+    anchors = await services.repo.anchors()
+    assert anchors and anchors[-1].timestamp is not None
+    first = anchors[-1].seq
+    # more entries after the anchor, then a periodic anchor over them
+    await services.repo.append_audit(services.clock.now(), "evidence_viewed", "system",
+                                     session_id, {"what": "test"})  # fmt: skip
+    from videoid.recordings.audit_anchors import AuditAnchors
+
+    assert isinstance(services.anchors, AuditAnchors)
+    second = await services.anchors.anchor(services.clock.now(), "periodic")
+    assert second is not None and second.seq > first
+    assert await services.anchors.anchor(services.clock.now(), "periodic") is None  # no growth
+    data_dir = Path(services.config.server.data_dir)
+    await server.stop()
+
+    code, out = await cli_verify(data_dir)
+    assert code == 0 and "audit log verified" in out and "2 anchors" in out, out
+
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copytree(data_dir, target)
+        return target
+
+    # an entry before the first anchor changed, the chain recomputed: the chain alone
+    # passes, the anchors do not, and say after which entry the log no longer matches
+    edited = copy("rewritten")
+    rewrite_chain(edited / "videoid.db", 3, "operator:99")
+    with sqlite3.connect(edited / "videoid.db") as db:
+        entries = [r for r in db.execute("SELECT seq FROM audit_log")]
+    assert entries
+    code, out = await cli_verify(edited)
+    assert code == 1 and "does NOT match its anchors" in out, out
+    assert "up to the first entry" in out and f"entry {first}" in out, out
+
+    # changed after the first anchor: the log is still as anchored up to it
+    later = copy("later")
+    rewrite_chain(later / "videoid.db", second.seq, "operator:98")
+    code, out = await cli_verify(later)
+    assert code == 1 and f"as anchored up to entry {first}" in out, out
+
+    # a forged anchor (the head moved to match the rewrite) fails its signature
+    forged = copy("forged")
+    rewrite_chain(forged / "videoid.db", 3, "operator:99")
+    with sqlite3.connect(forged / "videoid.db") as db:
+        for seq, digest in db.execute("SELECT seq, hash FROM audit_log").fetchall():
+            db.execute("UPDATE audit_anchors SET hash = ? WHERE seq = ?", (digest, seq))
+    code, out = await cli_verify(forged)
+    assert code == 1 and "signature does not verify: forged" in out, out

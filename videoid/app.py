@@ -189,6 +189,7 @@ def create_app(
                 clock,
                 config.ca.organization,
             ),
+            anchors,
         )
         sio.register_namespace(CustomerNamespace(config, invitations, center, tools, clock))
         sio.register_namespace(OperatorNamespace(config, accounts, center, tools, clock))

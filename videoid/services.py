@@ -18,6 +18,7 @@ from .db import Repository
 from .notify import SmsGateway
 from .operator_console.accounts import Accounts
 from .operator_console.call_tools import CallTools
+from .recordings.audit_anchors import AuditAnchors
 from .recordings.evidence import Evidence
 from .recordings.retention import Retention
 from .storage import ObjectStore
@@ -48,6 +49,7 @@ class Services:
     links: PlaybackLinks
     trust: Trust
     signing: ContractSigning
+    anchors: AuditAnchors
 
 
 SERVICES = web.AppKey("services", Services)
