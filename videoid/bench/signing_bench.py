@@ -27,6 +27,7 @@ from ..config import load_config
 from ..services import SERVICES
 from ..trust.contract import ContractData, contract_pdf
 from ..trust.signing import sign_pdf
+from ..trust.signing_flow import signing_authority
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -107,9 +108,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         ca.keys,
                         record.key_label,
                         x509.Certificate.load(record.der),
-                        ca.issuing,
-                        ca.root,
-                        f"{services.base_url}/tsa",
+                        await signing_authority(services.trust, services.config),
                         name="MARIO ROSSI",
                         reason="bench",
                     )

@@ -57,6 +57,8 @@ class ContractData:
     phone: str
     certificate_serial: str
     date: datetime.date
+    language: str = "en"
+    qscd: bool = False
 
 
 def contract_lines(data: ContractData) -> list[str]:

@@ -38,8 +38,9 @@ from ..storage import ObjectStore
 from . import pin as pins
 from .ca import CaError
 from .contract import ContractData, contract_pdf
+from .own_ca import OnLoop
 from .service import Trust
-from .signing import sign_pdf
+from .signing import SigningAuthority, sign_pdf
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,22 @@ def _signed_and_complete(machine: Any, at: float) -> None:
 
 class SigningError(CaError):
     code = "signing_error"
+
+
+async def signing_authority(trust: Trust, config: Config) -> SigningAuthority:
+    """What signing needs of the CA. Its answers (CRLs, OCSP, timestamps) are made on
+    the calling loop, where the trust service's database lives, even when a signing
+    thread with a loop of its own asks."""
+    ca = await trust.ca()
+    assert ca.root is not None and ca.issuing is not None, "the CA is not loaded"
+    timeout_seconds = config.tsa.timeout_seconds
+    return SigningAuthority(
+        root=ca.root,
+        issuing=ca.issuing,
+        answers=OnLoop(trust, asyncio.get_running_loop(), timeout_seconds),
+        tsa_url=config.tsa.url,
+        timeout_seconds=timeout_seconds,
+    )
 
 
 class ContractSigning:
@@ -307,7 +324,8 @@ class ContractSigning:
         name = f"{fields.get('given_names', '')} {fields.get('surname', '')}".strip()
         # pyHanko hashes and writes the PDF in Python: in a thread with its own event loop,
         # so that this one (calls' media, other customers) is not held for that time; its
-        # requests for the timestamp and revocation data come back to this server
+        # questions to our CA (timestamps, CRLs, OCSP) are answered on this loop, in-process
+        authority = await signing_authority(self._trust, self._config)
         signed = await asyncio.to_thread(
             asyncio.run,
             sign_pdf(
@@ -315,9 +333,7 @@ class ContractSigning:
                 ca.keys,
                 certificate.key_label,
                 x509.Certificate.load(certificate.der),
-                ca.issuing,
-                ca.root,
-                f"{self._trust.base_url}/tsa",
+                authority,
                 name=name,
                 reason=DOCUMENT_NAME,
             ),
