@@ -233,7 +233,7 @@ class CaConfig:
     """The CA's name in its certificates; the default says what it is."""
     policy_oid: str = "1.3.6.1.4.1.32473.1"
     """The provider's certificate policy, beside ETSI's QCP-n or QCP-n-qscd: a short
-    OID under the provider's own arc (three arcs or more, each below 2^28: a UUID under
+    OID under the provider's own arc (four arcs or more, each below 2^28: a UUID under
     2.25 is not read by common parsers). The default is under IANA's enterprise number
     for documentation (32473, RFC 5612): a development CA's."""
     customer_days: int = 1095

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, VideoidError
-from .countries import ISO_ALPHA2, NO_COUNTRY, TEST_STATES, alpha2
+from .countries import ISO_ALPHA2, NO_COUNTRY, alpha2
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -46,20 +46,20 @@ class ProfileError(VideoidError):
 
 
 def check_policy_oid(oid: str) -> str:
-    """``oid`` if it is a dotted OID every X.509 parser reads: three arcs or more, the
+    """``oid`` if it is a dotted OID every X.509 parser reads: four arcs or more, the
     first 0, 1 or 2, the second under 40 (the first two then fit one byte, as several
     parsers, pkilint's among them, require), each arc under 2^28 (at most four bytes:
     a UUID under 2.25 is 128 bits, which those parsers refuse). Raises
     :class:`ConfigError` ``policy_oid_invalid``."""
     arcs = oid.split(".")
-    ok = len(arcs) >= 3 and all(a.isdigit() and (a == "0" or a[0] != "0") for a in arcs)
+    ok = len(arcs) >= 4 and all(a.isdigit() and (a == "0" or a[0] != "0") for a in arcs)
     if ok:
         numbers = [int(a) for a in arcs]
         ok = numbers[0] <= 2 and numbers[1] < 40 and all(n < 2**28 for n in numbers)
     if not ok:
         raise ConfigError(
             f"ca.policy_oid: {oid!r} is not an OID certificate parsers read (dotted"
-            " decimal, three arcs or more, each below 2^28, the second below 40: e.g."
+            " decimal, four arcs or more, each below 2^28, the second below 40: e.g."
             " under your private enterprise number, 1.3.6.1.4.1.<PEN>.1)",
             code="policy_oid_invalid",
         )
@@ -229,8 +229,3 @@ def customer_subject(fields: dict[str, str]) -> PersonName:
     passport = kind == "passport" or fields.get("document_code", "").upper().startswith("P")
     issuer = _document_country(issuing_state) or country
     return PersonName(country, f"{'PAS' if passport else 'IDC'}{issuer}-{number}")
-
-
-def is_test_country(country: str) -> bool:
-    """Whether a country code is the one given to fictitious test documents."""
-    return country in TEST_STATES.values()
