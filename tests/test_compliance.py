@@ -18,7 +18,8 @@ import pytest
 from videoid.bots.customer_bot import CustomerBot
 from videoid.bots.operator_bot import OperatorBot
 from videoid.recordings.audit_chain import verify as verify_chain
-from videoid.recordings.evidence import MANIFEST_KIND, verify_package
+from videoid.recordings.evidence import MANIFEST_KIND
+from videoid.recordings.evidence_package import verify_package
 
 from .conftest import PASSWORD, Server, StartServer
 
@@ -226,7 +227,7 @@ async def test_search_view_play_verify_export(
             package = await r.read()
         (server_dir := services.config.data_path / "out").mkdir()
         (server_dir / "p.zip").write_bytes(package)
-        verdict_pkg = verify_package(server_dir / "p.zip")
+        verdict_pkg = verify_package(server_dir / "p.zip", services.evidence.key.public_pem)
         assert verdict_pkg.ok and verdict_pkg.session_id == session_id, verdict_pkg.problems
         with zipfile.ZipFile(io.BytesIO(package)) as z:
             assert any(n.endswith(".mkv") for n in z.namelist())
@@ -236,9 +237,12 @@ async def test_search_view_play_verify_export(
     entries = await services.repo.audit_entries()
     mine = [e.action for e in entries if e.actor == actor]
     for action in ("login", "evidence_searched", "evidence_viewed", "recording_played",
-                   "evidence_verified", "evidence_exported"):  # fmt: skip
+                   "evidence_verified", "evidence_export_refused",
+                   "evidence_exported"):  # fmt: skip
         assert action in mine, (action, mine)
     details = await services.repo.audit_details()
+    refused = [details[e.seq][1] for e in entries if e.action == "evidence_export_refused"]
+    assert refused == [{"code": "evidence_changed"}]
     searched = [details[e.seq][1] for e in entries if e.action == "evidence_searched"]
     assert {"filters": ["document"], "results": 1} in searched  # what, never the number
     assert all("CA12345" not in str(d) for d in searched)
@@ -326,12 +330,22 @@ async def test_browser_compliance_console(
         await page.wait_for_selector("#verdict.ok", timeout=20000)
         assert "Verified" in (await page.text_content("#verdict") or "")
 
+        # a refused export says why in the page (it used to do nothing visible)
+        [file] = list((services.config.data_path / "recordings").rglob("*.vrec"))
+        original = file.read_bytes()
+        file.write_bytes(original[:-40] + bytes(40))
+        await page.click("#export")
+        await page.wait_for_selector("#verdict.bad", timeout=20000)
+        refusal = await page.text_content("#verdict") or ""
+        assert "Export refused" in refusal and "evidence_changed" in refusal, refusal
+        file.write_bytes(original)
+
         async with page.expect_download() as info:
             await page.click("#export")
         download = await info.value
         package = tmp_path / "package.zip"
         await download.save_as(str(package))
-        verdict = verify_package(package)
+        verdict = verify_package(package, services.evidence.key.public_pem)
         assert verdict.ok and verdict.session_id == session_id, verdict.problems
 
         await page.screenshot(path=str(tmp_path / "compliance.png"), full_page=True)

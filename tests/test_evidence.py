@@ -8,6 +8,7 @@ import asyncio
 import json
 import sqlite3
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -155,7 +156,12 @@ async def test_seal_export_and_verify(
     for name, words in refusals.items():
         forged = tmp_path / f"{name}.zip"
         if name == "duplicate":  # a forged session.json first, the real one after it
-            with zipfile.ZipFile(package) as a, zipfile.ZipFile(forged, "w") as b:
+            with (
+                zipfile.ZipFile(package) as a,
+                zipfile.ZipFile(forged, "w") as b,
+                warnings.catch_warnings(),  # zipfile warns of the duplicate: it is the point
+            ):
+                warnings.simplefilter("ignore", UserWarning)
                 b.writestr("items/session.json", b'{"decisions": []}')
                 for member in a.namelist():
                     b.writestr(member, a.read(member))

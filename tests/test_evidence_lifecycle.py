@@ -1,0 +1,128 @@
+"""Evidence for the whole lifecycle (R13, R14, R15): a session is sealed again after every
+event that changes its evidence — decision, review, certificate, signature, revocation,
+legal hold, purge —, each seal naming the one before and timestamped by the TSA; the
+package exports and verifies offline against the provider's pinned key in every state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zipfile
+from pathlib import Path
+
+import aiohttp
+
+from .conftest import Server, StartServer
+from .test_call_end_to_end import run_call
+from .test_contract_signing import PIN, approved, last_code
+from .test_evidence import cli
+
+
+async def export_and_verify(server: Server, session_id: str, tmp_path: Path, name: str) -> str:
+    """Export the session's package in the server, verify it with the CLI against the
+    provider's key and the local root for the timestamps; the CLI's output."""
+    services = server.services
+    await services.evidence.settle()
+    package = tmp_path / f"{name}.zip"
+    await services.evidence.export(session_id, package, "test", services.clock.now())
+    key = tmp_path / "provider.pem"
+    key.write_bytes(services.evidence.key.public_pem)
+    root = tmp_path / "root.crt"
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/ca/root.crt") as r:
+        der = await r.read()
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    root.write_bytes(x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM))
+    code, out = await cli("evidence", "verify", str(package), "--trusted-key", str(key),
+                          "--tsa-root", str(root))  # fmt: skip
+    assert code == 0 and "evidence verified" in out, out
+    assert "no timestamp" not in out and "(TSA chained to a trusted root)" in out, out
+    return out
+
+
+async def test_a_signed_customer_through_revocation_hold_and_purge(
+    start_server: StartServer, customer_video: Path, operator_video: Path, tmp_path: Path
+) -> None:
+    server, invitation, me = await approved(start_server, customer_video, operator_video)
+    services = server.services
+    session_id = invitation.session_id
+    assert (await me.call("POST", "/certificate"))[0] == 200
+    assert (await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN}))[0] == 200
+    assert (await me.call("POST", "/code"))[0] == 200
+    code, _ = last_code(server)
+    status, body = await me.call("POST", "/sign", {"pin": PIN, "code": code})
+    assert status == 200 and body["signed"], body
+
+    # the main flow: approved, certificate, signed, completed — exports and verifies
+    out = await export_and_verify(server, session_id, tmp_path, "completed")
+    seals = await services.evidence.seals(session_id)
+    events = [s.body["event"] for s in seals]
+    assert events[0] == "decision" and events[-1] == "completed", events
+    assert "certificate_requested" in events, events
+    assert all(s.timestamp is not None for s in seals)
+    for n, s in enumerate(seals[1:], 2):
+        assert s.body["seq"] == n and s.body["previous"]["sha256"] == seals[n - 2].digest
+    assert f"seal {len(seals)}: completed, timestamped" in out, out
+    with zipfile.ZipFile(tmp_path / "completed.zip") as z:
+        names = {e["name"] for e in json.loads(z.read("manifest.json"))["items"]}
+        assert any(n.startswith("objects/signed_contract-") for n in names), names
+        certificates = [n for n in names if n.startswith("certificates/")]
+        assert len(certificates) == 1
+        session = json.loads(z.read("items/session.json"))
+        assert session["state"] == "completed" and session["certificates"][0]["status"] == "good"
+    verdict = await services.evidence.verify(session_id)
+    assert verdict["ok"], verdict["problems"]
+    serial = certificates[0].removeprefix("certificates/").removesuffix(".der")
+
+    # revoked (the command line, another process): sealed again, still verifies
+    data = services.config.server.data_dir
+    code_, out = await cli("cert", "revoke", serial, "--reason", "key_compromise",
+                           "--data-dir", data)  # fmt: skip
+    assert code_ == 0, out
+    # legal hold and its release
+    for args in (("hold", session_id, "--reason", "court order 12/2026"),
+                 ("release", session_id)):  # fmt: skip
+        code_, out = await cli("retention", *args, "--data-dir", data)
+        assert code_ == 0, out
+    await export_and_verify(server, session_id, tmp_path, "revoked")
+    events = [s.body["event"] for s in await services.evidence.seals(session_id)]
+    assert events[-3:] == ["revoked", "legal_hold", "hold_released"], events
+    with zipfile.ZipFile(tmp_path / "revoked.zip") as z:
+        session = json.loads(z.read("items/session.json"))
+        assert session["certificates"][0]["status"] == "revoked"
+
+    # purged at the end of retention: the images, recordings and contract are gone, the
+    # seals (names and hashes, no personal data) stay, and what is left verifies
+    await services.retention.purge(session_id, services.clock.now())
+    await export_and_verify(server, session_id, tmp_path, "purged")
+    seals = await services.evidence.seals(session_id)
+    assert seals[-1].body["event"] == "purged"
+    with zipfile.ZipFile(tmp_path / "purged.zip") as z:
+        names = z.namelist()
+        assert not any(n.startswith("items/recordings/") and n.endswith(".mkv") for n in names)
+        assert not any(n.startswith("items/objects/signed_contract-") for n in names)
+        assert len([n for n in names if n.startswith("seals/")]) == len(seals)
+
+
+async def test_suspended_then_reviewed(
+    start_server: StartServer, customer_video: Path, operator_video: Path, tmp_path: Path
+) -> None:
+    server = await start_server(live={"workers": 0})
+    invitation, result, _ = await run_call(server, customer_video, operator_video, "suspended")
+    assert result.outcome == "suspended"
+    services = server.services
+    await services.evidence.settle()
+    await export_and_verify(server, invitation.session_id, tmp_path, "suspended")
+    supervisor = await server.operator("sam", "supervisor")
+    await services.center.review(
+        supervisor, invitation.session_id, "approved", "identity_verified", "checked again"
+    )
+    await asyncio.sleep(0)  # the seal is started in the background
+    out = await export_and_verify(server, invitation.session_id, tmp_path, "reviewed")
+    events = [s.body["event"] for s in await services.evidence.seals(invitation.session_id)]
+    assert events == ["decision", "review"], events
+    assert "seal 2: review, timestamped" in out, out
+    with zipfile.ZipFile(tmp_path / "reviewed.zip") as z:
+        session = json.loads(z.read("items/session.json"))
+        assert [d["outcome"] for d in session["decisions"]] == ["suspended", "approved"]
