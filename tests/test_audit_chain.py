@@ -31,8 +31,9 @@ def purged_chain() -> tuple[list[Entry], dict[int, tuple[bytes, dict]]]:
     """Entries 1-3 about session s1, 4 about s2, then the purge of s1 (5), then 6 about s1."""
     entries: list[Entry] = []
     details: dict[int, tuple[bytes, dict]] = {}
-    for subject, action in (("s1", "login"), ("s1", "decision"), ("s1", "consent"),
-                            ("s2", "decision"), ("s1", "retention_purge"), ("s1", "viewed")):  # fmt: skip
+    story = (("s1", "login"), ("s1", "decision"), ("s1", "consent"),
+             ("s2", "decision"), ("s1", "retention_purge"), ("s1", "viewed"))  # fmt: skip
+    for subject, action in story:
         body = {"username": "olga", "address": "203.0.113.7"}
         entry, salt = new_entry(entries[-1] if entries else None, 100.0 + len(entries), action,
                                 "system", subject, body)  # fmt: skip
