@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,13 @@ import pytest
 
 from videoid.notify import OutboxSms
 from videoid.notify.mail import OutboxMail
+from videoid.trust.signing import archive_state
 
 from .conftest import Server, StartServer
+from .test_ca import fetch, pem
 from .test_call_end_to_end import run_call
 from .test_compliance import PERSON
-from .test_signing import run
+from .test_signing import assert_valid_offline, run
 
 PIN = "493817"
 
@@ -78,7 +82,10 @@ async def test_certificate_pin_code_sign_and_mail(
     status, body = await me.call("POST", "/certificate")  # not twice
     assert (status, body["error"]["code"]) == (409, "step_not_allowed")
     status, contract = await me.call("GET", "/contract.pdf")
-    assert status == 200 and contract.startswith(b"%PDF") and b"Lovelace" in contract
+    assert status == 200 and contract.startswith(b"%PDF")
+    (tmp_path / "contract.pdf").write_bytes(contract)
+    _, text = await asyncio.to_thread(run, "pdftotext", str(tmp_path / "contract.pdf"), "-")
+    assert "Lovelace" in text, text  # the text is glyph ids of the embedded font: extracted
 
     # the PIN: the policy, then once; the PUK shown once
     for bad, code in (("123456", "pin_trivial"), ("12345", "pin_format")):
@@ -298,3 +305,83 @@ async def test_the_customer_bot_goes_on_to_sign(
     ]  # fmt: skip
     _, out = await asyncio.to_thread(run, "pdfsig", str(saved))
     assert "Signature is Valid." in out, out
+
+
+async def test_an_italian_pdf_a_contract_signed_b_lta_and_extended(
+    start_server: StartServer, customer_video: Path, operator_video: Path, tmp_path: Path
+) -> None:
+    """The customer gave consent in Italian: the contract is in Italian, PDF/A-2b (XMP
+    pdfaid 2/B, an sRGB output intent, every font embedded), says the key is not in a
+    QSCD (the default), and once signed validates offline as B-LTA; ``videoid signatures
+    extend`` then adds an archive timestamp as a new version, audited, and it still
+    validates."""
+    server, invitation, me = await approved(start_server, customer_video, operator_video)
+    repo, session_id = server.services.repo, invitation.session_id
+    await repo.add_consent(
+        session_id, document="terms", version="1", language="it", text_sha256="0" * 64,
+        client_address="127.0.0.1", now=server.services.clock.now(),
+    )  # fmt: skip
+    status, body = await me.call("GET")
+    assert body["to_issue"]["qscd"] is False and "QCP-n," in body["to_issue"]["kind"]
+    await me.call("POST", "/certificate")
+    status, contract = await me.call("GET", "/contract.pdf")
+    unsigned = tmp_path / "contract.pdf"
+    unsigned.write_bytes(contract)
+    _, text = await asyncio.to_thread(run, "pdftotext", str(unsigned), "-")
+    assert "CONTRATTO PER UN CERTIFICATO QUALIFICATO" in text, text
+    assert "NON è un dispositivo" in text and "firme elettroniche avanzate" in text, text
+    assert "qualified signature creation device" not in text
+    _, fonts = await asyncio.to_thread(run, "pdffonts", str(unsigned))
+    rows = [line.split() for line in fonts.splitlines()[2:] if line.strip()]
+    assert rows and all(r[-5] == "yes" for r in rows), fonts  # the "emb" column
+    assert "DejaVuSans" in fonts and "Helvetica" not in fonts, fonts
+    xmp = re.search(rb"<x:xmpmeta.*?</x:xmpmeta>", contract, re.S)
+    assert xmp is not None
+    assert b"<pdfaid:part>2</pdfaid:part>" in xmp.group(0)
+    assert b"<pdfaid:conformance>B</pdfaid:conformance>" in xmp.group(0)
+    assert b"/S /GTS_PDFA1" in contract and b"/DestOutputProfile" in contract
+    assert re.search(rb"/ID \[<[0-9A-F]{32}>", contract)
+
+    await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN})
+    await me.call("POST", "/code")
+    code, _ = last_code(server)
+    status, body = await me.call("POST", "/sign", {"pin": PIN, "code": code})
+    assert status == 200, body
+    status, signed = await me.call("GET", "/signed.pdf")
+    root = pem(await fetch(f"{server.url}/ca/root.crt"), tmp_path / "root.pem")
+    path = tmp_path / "signed.pdf"
+    path.write_bytes(signed)
+    _, fonts = await asyncio.to_thread(run, "pdffonts", str(path))
+    assert "Helvetica" not in fonts and all(
+        line.split()[-5] == "yes" for line in fonts.splitlines()[2:] if line.strip()
+    ), fonts
+    data_dir = server.services.config.data_path
+    await server.stop()
+    await assert_valid_offline(path, root, (0, 183))
+
+    # the CLI, against the stopped server's data directory
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "videoid", "signatures", "extend", "--force",
+         "--data-dir", str(data_dir)],
+        capture_output=True, timeout=300, cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    output = (done.stdout + done.stderr).decode(errors="replace")
+    assert done.returncode == 0 and "1 contract(s) extended" in output, output
+    again = await start_server(server={"data_dir": str(data_dir)})
+    versions = [
+        o for o in await again.services.repo.objects_of(session_id) if o.kind == "signed_contract"
+    ]
+    assert len(versions) == 2
+    _, extended = await again.services.objects.get(versions[-1].id)
+    assert extended.startswith(signed) and len(extended) > len(signed)
+    assert archive_state(extended).document_timestamps == 2
+    entries = [e for e in await again.services.repo.audit_entries() if e.subject == session_id]
+    assert entries[-1].action == "signature_extended", [e.action for e in entries]
+    status, body = await Customer(again, me.headers["Authorization"].split(" ", 1)[1]).call(
+        "GET", "/signed.pdf"
+    )
+    assert body == extended  # the customer downloads the newest version
+    await again.stop()
+    path.write_bytes(extended)
+    await assert_valid_offline(path, root, (0, 183))

@@ -182,7 +182,7 @@ async def test_independent_validators_accept_the_signed_contract(
     assert "Verification successful" in out, out
 
     # the contract altered after signing: a byte inside the signed range
-    text_at = pdf.index(b"CONDITIONS OF SERVICE")
+    text_at = pdf.index(b"<pdfaid:part>2")  # in the signed range: the XMP metadata
     altered = bytearray(pdf)
     altered[text_at] = ord("K")
     bad = tmp_path / "altered.pdf"

@@ -501,6 +501,32 @@ def cmd_cert(args: argparse.Namespace) -> None:
     asyncio.run(work())
 
 
+def cmd_signatures_extend(args: argparse.Namespace) -> None:
+    from .db import Repository
+    from .storage import ObjectStore
+    from .trust.service import Trust
+    from .trust.signature_extension import SignatureExtension
+
+    config = _config(args)
+
+    async def work() -> None:
+        repo = await Repository.open(config.database_url)
+        trust = Trust(config, repo, SystemClock(), config.base_url())
+        try:
+            extension = SignatureExtension(
+                config, repo, ObjectStore.from_config(repo, config), trust, SystemClock()
+            )
+            done = await extension.extend(force=args.force, session_id=args.session)
+            for d in done:
+                print(f"{d.session_id}: archive timestamp {d.document_timestamps}, {d.sha256}")
+            print(f"{len(done)} contract(s) extended")
+        finally:
+            trust.close()
+            await repo.close()
+
+    asyncio.run(work())
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> None:
     from .recordings.audit_anchors import check_anchors, describe
     from .recordings.audit_chain import verify
@@ -730,6 +756,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("serial")
     p.add_argument("--reason", required=True, help="e.g. key_compromise, privilege_withdrawn")
     p.set_defaults(func=cmd_cert)
+    signatures = sub.add_parser("signatures", help="signed contracts").add_subparsers(
+        dest="what", required=True
+    )
+    p = with_config(
+        signatures.add_parser("extend", help="add archive timestamps where due (PAdES B-LTA)")
+    )
+    p.add_argument("--force", action="store_true", help="extend every contract, due or not")
+    p.add_argument("--session", help="only this session's contract")
+    p.set_defaults(func=cmd_signatures_extend)
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="what", required=True)
     p = with_config(audit.add_parser("verify", help="check the audit chain; exit 1 if broken"))
     p.add_argument("--checkpoint", help="SEQ:HASH of a head kept elsewhere (detects a cut)")

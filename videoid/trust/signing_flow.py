@@ -118,7 +118,9 @@ class ContractSigning:
                 "document": fields.get("document_number", ""),
                 "issuer": self._config.ca.organization,
                 "valid_days": self._config.ca.customer_days,
-                "kind": "qualified certificate for electronic signatures (QCP-n-qscd)",
+                "kind": "qualified certificate for electronic signatures ("
+                + ("QCP-n-qscd)" if self._config.pkcs11.qscd else "QCP-n, key not in a QSCD)"),
+                "qscd": self._config.pkcs11.qscd,
             },
             "certificate": None
             if certificate is None
@@ -184,6 +186,7 @@ class ContractSigning:
     ) -> tuple[bytes, list[list[str]]]:
         customer = await self._customer(session_id)
         document = (await self._repo.results(session_id)).get("document", {})
+        now = datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC)
         data = ContractData(
             provider=self.provider,
             session_id=session_id,
@@ -203,9 +206,16 @@ class ContractSigning:
             email=customer.email if customer else "",
             phone=customer.phone if customer else "",
             certificate_serial=serial,
-            date=datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC).date(),
+            date=now.date(),
+            language=await self._language(session_id),
+            qscd=self._config.pkcs11.qscd,
         )
-        return await asyncio.to_thread(contract_pdf, data)
+        return await asyncio.to_thread(contract_pdf, data, now)
+
+    async def _language(self, session_id: str) -> str:
+        """The language the customer chose on their page: the one they gave consent in."""
+        consents = await self._repo.consents(session_id)
+        return str(consents[-1]["language"]) if consents else "en"
 
     async def pages(self, session_id: str) -> dict[str, Any]:
         """The contract's text, page by page, as the PDF lays it out."""
