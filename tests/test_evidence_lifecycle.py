@@ -126,3 +126,40 @@ async def test_suspended_then_reviewed(
     with zipfile.ZipFile(tmp_path / "reviewed.zip") as z:
         session = json.loads(z.read("items/session.json"))
         assert [d["outcome"] for d in session["decisions"]] == ["suspended", "approved"]
+
+
+async def test_a_change_left_unsealed_by_a_stop_is_sealed_at_the_next_start(
+    start_server: StartServer, customer_video: Path, operator_video: Path, tmp_path: Path
+) -> None:
+    """The process stops between an event and its seal: the next start seals again
+    (event ``recovered``), and the evidence exports and verifies."""
+    import random
+
+    from aiohttp import web
+
+    from videoid.app import create_app
+
+    from .conftest import free_port
+
+    server, invitation, me = await approved(start_server, customer_video, operator_video)
+    services = server.services
+    await services.evidence.settle()
+    services.center.evidence_changed = None  # as if the process died before the seal
+    assert (await me.call("POST", "/certificate"))[0] == 200
+    verdict = await services.evidence.verify(invitation.session_id)
+    assert not verdict["ok"] and any("session.json" in p for p in verdict["problems"])
+    config = services.config
+    await server.stop()
+
+    app = create_app(config, rng=random.Random(1))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    again = Server(f"http://127.0.0.1:{port}", app, runner)
+    try:
+        seals = await again.services.evidence.seals(invitation.session_id)
+        assert [s.body["event"] for s in seals] == ["decision", "recovered"]
+        await export_and_verify(again, invitation.session_id, tmp_path, "recovered")
+    finally:
+        await again.stop()

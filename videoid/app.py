@@ -194,6 +194,9 @@ def create_app(
         sio.register_namespace(CustomerNamespace(config, invitations, center, tools, clock))
         sio.register_namespace(OperatorNamespace(config, accounts, center, tools, clock))
         await center.recover()
+        resealed = await evidence.recover(clock.now())
+        if resealed:
+            logger.info("evidence: %d sessions sealed again after a stop", len(resealed))
         if config.ca.create_at_start:  # the local CA exists from the first run on
             try:
                 await trust.ca()

@@ -724,6 +724,23 @@ class Repository:
                     return None
             return row.session_id
 
+    async def sealed_sessions_changed_since_seal(self, seal_kind: str) -> list[tuple[str, float]]:
+        """(session, last change) of the sessions whose last change is newer than their
+        newest object of ``seal_kind`` (their evidence seal)."""
+        async with self._sessions() as db:
+            newest = (
+                select(StoredObject.session_id, func.max(StoredObject.created_at).label("at"))
+                .where(StoredObject.kind == seal_kind)
+                .group_by(StoredObject.session_id)
+                .subquery()
+            )
+            rows = await db.execute(
+                select(SessionRow.id, SessionRow.updated_at)
+                .join(newest, newest.c.session_id == SessionRow.id)
+                .where(SessionRow.updated_at > newest.c.at)
+            )
+            return [(r[0], float(r[1])) for r in rows]
+
     async def shred_object(self, object_id: str, now: float) -> None:
         async with self._sessions.begin() as db:
             await db.execute(

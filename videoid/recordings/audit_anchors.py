@@ -78,7 +78,8 @@ class AuditAnchors:
             if not entries:
                 return None
             head = entries[-1]
-            last = (await self._repo.anchors() or [None])[-1]
+            found = await self._repo.anchors()
+            last = found[-1] if found else None
             if not force and last is not None and last.seq == head.seq and last.hash == head.hash:
                 return None
             await self.public_key()

@@ -34,7 +34,7 @@ from ..errors import StorageError, VideoidError
 from ..storage import ObjectStore
 from .audit_chain import verify as audit_verify
 from .stream_crypto import ReadResult, open_segments
-from .timestamps import TimestampPort
+from .timestamps import TimestampPort, check_token
 
 logger = logging.getLogger(__name__)
 
@@ -392,6 +392,11 @@ class Evidence:
         if not seals:
             raise EvidenceError("this session has not been sealed yet", code="not_sealed")
         problems = check_history(seals, self.key.public)
+        for n, s in enumerate(seals, 1):
+            if s.timestamp is not None:
+                stamp = check_token(s.timestamp, hashlib.sha256(s.signature).digest())
+                if not stamp.ok:
+                    problems.append(f"seal {n}'s timestamp: {stamp.problem}")
         body = seals[-1].body
         unreadable: dict[str, str] = {}
         items = await collect(
@@ -429,6 +434,20 @@ class Evidence:
             "problems": problems,
             "audit": {"ok": chain.ok, "entries": chain.entries, "problem": chain.problem},
         }
+
+    async def recover(self, now: float) -> list[str]:
+        """At start: seal again the sessions that changed after their latest seal (the
+        process stopped between an event and its seal). Only a change the session's
+        record dates is taken: a changed item with no change of state stays a mismatch."""
+        resealed = []
+        for session_id, updated_at in await self._repo.sealed_sessions_changed_since_seal(
+            MANIFEST_KIND
+        ):
+            seals = await self.seals(session_id)
+            if seals and updated_at > float(seals[-1].body["sealed_at"]):
+                await self.seal(session_id, now, "recovered")
+                resealed.append(session_id)
+        return resealed
 
     async def seals(self, session_id: str) -> list[Seal]:
         """The session's seals, oldest first."""
