@@ -377,7 +377,13 @@ async def test_an_italian_pdf_a_contract_signed_b_lta_and_extended(
     assert extended.startswith(signed) and len(extended) > len(signed)
     assert archive_state(extended).document_timestamps == 2
     entries = [e for e in await again.services.repo.audit_entries() if e.subject == session_id]
-    assert entries[-1].action == "signature_extended", [e.action for e in entries]
+    actions = [e.action for e in entries]
+    # the new version is evidence: the session is sealed again after it, and verifies
+    assert actions[-2:] == ["signature_extended", "evidence_sealed"], actions
+    seals = await again.services.evidence.seals(session_id)
+    assert seals[-1].body["event"] == "signature_extended"
+    verdict = await again.services.evidence.verify(session_id)
+    assert verdict["ok"], verdict["problems"]
     status, body = await Customer(again, me.headers["Authorization"].split(" ", 1)[1]).call(
         "GET", "/signed.pdf"
     )

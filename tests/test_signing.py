@@ -253,7 +253,7 @@ async def test_b_lta_validates_offline_at_signing_in_a_day_and_in_six_months(
     start_server: StartServer, tmp_path: Path
 ) -> None:
     server = await start_server()
-    path, root, issuing = await signed_contract(server, tmp_path)
+    path, root, _issuing = await signed_contract(server, tmp_path)
     await server.stop()  # nothing answers the certificates' addresses any more: offline
     pdf = path.read_bytes()
     reader = PdfFileReader(io.BytesIO(pdf))

@@ -502,29 +502,24 @@ def cmd_cert(args: argparse.Namespace) -> None:
 
 
 def cmd_signatures_extend(args: argparse.Namespace) -> None:
-    from .db import Repository
-    from .storage import ObjectStore
-    from .trust.service import Trust
     from .trust.signature_extension import SignatureExtension
 
     config = _config(args)
 
-    async def work() -> None:
-        repo = await Repository.open(config.database_url)
-        trust = Trust(config, repo, SystemClock(), config.base_url())
-        try:
-            extension = SignatureExtension(
-                config, repo, ObjectStore.from_config(repo, config), trust, SystemClock()
-            )
-            done = await extension.extend(force=args.force, session_id=args.session)
-            for d in done:
-                print(f"{d.session_id}: archive timestamp {d.document_timestamps}, {d.sha256}")
-            print(f"{len(done)} contract(s) extended")
-        finally:
-            trust.close()
-            await repo.close()
+    async def work(repo: Any, objects: Any, trust: Any, evidence: Any, anchors: Any) -> None:
+        extension = SignatureExtension(config, repo, objects, trust, SystemClock())
 
-    asyncio.run(work())
+        async def sealed(session_id: str, at: float) -> None:
+            if await evidence.seals(session_id):  # the new version is evidence too
+                await evidence.seal(session_id, at, "signature_extended")
+
+        extension.extended = sealed
+        done = await extension.extend(force=args.force, session_id=args.session)
+        for d in done:
+            print(f"{d.session_id}: archive timestamp {d.document_timestamps}, {d.sha256}")
+        print(f"{len(done)} contract(s) extended")
+
+    asyncio.run(_with_evidence(config, work))
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:

@@ -46,6 +46,7 @@ from .storage.objects import check_master_key
 from .trust.customer_http import SigningApi
 from .trust.http import TrustApi
 from .trust.service import Trust
+from .trust.signature_extension import SignatureExtension
 from .trust.signing_flow import ContractSigning
 from .trust.token import Pkcs11MasterKey
 
@@ -218,6 +219,15 @@ def create_app(
         anchorer = asyncio.create_task(
             _anchor(anchors, clock, config.audit.anchor_minutes, stopping)
         )
+        extension = SignatureExtension(config, repo, objects, trust, clock)
+
+        async def extended(session_id: str, at: float) -> None:
+            evidence.seal_later(session_id, at, "signature_extended")
+
+        extension.extended = extended
+        extender = asyncio.create_task(
+            _extend(extension, config.signing.extend_every_hours, stopping)
+        )
         monitor.start()
         warming = [  # the models load in the workers now, not in the first call
             asyncio.create_task(_warm(p))
@@ -233,7 +243,7 @@ def create_app(
             # the periodic jobs finish what they are doing (a query cut off mid-way
             # leaves a connection to be torn down) and stop
             stopping.set()
-            await asyncio.gather(ticker, purger, anchorer)
+            await asyncio.gather(ticker, purger, anchorer, extender)
             await center.close()
             await evidence.close()
             await onboarding.close()
@@ -350,6 +360,20 @@ async def _anchor(
             await anchors.anchor(clock.now(), "periodic")
         except Exception:
             logger.exception("audit: the periodic anchor failed; it runs again later")
+
+
+async def _extend(
+    extension: SignatureExtension, every_hours: float, stopping: asyncio.Event
+) -> None:
+    """Signed contracts given a new archive timestamp before theirs ages out (PAdES
+    B-LTA), at start and every ``every_hours``."""
+    while not stopping.is_set():
+        try:
+            await extension.extend()
+        except Exception:
+            logger.exception("signatures: the archive timestamp round failed; it runs again later")
+        if await _pause(stopping, max(60.0, every_hours * 3600)):
+            return
 
 
 async def _tick(center: CallCenter, stopping: asyncio.Event) -> None:

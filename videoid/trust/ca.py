@@ -86,6 +86,12 @@ class CertificateAuthority(Protocol):
     def timestamp(self, request: bytes, now: float) -> bytes: ...
 
 
+CRL_DAYS = 1
+ARL_DAYS = 365
+"""The root's CRL: a year (CA/Browser Forum baseline requirements allow twelve months
+for a root's revocation list)."""
+
+
 def _time(at: float) -> x509.Time:
     dt = datetime.datetime.fromtimestamp(int(at), datetime.UTC)
     return x509.Time({"utc_time": dt} if dt.year < 2050 else {"general_time": dt})
@@ -484,8 +490,10 @@ class LocalCa:
     def crl(
         self, revoked: list[tuple[str, float, str | None]], now: float, *, root: bool = False
     ) -> bytes:
-        """The CRL of the issuing CA (or of the root), from (serial hex, revoked at,
-        reason) entries; valid for a day, numbered by time. A reason outside
+        """The CRL of the issuing CA (valid for a day) or of the root (an authority
+        revocation list: valid for a year, as the root revokes rarely and the time-stamping
+        unit's status must still be read offline long after a document timestamp), from
+        (serial hex, revoked at, reason) entries, numbered by time. A reason outside
         :data:`REASONS` (``unspecified`` or a hold on record from before) is left out,
         as RFC 5280 §5.3.1 asks."""
         issuer = self.root if root else self.issuing
@@ -495,7 +503,7 @@ class LocalCa:
             "signature": SIG,
             "issuer": issuer.subject,
             "this_update": _time(now - 1),
-            "next_update": _time(now + 86400),
+            "next_update": _time(now + (ARL_DAYS if root else CRL_DAYS) * 86400),
             "crl_extensions": [
                 {"extn_id": "crl_number", "critical": False, "extn_value": int(now * 1000)},
                 {

@@ -15,6 +15,7 @@ import asyncio
 import datetime
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..clock import Clock
@@ -50,6 +51,9 @@ class SignatureExtension:
     ) -> None:
         self._config, self._repo, self._objects = config, repo, objects
         self._trust, self._clock = trust, clock
+        self.extended: Callable[[str, float], Awaitable[object]] | None = None
+        """Told (session, time) after each extension: the new version changes the
+        session's evidence, which is sealed again."""
 
     async def _latest(self) -> list[tuple[str, str]]:
         """(session, object id) of each session's newest signed contract."""
@@ -108,16 +112,7 @@ class SignatureExtension:
                 },
             )
             logger.info("session %s: archive timestamp added", session)
+            if self.extended is not None:
+                await self.extended(session, at)
             done.append(result)
         return done
-
-    async def run(self) -> None:
-        """Extend what is due now and every ``signing.extend_every_hours``, until
-        cancelled."""
-        every_seconds = self._config.signing.extend_every_hours * 3600
-        while True:
-            try:
-                await self.extend()
-            except Exception:  # the next round tries again; the server stays up
-                logger.exception("the archive timestamp round failed")
-            await asyncio.sleep(every_seconds)
