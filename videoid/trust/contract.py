@@ -247,12 +247,12 @@ def render(
     first_page = 11
     contents: list[bytes] = []
     for number, page in enumerate(pages, 1):
-        stream = [f"BT /F1 {FONT_SIZE} Tf {LEADING} TL {MARGIN} {PAGE_HEIGHT - MARGIN} Td".encode()]
+        shown = [f"BT /F1 {FONT_SIZE} Tf {LEADING} TL {MARGIN} {PAGE_HEIGHT - MARGIN} Td".encode()]
         for line in page:
-            stream.append(_shown(line, used) + b" Tj T*")
+            shown.append(_shown(line, used) + b" Tj T*")
         footer = words.page.format(title=title, number=number, total=len(pages))
-        stream.append(f"ET BT /F1 8 Tf {MARGIN} 32 Td ".encode() + _shown(footer, used) + b" Tj ET")
-        contents.append(b"\n".join(stream))
+        shown.append(f"ET BT /F1 8 Tf {MARGIN} 32 Td ".encode() + _shown(footer, used) + b" Tj ET")
+        contents.append(b"\n".join(shown))
     program, tag = _subset(used)
     font = _font()
     scale = 1000 / font.units_per_em

@@ -180,7 +180,7 @@ class _OwnCrlFetcher(AIOHttpCRLFetcher):
     async def _single_fetch(self, url: str) -> Any:
         which = self._own.crls.get(url)
         if which is None:
-            return await super()._single_fetch(url)
+            return await super()._single_fetch(url)  # type: ignore[no-untyped-call]
 
         async def task() -> crl.CertificateList:
             try:
@@ -188,7 +188,7 @@ class _OwnCrlFetcher(AIOHttpCRLFetcher):
             except VideoidError as err:
                 raise CRLFetchError(f"our CA's CRL failed: {err.message}") from err
 
-        return await self._post_fetch_task(url, task)
+        return await self._post_fetch_task(url, task)  # type: ignore[no-untyped-call]
 
 
 class _OwnCertificateFetcher(AIOHttpCertificateFetcher):
@@ -199,13 +199,13 @@ class _OwnCertificateFetcher(AIOHttpCertificateFetcher):
     async def fetch_certs(self, url: str, url_origin_type: str) -> Any:
         issuer = self._own.certificates.get(url)
         if issuer is None:
-            return await super().fetch_certs(url, url_origin_type)
+            return await super().fetch_certs(url, url_origin_type)  # type: ignore[no-untyped-call]
 
         async def task() -> list[x509.Certificate]:
             return [issuer]
 
         try:
-            return await self._post_fetch_task(url, task)
+            return await self._post_fetch_task(url, task)  # type: ignore[no-untyped-call]
         except VideoidError as err:  # pragma: no cover - the task cannot fail
             raise CertificateFetchError(str(err)) from err
 
@@ -243,7 +243,7 @@ class OwnTsaTimeStamper(TimeStamper):
     """pyHanko's timestamper asking our CA's timestamping unit in-process."""
 
     def __init__(self, answers: RelyingPartyAnswers) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._answers = answers
 
     async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:

@@ -125,9 +125,16 @@ class SigningAuthority:
             self.timeout_seconds,
         )
         # an external TSA chains to a root of its own: the system's trust store beside ours
-        roots = {"extra_trust_roots" if self.tsa_url else "trust_roots": [self.root]}
+        if self.tsa_url:
+            return ValidationContext(
+                extra_trust_roots=[self.root],
+                other_certs=[self.issuing],
+                allow_fetching=True,
+                revocation_mode="hard-fail",
+                fetcher_backend=backend,
+            )
         return ValidationContext(
-            **roots,
+            trust_roots=[self.root],
             other_certs=[self.issuing],
             allow_fetching=True,
             revocation_mode="hard-fail",
@@ -267,7 +274,7 @@ def _tsa_certificate(token: cms.SignedData) -> x509.Certificate:
         ) or (
             signer.name == "subject_key_identifier" and cert.key_identifier == signer.chosen.native
         ):
-            return cert  # type: ignore[no-any-return]
+            return cert
     raise SignatureFailed(
         "a timestamp does not hold its TSA's certificate", code="archive_unreadable"
     )
