@@ -230,6 +230,9 @@ async def test_browser_certificate_and_signature_with_smtp(
             await page.goto(invitation.url)
             await page.wait_for_selector("#sign-request:visible", timeout=15000)
             assert "Ada Lovelace" in (await page.text_content("#sign-name") or "")
+            # honest qualification: SoftHSM is no QSCD, and the page says so
+            kind = await page.text_content("#sign-kind") or ""
+            assert "QCP-n)" in kind and "not qualified electronic signatures" in kind, kind
             await page.click("#sign-request-button")
             await page.wait_for_selector("#sign-contract:visible", timeout=15000)
             first = await page.text_content("#contract-page") or ""

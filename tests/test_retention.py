@@ -59,7 +59,11 @@ async def test_purge_after_the_period_respecting_holds(
 
     assert await retention.release(sid, "operator:1", later)
     [report] = await retention.purge_due(later)
-    assert report.session_id == sid and report.objects >= 2 and report.recordings == 1
+    # the selfie is destroyed; the evidence seals (names and hashes) are kept
+    assert report.session_id == sid and report.objects >= 1 and report.recordings == 1
+    seals = await services.evidence.seals(sid)
+    assert [s.body["event"] for s in seals][-3:] == ["legal_hold", "hold_released", "purged"]
+    assert (await services.evidence.verify(sid))["ok"]
 
     with pytest.raises(StorageError) as gone:
         await services.objects.get(selfie.id)
@@ -75,8 +79,10 @@ async def test_purge_after_the_period_respecting_holds(
 
     entries, details = await repo.audit_entries(), await repo.audit_details()
     about = [e for e in entries if e.subject == sid]
-    assert [e.action for e in about][-1] == "retention_purge"
-    assert all(e.seq not in details for e in about[:-1])  # their details are erased
+    purge = next(e for e in about if e.action == "retention_purge")
+    before = [e for e in about if e.seq < purge.seq]
+    assert [e.action for e in about if e.seq > purge.seq] == ["evidence_sealed"]  # "purged"
+    assert all(e.seq not in details for e in before)  # their details are erased
     verdict = verify(entries, details)
-    assert verdict.ok and verdict.erased >= len(about) - 1
+    assert verdict.ok and verdict.erased >= len(before)
     assert await retention.due(later + YEAR) == []  # purged once

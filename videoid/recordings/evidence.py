@@ -457,7 +457,8 @@ class Evidence:
                 continue
             _, data = await self._objects.get(obj.id)
             found.append(Seal.from_record(json.loads(data)))
-        return found
+        # by their own numbers: seals made in the same instant have no storage order
+        return sorted(found, key=lambda s: int(s.body.get("seq", 1)))
 
     async def latest_seal(self, session_id: str) -> tuple[dict[str, Any], bytes] | None:
         seals = await self.seals(session_id)

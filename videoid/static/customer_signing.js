@@ -37,7 +37,7 @@ window.videoid = window.videoid || {};
     const o = await ctx.api("GET", "/api/signing");
     if (o.state === "approved") {
       $("sign-name").textContent = o.to_issue.name;
-      $("sign-kind").textContent = o.to_issue.kind;
+      say($("sign-kind"), o.to_issue.qscd ? "sign_kind_qscd" : "sign_kind_plain");
       $("sign-issuer").textContent = o.to_issue.issuer;
       say($("sign-validity"), "sign_days", { days: o.to_issue.valid_days });
       return part("sign-request", "request");
