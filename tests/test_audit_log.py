@@ -162,6 +162,19 @@ async def test_an_edit_with_the_chain_recomputed_is_caught_by_the_anchors(
     second = await services.anchors.anchor(services.clock.now(), "periodic")
     assert second is not None and second.seq > first
     assert await services.anchors.anchor(services.clock.now(), "periodic") is None  # no growth
+    # the anchors are chained: one removed from the middle breaks the next; the newest
+    # removed leaves entries no anchor covers, which fail once older than the interval
+    from videoid.recordings.audit_anchors import check_anchors
+
+    entries, found = await services.repo.audit_entries(), await services.repo.anchors()
+    key = await services.anchors.existing_public_key()
+    assert check_anchors(entries, found, key).ok
+    broken = check_anchors(entries, found[1:], key)
+    assert not broken.ok and "an anchor before it was removed" in (broken.problem or "")
+    later = entries[-1].at + 3 * 3600
+    assert check_anchors(entries, found, key, now=later, max_unanchored_seconds=7500).ok
+    cut = check_anchors(entries, found[:-1], key, now=later, max_unanchored_seconds=7500)
+    assert not cut.ok and "no anchor covers them" in (cut.problem or ""), cut
     data_dir = Path(services.config.server.data_dir)
     await server.stop()
 
@@ -183,6 +196,13 @@ async def test_an_edit_with_the_chain_recomputed_is_caught_by_the_anchors(
     code, out = await cli_verify(edited)
     assert code == 1 and "does NOT match its anchors" in out, out
     assert "up to the first entry" in out and f"entry {first}" in out, out
+    # and the server never signs over the rewrite: no new anchor launders it
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "videoid", "audit", "anchor", "--data-dir", str(edited),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT,
+    )  # fmt: skip
+    out = (await proc.communicate())[0].decode()
+    assert proc.returncode != 0 and "audit_log_changed" in out, out
 
     # changed after the first anchor: the log is still as anchored up to it
     later = copy("later")

@@ -9,6 +9,7 @@ import asyncio
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -126,6 +127,39 @@ async def test_suspended_then_reviewed(
     with zipfile.ZipFile(tmp_path / "reviewed.zip") as z:
         session = json.loads(z.read("items/session.json"))
         assert [d["outcome"] for d in session["decisions"]] == ["suspended", "approved"]
+        names = z.namelist()
+        first = json.loads(z.read("seals/0001.json"))
+
+    # an earlier seal's timestamp stripped: its own signature still holds, but the next
+    # seal names the token it had
+    from videoid.recordings.evidence_package import verify_package
+
+    stripped = tmp_path / "stripped.zip"
+    with zipfile.ZipFile(tmp_path / "reviewed.zip") as a, zipfile.ZipFile(stripped, "w") as b:
+        for member in names:
+            data = a.read(member)
+            if member == "seals/0001.json":
+                data = json.dumps({**first, "timestamp": None}).encode()
+            b.writestr(member, data)
+    verdict = verify_package(stripped, services.evidence.key.public_pem, allow_untimestamped=True)
+    assert not verdict.ok and any(
+        "seal 1's timestamp is not the one seal 2 names" in p for p in verdict.problems
+    ), verdict.problems
+
+    # sealed evidence changed in the database: a later event does not seal over it
+    import sqlite3
+
+    import pytest
+
+    from videoid.recordings.evidence import EvidenceError
+
+    with sqlite3.connect(services.config.data_path / "videoid.db") as db:
+        db.execute("UPDATE call_items SET data = '{}' WHERE id = (SELECT min(id) FROM call_items)")
+    with pytest.raises(EvidenceError) as refused:
+        await services.evidence.seal(invitation.session_id, services.clock.now(), "legal_hold")
+    assert refused.value.code == "evidence_changed" and "call.json" in refused.value.message
+    actions = [e["action"] for e in await services.repo.audit_of(invitation.session_id)]
+    assert actions[-1] == "evidence_seal_refused"
 
 
 async def test_a_change_left_unsealed_by_a_stop_is_sealed_at_the_next_start(
@@ -163,3 +197,61 @@ async def test_a_change_left_unsealed_by_a_stop_is_sealed_at_the_next_start(
         await export_and_verify(again, invitation.session_id, tmp_path, "recovered")
     finally:
         await again.stop()
+
+
+def test_a_timestamp_chain_needs_ca_certificates() -> None:
+    """An end-entity key under a trusted root cannot vouch for a "TSA" certificate it
+    signed itself: every certificate between the TSA's and the root must be a CA's."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from videoid.recordings.timestamps import _chains
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def make(name: str, issuer_name: str, key: Any, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=not ca,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=ca,
+                    crl_sign=ca,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+        )
+        if name.endswith("TSA"):
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    root_key, mid_key, ee_key, tsa_key = (ec.generate_private_key(ec.SECP256R1())
+                                          for _ in range(4))  # fmt: skip
+    root = make("Root", "Root", root_key, root_key, True)
+    intermediate = make("Issuing", "Root", mid_key, root_key, True)
+    end_entity = make("Someone", "Root", ee_key, root_key, False)
+    good = make("Good TSA", "Issuing", tsa_key, mid_key, False)
+    rogue = make("Rogue TSA", "Someone", tsa_key, ee_key, False)
+    assert _chains(good, [good, intermediate], [root], now)
+    assert not _chains(rogue, [rogue, end_entity], [root], now)
+    # a CA certificate not valid at the time the token gives does not chain either
+    assert not _chains(good, [good, intermediate], [root], now + datetime.timedelta(days=60))

@@ -318,9 +318,11 @@ def cmd_bench_face_match(args: argparse.Namespace) -> None:
     run(Path(args.photos), Path(args.data_dir), args.rounds)
 
 
-async def _with_evidence(config: Config, work: Any) -> Any:
+async def _with_evidence(config: Config, work: Any, *, anchor_after: bool = True) -> Any:
     """Run ``work(repo, objects, trust, evidence, anchors)`` as the server would have
-    them: seals timestamped by the configured TSA, each anchoring the audit log."""
+    them: seals timestamped by the configured TSA, each anchoring the audit log; and
+    (``anchor_after``) the log anchored at the end, so that what the command wrote is
+    covered even while no server runs."""
     from .app import evidence_services
     from .db import Repository
     from .storage import ObjectStore
@@ -338,6 +340,11 @@ async def _with_evidence(config: Config, work: Any) -> Any:
         return await work(repo, objects, trust, evidence, anchors)
     finally:
         await evidence.close()
+        if anchor_after:
+            try:
+                await anchors.anchor(clock.now(), "command")
+            except VideoidError as err:
+                print(f"warning: the audit log was not anchored: {err.message}", file=sys.stderr)
         await repo.close()
         trust.close()
 
@@ -378,7 +385,9 @@ def cmd_evidence_verify(args: argparse.Namespace) -> None:
 
     trusted = Path(args.trusted_key).read_bytes() if args.trusted_key else None
     roots = [x509.load_pem_x509_certificate(Path(p).read_bytes()) for p in args.tsa_root or []]
-    verdict = verify_package(Path(args.file), trusted, args.fingerprint, roots or None)
+    verdict = verify_package(
+        Path(args.file), trusted, args.fingerprint, roots or None, args.allow_untimestamped
+    )
     if verdict.fingerprint:
         print(f"checked against the key with fingerprint {verdict.fingerprint}")
     for seal in verdict.seals:
@@ -470,15 +479,18 @@ def cmd_cert(args: argparse.Namespace) -> None:
             if record is None:
                 raise VideoidError("no such certificate", code="certificate_not_found")
             if args.what == "revoke":
-                record = await trust.revoke(record.serial, args.reason, "cli")
-                if record.session_id:  # the session's evidence now shows the revocation
-                    from .app import evidence_services
-                    from .storage import ObjectStore
+                from .app import evidence_services
+                from .storage import ObjectStore
 
-                    objects = ObjectStore.from_config(repo, config)
-                    evidence, _ = evidence_services(config, repo, objects, trust, SystemClock())
-                    if await evidence.seals(record.session_id):
-                        await evidence.seal(record.session_id, SystemClock().now(), "revoked")
+                try:
+                    record = await trust.revoke(record.serial, args.reason, "cli")
+                finally:  # revoked even if its key could not be destroyed: seal it
+                    found = await repo.find_certificate(record.serial)
+                    if found is not None and found.status == "revoked" and found.session_id:
+                        objects = ObjectStore.from_config(repo, config)
+                        evidence, _ = evidence_services(config, repo, objects, trust, SystemClock())
+                        if await evidence.seals(found.session_id):
+                            await evidence.seal(found.session_id, SystemClock().now(), "revoked")
                 print(
                     f"certificate {record.serial} revoked ({args.reason})"
                     f" at {when(record.revoked_at)}"
@@ -523,6 +535,8 @@ def cmd_signatures_extend(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
+    from cryptography.hazmat.primitives import serialization
+
     from .recordings.audit_anchors import check_anchors, describe
     from .recordings.audit_chain import verify
 
@@ -533,15 +547,27 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         if not seq.isdigit() or len(digest) != 64:
             raise VideoidError("--checkpoint is SEQ:HASH (64 hex digits)", code="usage")
         checkpoint = (int(seq), digest)
+    pinned = None
+    if args.key:  # the auditor's own copy of the anchor key: no token needed
+        pinned = serialization.load_pem_public_key(Path(args.key).read_bytes()).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     async def work(repo: Any, objects: Any, trust: Any, evidence: Any, anchors: Any) -> Any:
         entries = await repo.audit_entries()
         chain = verify(entries, await repo.audit_details(), checkpoint)
-        found = await repo.anchors()
-        anchored = check_anchors(entries, found, await anchors.public_key())
+        key = pinned if pinned is not None else await anchors.existing_public_key()
+        anchored = check_anchors(
+            entries,
+            await repo.anchors(),
+            key,
+            now=SystemClock().now(),
+            # the server anchors every anchor_minutes; twice that and five minutes more
+            max_unanchored_seconds=2 * config.audit.anchor_minutes * 60 + 300,
+        )
         return chain, anchored
 
-    chain, anchored = asyncio.run(_with_evidence(config, work))
+    chain, anchored = asyncio.run(_with_evidence(config, work, anchor_after=False))
     ok = chain.ok and anchored.ok
     if args.json:
         print(json.dumps({**chain.__dict__, "ok": ok, "anchors": describe(anchored)}))
@@ -563,13 +589,35 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def cmd_audit_key(args: argparse.Namespace) -> None:
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    config = _config(args)
+
+    async def work(repo: Any, objects: Any, trust: Any, evidence: Any, anchors: Any) -> bytes:
+        return bytes(await anchors.public_key())
+
+    der = asyncio.run(_with_evidence(config, work, anchor_after=False))
+    pem = serialization.load_der_public_key(der).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if args.out:
+        Path(args.out).write_bytes(pem)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(pem.decode())
+    print(f"fingerprint (SHA-256 of the public key): {hashlib.sha256(der).hexdigest()}")
+
+
 def cmd_audit_anchor(args: argparse.Namespace) -> None:
     config = _config(args)
 
     async def work(repo: Any, objects: Any, trust: Any, evidence: Any, anchors: Any) -> Any:
         return await anchors.anchor(SystemClock().now(), "manual")
 
-    anchor = asyncio.run(_with_evidence(config, work))
+    anchor = asyncio.run(_with_evidence(config, work, anchor_after=False))
     if anchor is None:
         print("the audit log's head is already anchored")
     else:
@@ -720,6 +768,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="a root certificate (PEM) the seals' timestamps must chain to (repeatable)",
     )
+    p.add_argument(
+        "--allow-untimestamped",
+        action="store_true",
+        help="accept seals the TSA could not timestamp (their time rests on the key alone)",
+    )
     p.set_defaults(func=cmd_evidence_verify)
     p = with_config(evidence.add_parser("key", help="the provider's evidence public key"))
     p.add_argument("--out", help="write the PEM here instead of printing it")
@@ -763,10 +816,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="what", required=True)
     p = with_config(audit.add_parser("verify", help="check the audit chain; exit 1 if broken"))
     p.add_argument("--checkpoint", help="SEQ:HASH of a head kept elsewhere (detects a cut)")
+    p.add_argument("--key", help="the anchor key (PEM, from `audit key`) instead of the token's")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit_verify)
     p = with_config(audit.add_parser("anchor", help="sign and timestamp the log's head now"))
     p.set_defaults(func=cmd_audit_anchor)
+    p = with_config(audit.add_parser("key", help="the anchor key's public half (PEM)"))
+    p.add_argument("--out", help="write the PEM here instead of printing it")
+    p.set_defaults(func=cmd_audit_key)
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     p = bench.add_parser("mrz", help="MRZ reading: ours against plain passporteye")
     p.add_argument("--count", type=int, default=60)

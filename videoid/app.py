@@ -290,6 +290,7 @@ def evidence_services(
         config.data_path / "recordings",
         EvidenceKey.from_file(config.data_path / "keys" / "evidence.key"),
         tsa,
+        clock.now,
     )
 
     async def keys() -> Any:
@@ -354,12 +355,15 @@ async def _purge(
 async def _anchor(
     anchors: AuditAnchors, clock: Clock, every_minutes: float, stopping: asyncio.Event
 ) -> None:
-    """The audit log's head anchored at least every ``every_minutes`` (when it grew)."""
-    while not await _pause(stopping, max(1.0, every_minutes * 60)):
+    """The audit log's head anchored at start (what was written while the server was
+    down) and at least every ``every_minutes`` (when it grew)."""
+    while not stopping.is_set():
         try:
             await anchors.anchor(clock.now(), "periodic")
         except Exception:
             logger.exception("audit: the periodic anchor failed; it runs again later")
+        if await _pause(stopping, max(1.0, every_minutes * 60)):
+            return
 
 
 async def _extend(

@@ -18,7 +18,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import delete, event, func, select, union_all, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -725,8 +725,9 @@ class Repository:
             return row.session_id
 
     async def sealed_sessions_changed_since_seal(self, seal_kind: str) -> list[tuple[str, float]]:
-        """(session, last change) of the sessions whose last change is newer than their
-        newest object of ``seal_kind`` (their evidence seal)."""
+        """(session, last change) of the sessions changed after their newest object of
+        ``seal_kind`` (their evidence seal): a state change, an object stored, their
+        certificate revoked, a legal hold placed."""
         async with self._sessions() as db:
             newest = (
                 select(StoredObject.session_id, func.max(StoredObject.created_at).label("at"))
@@ -734,10 +735,25 @@ class Repository:
                 .group_by(StoredObject.session_id)
                 .subquery()
             )
+            changes = union_all(
+                select(SessionRow.id.label("sid"), SessionRow.updated_at.label("at")),
+                select(StoredObject.session_id, StoredObject.created_at).where(
+                    StoredObject.kind != seal_kind
+                ),
+                select(CertificateRow.session_id, CertificateRow.revoked_at).where(
+                    CertificateRow.revoked_at.is_not(None), CertificateRow.session_id.is_not(None)
+                ),
+                select(LegalHold.session_id, LegalHold.placed_at),
+            ).subquery()
+            last = (
+                select(changes.c.sid, func.max(changes.c.at).label("at"))
+                .group_by(changes.c.sid)
+                .subquery()
+            )
             rows = await db.execute(
-                select(SessionRow.id, SessionRow.updated_at)
-                .join(newest, newest.c.session_id == SessionRow.id)
-                .where(SessionRow.updated_at > newest.c.at)
+                select(last.c.sid, last.c.at)
+                .join(newest, newest.c.session_id == last.c.sid)
+                .where(last.c.at > newest.c.at)
             )
             return [(r[0], float(r[1])) for r in rows]
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ..db import Repository
 from ..db.repository import AuditAnchor
 from ..errors import VideoidError
-from .audit_chain import Entry
+from .audit_chain import Entry, verify
 from .timestamps import TimestampPort, check_token
 
 logger = logging.getLogger(__name__)
@@ -45,10 +45,19 @@ class Keys(Protocol):
     def sign(self, label: str, data: bytes) -> bytes: ...
 
 
-def message(seq: int, digest: str, at: float) -> bytes:
-    """What an anchor's signature covers."""
+def message(seq: int, digest: str, at: float, number: int, previous: bytes | None) -> bytes:
+    """What an anchor's signature covers: the head, the time, and its place in the
+    anchors' own chain (its number and the previous anchor's signature's SHA-256), so
+    that an anchor removed from the middle breaks the next one."""
     return json.dumps(
-        {"domain": DOMAIN, "seq": seq, "hash": digest, "at": at},
+        {
+            "domain": DOMAIN,
+            "seq": seq,
+            "hash": digest,
+            "at": at,
+            "number": number,
+            "previous": "" if previous is None else hashlib.sha256(previous).hexdigest(),
+        },
         sort_keys=True,
         separators=(",", ":"),
     ).encode()
@@ -64,11 +73,17 @@ class AuditAnchors:
 
     async def public_key(self) -> bytes:
         """The anchor key's SubjectPublicKeyInfo (DER), made in the token on first use."""
-        keys = await self._open_keys()
-        found = await asyncio.to_thread(keys.public_key, ANCHOR_KEY)
+        found = await self.existing_public_key()
         if found is None:
+            keys = await self._open_keys()
             found = await asyncio.to_thread(keys.generate, ANCHOR_KEY)
         return found
+
+    async def existing_public_key(self) -> bytes | None:
+        """The anchor key's public half, or None when there is none yet (verifying
+        never makes one)."""
+        keys = await self._open_keys()
+        return await asyncio.to_thread(keys.public_key, ANCHOR_KEY)
 
     async def anchor(self, now: float, reason: str, *, force: bool = False) -> AuditAnchor | None:
         """Anchor the log's head now; None when it is already anchored (unless
@@ -82,10 +97,32 @@ class AuditAnchors:
             last = found[-1] if found else None
             if not force and last is not None and last.seq == head.seq and last.hash == head.hash:
                 return None
+            if last is not None:
+                # never sign over a rewritten log: the entry last anchored must still be
+                # there as it was, and the chain must hold
+                anchored = next((e for e in entries if e.seq == last.seq), None)
+                chain = verify(entries, await self._repo.audit_details())
+                if anchored is None or anchored.hash != last.hash or not chain.ok:
+                    why = chain.problem or f"entry {last.seq} is not the one last anchored"
+                    logger.error(
+                        "audit: the log no longer matches its anchors (%s): not anchored", why
+                    )
+                    raise VideoidError(
+                        f"the audit log no longer matches its last anchor: {why}",
+                        code="audit_log_changed",
+                    )
             await self.public_key()
             keys = await self._open_keys()
             signature = await asyncio.to_thread(
-                keys.sign, ANCHOR_KEY, message(head.seq, head.hash, now)
+                keys.sign,
+                ANCHOR_KEY,
+                message(
+                    head.seq,
+                    head.hash,
+                    now,
+                    len(found) + 1,
+                    None if last is None else last.signature,
+                ),
             )
             stamp = None
             if self._tsa is not None:
@@ -111,27 +148,46 @@ class AnchorCheck:
 
 
 def check_anchors(
-    entries: list[Entry], anchors: list[AuditAnchor], public_key_der: bytes
+    entries: list[Entry],
+    anchors: list[AuditAnchor],
+    public_key_der: bytes | None,
+    *,
+    now: float | None = None,
+    max_unanchored_seconds: float | None = None,
 ) -> AnchorCheck:
-    """Every anchor's signature and timestamp, and whether the log still holds each
-    anchored entry as it was; names the first entry after which it no longer does."""
-    key = serialization.load_der_public_key(public_key_der)
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise VideoidError("the anchor key is not an EC key", code="anchor_key_invalid")
+    """Every anchor's signature (its place in the anchors' chain included) and
+    timestamp, and whether the log still holds each anchored entry as it was; names the
+    first entry after which it no longer does. Given ``now`` and
+    ``max_unanchored_seconds``, entries after the last anchor older than that fail too
+    (the server anchors every ``audit.anchor_minutes``: older unanchored entries mean
+    anchors were removed)."""
+    if public_key_der is None:
+        if anchors:
+            return AnchorCheck(False, len(anchors), None, "the anchor key is not in the token")
+        key = None
+    else:
+        loaded = serialization.load_der_public_key(public_key_der)
+        if not isinstance(loaded, ec.EllipticCurvePublicKey):
+            raise VideoidError("the anchor key is not an EC key", code="anchor_key_invalid")
+        key = loaded
     by_seq = {e.seq: e for e in entries}
     matched: int | None = None
     notes = []
+    previous: bytes | None = None
     for n, anchor in enumerate(anchors, 1):
         where = f"anchor {n} (entry {anchor.seq}, {_when(anchor.at)})"
+        assert key is not None
+        signed = message(anchor.seq, anchor.hash, anchor.at, n, previous)
+        previous = anchor.signature
         try:
-            key.verify(
-                anchor.signature,
-                message(anchor.seq, anchor.hash, anchor.at),
-                ec.ECDSA(hashes.SHA256()),
-            )
+            key.verify(anchor.signature, signed, ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             return AnchorCheck(
-                False, len(anchors), matched, f"{where}: its signature does not verify: forged"
+                False,
+                len(anchors),
+                matched,
+                f"{where}: its signature does not verify: forged, or an anchor before it "
+                "was removed",
             )
         if anchor.timestamp is None:
             notes.append(f"{where} has no timestamp")
@@ -161,6 +217,19 @@ def check_anchors(
                 f"{anchor.seq})",
             )
         matched = max(matched or 0, anchor.seq)
+    if now is not None and max_unanchored_seconds is not None:
+        stale = [
+            e for e in entries if e.seq > (matched or 0) and e.at < now - max_unanchored_seconds
+        ]
+        if stale:
+            return AnchorCheck(
+                False,
+                len(anchors),
+                matched,
+                f"entries {stale[0].seq} to {stale[-1].seq} are older than "
+                f"{max_unanchored_seconds / 60:.0f} minutes and no anchor covers them: "
+                "anchors were removed, or the server has not run since",
+            )
     return AnchorCheck(True, len(anchors), matched, None, tuple(notes))
 
 

@@ -42,6 +42,8 @@ FORMAT_V1 = "videoid-evidence-1"
 """One seal after the decision, no history (still read)."""
 FORMAT = "videoid-evidence-2"
 FORMATS = (FORMAT_V1, FORMAT)
+MUTABLE = frozenset({"session.json", "onboarding.json", "recordings.json"})
+"""Items a later seal may record changed (see :meth:`Evidence._refuse_rewrites`)."""
 MANIFEST_KIND = "evidence_manifest"
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "application/json": "json"}
 
@@ -263,6 +265,12 @@ class Seal:
     def digest(self) -> str:
         return seal_digest(self.body, self.signature)
 
+    @property
+    def timestamp_digest(self) -> str | None:
+        """SHA-256 of the timestamp token: the next seal names it, so that a past
+        seal's timestamp cannot be stripped unseen."""
+        return None if self.timestamp is None else hashlib.sha256(self.timestamp).hexdigest()
+
     def record(self) -> dict[str, Any]:
         return {
             "manifest": self.body,
@@ -294,10 +302,14 @@ class Evidence:
         recordings_dir: Path,
         key: EvidenceKey,
         tsa: TimestampPort | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``clock`` gives the time a seal is made (its ``sealed_at``, which its
+        timestamp must match); the event's own time is kept beside it."""
         self._repo, self._objects = repo, objects
         self._recordings_dir, self.key = recordings_dir, key
         self.tsa = tsa
+        self._clock = clock
         self.after_seal: Callable[[float], Awaitable[Any]] | None = None
         """Called after each seal (the audit log's anchor)."""
         self._lock = asyncio.Lock()  # seals of a session one after the other, in order
@@ -309,11 +321,23 @@ class Evidence:
         async with self._lock:
             items = await collect(self._repo, self._objects, self._recordings_dir, session_id)
             seals = await self.seals(session_id)
+            if seals:
+                await self._refuse_rewrites(session_id, seals[-1], items, event, now)
             previous = (
-                {"seq": _seq(seals[-1], len(seals)), "sha256": seals[-1].digest} if seals else None
+                {
+                    "seq": _seq(seals[-1], len(seals)),
+                    "sha256": seals[-1].digest,
+                    "timestamp_sha256": seals[-1].timestamp_digest,
+                }
+                if seals
+                else None
             )
             entries = await self._repo.audit_entries()
             head = {"seq": entries[-1].seq, "hash": entries[-1].hash} if entries else {}
+            event_at = now
+            # the time of signing, not of the event: a seal that waited for others
+            # (recordings to decrypt, a slow TSA) must still match its timestamp
+            now = self._clock() if self._clock is not None else now
             body = await asyncio.to_thread(
                 manifest,
                 session_id,
@@ -325,6 +349,7 @@ class Evidence:
                 event=event,
                 previous=previous,
             )
+            body["event_at"] = event_at
             signature = seal(body, self.key)
             stamp = None
             if self.tsa is not None:
@@ -355,6 +380,40 @@ class Evidence:
         if self.after_seal is not None:
             await self.after_seal(now)
         return body
+
+    async def _refuse_rewrites(
+        self, session_id: str, last: Seal, items: list[Item], event: str, now: float
+    ) -> None:
+        """A new seal records what happened since the last one; it never signs over
+        sealed evidence changed in the database or on disk. What may change between
+        seals: the session record, the onboarding results (the contract's reference is
+        added), the recordings' list; items may be added; a purge removes. Everything
+        else sealed stays as it was."""
+        if event == "purged":  # the purge erases what named the person (and audits it)
+            return
+        current = {i.name: i.entry()["sha256"] for i in items}
+        changed = []
+        for entry in last.body["items"]:
+            name = entry["name"]
+            if name in MUTABLE:
+                continue
+            if name not in current:
+                changed.append(f"{name}: gone")
+            elif current[name] != entry["sha256"]:
+                changed.append(f"{name}: changed")
+        if changed:
+            await self._repo.append_audit(
+                now, "evidence_seal_refused", "system", session_id, {"items": changed[:20]}
+            )
+            logger.error(
+                "session %s: sealed evidence was changed (%s): not sealed again",
+                session_id,
+                "; ".join(changed[:5]),
+            )
+            raise EvidenceError(
+                "sealed evidence was changed since the last seal: " + "; ".join(changed),
+                code="evidence_changed",
+            )
 
     def seal_later(self, session_id: str, now: float, event: str) -> None:
         """Seal in the background (the caller's request does not wait); :meth:`settle`
@@ -393,10 +452,20 @@ class Evidence:
             raise EvidenceError("this session has not been sealed yet", code="not_sealed")
         problems = check_history(seals, self.key.public)
         for n, s in enumerate(seals, 1):
-            if s.timestamp is not None:
+            if s.timestamp is None:
+                problems.append(f"seal {n} has no timestamp")
+            else:
                 stamp = check_token(s.timestamp, hashlib.sha256(s.signature).digest())
                 if not stamp.ok:
                     problems.append(f"seal {n}'s timestamp: {stamp.problem}")
+        recorded = [
+            e for e in await self._repo.audit_of(session_id) if e["action"] == "evidence_sealed"
+        ]
+        if len(recorded) != len(seals):
+            problems.append(
+                f"the audit log records {len(recorded)} seals of this session, "
+                f"{len(seals)} are stored: a seal was removed or added"
+            )
         body = seals[-1].body
         unreadable: dict[str, str] = {}
         items = await collect(
@@ -522,6 +591,13 @@ def check_history(seals: list[Seal], public: Ed25519PublicKey) -> list[str]:
             want = None if previous is None else previous.digest
             link = body.get("previous")
             got = None if link is None else link.get("sha256")
+            if (
+                previous is not None
+                and link is not None
+                and "timestamp_sha256" in link
+                and link["timestamp_sha256"] != previous.timestamp_digest
+            ):
+                problems.append(f"seal {n - 1}'s timestamp is not the one seal {n} names")
             if body.get("seq") != n:
                 problems.append(f"seal {n}: numbered {body.get('seq')}: a seal is missing")
             elif got != want:

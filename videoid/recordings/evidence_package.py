@@ -89,11 +89,13 @@ def verify_package(
     trusted_key_pem: bytes | None = None,
     fingerprint: str | None = None,
     tsa_roots: list[x509.Certificate] | None = None,
+    allow_untimestamped: bool = False,
 ) -> PackageVerdict:
     """Check a package offline against the provider's key, given as ``trusted_key_pem``
     or as the ``fingerprint`` (SHA-256 of its SubjectPublicKeyInfo, hex) of the key in
     the package. Then every seal's signature and link, their timestamps (chained to
-    ``tsa_roots`` when given), and every item against the latest manifest."""
+    ``tsa_roots`` when given; a seal without one fails unless ``allow_untimestamped``),
+    and every item against the latest manifest."""
     if trusted_key_pem is None and not fingerprint:
         raise EvidenceError(
             "give the provider's evidence key (--trusted-key) or its fingerprint "
@@ -102,7 +104,7 @@ def verify_package(
         )
     try:
         with zipfile.ZipFile(path) as z:
-            return _verify(z, trusted_key_pem, fingerprint, tsa_roots)
+            return _verify(z, trusted_key_pem, fingerprint, tsa_roots, allow_untimestamped)
     except (zipfile.BadZipFile, EOFError, OSError) as err:
         return PackageVerdict(False, None, 0, [f"the package is not a readable zip: {err}"], None)
     except Refused as err:
@@ -116,6 +118,7 @@ def _verify(
     trusted_key_pem: bytes | None,
     fingerprint: str | None,
     tsa_roots: list[x509.Certificate] | None,
+    allow_untimestamped: bool,
 ) -> PackageVerdict:
     names = z.namelist()
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -169,12 +172,22 @@ def _verify(
             "timestamp": None,
         }
         if s.timestamp is None:
-            notes.append(f"seal {n} has no timestamp (the TSA could not be reached)")
+            # the seals are signed with a key file: without the TSA's word on the time,
+            # whoever holds the key could have made the seal at any time
+            if allow_untimestamped:
+                notes.append(f"seal {n} has no timestamp (allowed)")
+            else:
+                problems.append(f"seal {n} has no timestamp: its time rests on the key alone")
         else:
             check = check_token(s.timestamp, hashlib.sha256(s.signature).digest(), tsa_roots)
             row["timestamp"] = {"at": check.gen_time, "tsa": check.tsa, "chained": check.chained}
             if not check.ok:
                 problems.append(f"seal {n}'s timestamp: {check.problem}")
+            elif not tsa_roots:
+                notes.append(
+                    f"seal {n}'s timestamp was not checked against a trusted TSA root "
+                    "(give --tsa-root): it proves the time only as far as its TSA is trusted"
+                )
             elif (
                 check.gen_time is not None
                 and abs(check.gen_time - float(s.body["sealed_at"])) > MAX_CLOCK_SKEW_SECONDS

@@ -60,8 +60,10 @@ def request_for(digest: bytes) -> tuple[bytes, int]:
     return req.dump(), nonce
 
 
-def token_from_response(response: bytes, nonce: int) -> bytes:
-    """The token of a granted response; raises :class:`TimestampError` otherwise."""
+def token_from_response(response: bytes, nonce: int, digest: bytes) -> bytes:
+    """The token of a granted response, checked (it covers ``digest`` and its signature
+    verifies: a token that would fail every later verification is not kept); raises
+    :class:`TimestampError` otherwise."""
     try:
         resp = tsp.TimeStampResp.load(response)
         status = resp["status"]["status"].native
@@ -72,9 +74,13 @@ def token_from_response(response: bytes, nonce: int) -> bytes:
         info = token["content"]["encap_content_info"]["content"].parsed
         if info["nonce"].native != nonce:
             raise TimestampError("the TSA answered with another nonce")
-        return bytes(token.dump())
+        der = bytes(token.dump())
     except (ValueError, TypeError, KeyError) as err:
         raise TimestampError(f"the TSA's answer is malformed: {err}") from err
+    check = check_token(der, digest)
+    if not check.ok:
+        raise TimestampError(f"the TSA's token does not check: {check.problem}")
+    return der
 
 
 class LocalTsa:
@@ -88,7 +94,7 @@ class LocalTsa:
         ca = await self._ca()
         request, nonce = request_for(digest)
         response = await asyncio.to_thread(ca.timestamp, request, self._now())  # type: ignore[attr-defined]
-        return token_from_response(response, nonce)
+        return token_from_response(response, nonce, digest)
 
 
 class HttpTsa:
@@ -113,7 +119,7 @@ class HttpTsa:
                     response = await answer.read()
         except (aiohttp.ClientError, TimeoutError) as err:
             raise TimestampError(f"the TSA cannot be reached: {err}") from err
-        return token_from_response(response, nonce)
+        return token_from_response(response, nonce, digest)
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,7 @@ def check_token(
             return bad("the TSA's certificate was not valid at the time it gives", gen_time, tsa)
         chained = False
         if trusted_roots:
-            chained = _chains(signer, certs, trusted_roots)
+            chained = _chains(signer, certs, trusted_roots, when)
             if not chained:
                 return bad("the TSA's certificate does not chain to a trusted root", gen_time, tsa)
         return TokenCheck(True, gen_time, tsa, chained)
@@ -212,11 +218,28 @@ def _verify(cert: x509.Certificate, signature: bytes, data: bytes) -> None:
         raise ValueError("the TSA's key is neither EC nor RSA")
 
 
+def _may_issue(cert: x509.Certificate, when: datetime.datetime) -> bool:
+    """A CA certificate that may sign certificates, valid at ``when``."""
+    try:
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return (
+        basic.ca
+        and usage.key_cert_sign
+        and cert.not_valid_before_utc <= when <= cert.not_valid_after_utc
+    )
+
+
 def _chains(
-    cert: x509.Certificate, pool: list[x509.Certificate], roots: list[x509.Certificate]
+    cert: x509.Certificate,
+    pool: list[x509.Certificate],
+    roots: list[x509.Certificate],
+    when: datetime.datetime,
 ) -> bool:
-    """Whether ``cert`` is issued, through certificates of ``pool``, by a root (by
-    signature, at most five steps)."""
+    """Whether ``cert`` is issued, through CA certificates of ``pool`` valid at
+    ``when``, by a root (by signature, at most five steps)."""
     current = cert
     for _ in range(5):
         for root in roots:
@@ -229,8 +252,8 @@ def _chains(
                 pass
         parent = None
         for candidate in pool:
-            if candidate == current:
-                continue
+            if candidate == current or not _may_issue(candidate, when):
+                continue  # an end entity's key cannot vouch for another certificate
             try:
                 current.verify_directly_issued_by(candidate)
             except (ValueError, TypeError, InvalidSignature):

@@ -272,6 +272,9 @@ ICAO_ALPHA2: dict[str, str] = {
     "GBO": "GB",
     "GBP": "GB",
     "GBS": "GB",
+    # Kosovo's own passports: ICAO's RKS; XK, the code the European Commission and
+    # ISO's user-assigned range give it (ISO 3166 has none)
+    "RKS": "XK",
 }
 """ICAO codes that are not ISO alpha-3 but stand for one country."""
 

@@ -79,12 +79,12 @@ class SignatureExtension:
         for session, object_id in await self._latest():
             if session_id is not None and session != session_id:
                 continue
-            _, pdf = await self._objects.get(object_id)
-            now = datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC)
-            if not force and not archive_state(pdf).due(now, margin_days):
-                continue
-            authority = authority or await signing_authority(self._trust, self._config)
-            try:
+            try:  # one contract that cannot be read or extended stops none of the others
+                _, pdf = await self._objects.get(object_id)
+                now = datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC)
+                if not force and not archive_state(pdf).due(now, margin_days):
+                    continue
+                authority = authority or await signing_authority(self._trust, self._config)
                 # pyHanko hashes and writes in Python: in a thread with its own loop
                 extended = await asyncio.to_thread(asyncio.run, extend_pdf(pdf, authority))
             except Exception:
