@@ -130,6 +130,23 @@ async def test_suspended_then_reviewed(
         names = z.namelist()
         first = json.loads(z.read("seals/0001.json"))
 
+    # two writers sealing the same session at once (the server and a command, each with
+    # its own lock): the number is claimed in the database, the history stays one chain
+    from videoid.app import evidence_services
+    from videoid.recordings.evidence import check_history
+
+    other, _ = evidence_services(
+        services.config, services.repo, services.objects, services.trust, services.clock
+    )
+    await asyncio.gather(
+        services.evidence.seal(invitation.session_id, services.clock.now(), "legal_hold"),
+        other.seal(invitation.session_id, services.clock.now(), "hold_released"),
+    )
+    seals = await services.evidence.seals(invitation.session_id)
+    assert [s.body["seq"] for s in seals] == [1, 2, 3, 4]
+    assert check_history(seals, services.evidence.key.public) == []
+    assert (await services.evidence.verify(invitation.session_id))["ok"]
+
     # an earlier seal's timestamp stripped: its own signature still holds, but the next
     # seal names the token it had
     from videoid.recordings.evidence_package import verify_package

@@ -215,6 +215,14 @@ class AuditAnchorRow(Base):
     """The TSA's token over the signature's SHA-256."""
 
 
+class EvidenceSealRow(Base):
+    __tablename__ = "evidence_seals"
+    session_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """Claimed before the seal is written: a second claim of the same number fails."""
+    at: Mapped[float] = mapped_column(Float)
+
+
 class RecordingRow(Base):
     __tablename__ = "recordings"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -38,6 +38,7 @@ from .models import (
     Consent,
     Customer,
     Decision,
+    EvidenceSealRow,
     LegalHold,
     OneTimeCode,
     Operator,
@@ -756,6 +757,24 @@ class Repository:
                 .where(last.c.at > newest.c.at)
             )
             return [(r[0], float(r[1])) for r in rows]
+
+    async def claim_seal(self, session_id: str, seq: int, now: float) -> bool:
+        """Claim seal number ``seq`` of the session; False when another writer has."""
+        try:
+            async with self._sessions.begin() as db:
+                db.add(EvidenceSealRow(session_id=session_id, seq=seq, at=now))
+            return True
+        except IntegrityError:
+            return False
+
+    async def release_seal(self, session_id: str, seq: int) -> None:
+        """Give a claimed number back (the seal failed before it was written)."""
+        async with self._sessions.begin() as db:
+            await db.execute(
+                delete(EvidenceSealRow).where(
+                    EvidenceSealRow.session_id == session_id, EvidenceSealRow.seq == seq
+                )
+            )
 
     async def shred_object(self, object_id: str, now: float) -> None:
         async with self._sessions.begin() as db:

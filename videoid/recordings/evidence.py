@@ -317,7 +317,19 @@ class Evidence:
 
     async def seal(self, session_id: str, now: float, event: str = "sealed") -> dict[str, Any]:
         """Seal the session's evidence as it is now, after ``event``; returns the
-        manifest."""
+        manifest. Another process sealing the same session at once (the server and a
+        command): the seal's number is claimed in the database, and the one that loses
+        the claim waits and seals after the other."""
+        for attempt in range(SEAL_ATTEMPTS):
+            try:
+                return await self._seal_once(session_id, now, event)
+            except _Claimed:
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise EvidenceError(
+            "the session is being sealed elsewhere; try again", code="seal_conflict"
+        )
+
+    async def _seal_once(self, session_id: str, now: float, event: str) -> dict[str, Any]:
         async with self._lock:
             items = await collect(self._repo, self._objects, self._recordings_dir, session_id)
             seals = await self.seals(session_id)
@@ -350,20 +362,26 @@ class Evidence:
                 previous=previous,
             )
             body["event_at"] = event_at
-            signature = seal(body, self.key)
-            stamp = None
-            if self.tsa is not None:
-                try:
-                    stamp = await self.tsa.timestamp(hashlib.sha256(signature).digest())
-                except Exception as err:  # sealed all the same; the gap is visible
-                    logger.warning("session %s: the seal has no timestamp: %s", session_id, err)
-            stored = await self._objects.put(
-                session_id,
-                MANIFEST_KIND,
-                "application/json",
-                canonical(Seal(body, signature, stamp).record()),
-                now,
-            )
+            if not await self._repo.claim_seal(session_id, body["seq"], now):
+                raise _Claimed()
+            try:
+                signature = seal(body, self.key)
+                stamp = None
+                if self.tsa is not None:
+                    try:
+                        stamp = await self.tsa.timestamp(hashlib.sha256(signature).digest())
+                    except Exception as err:  # sealed all the same; the gap is visible
+                        logger.warning("session %s: the seal has no timestamp: %s", session_id, err)
+                stored = await self._objects.put(
+                    session_id,
+                    MANIFEST_KIND,
+                    "application/json",
+                    canonical(Seal(body, signature, stamp).record()),
+                    now,
+                )
+            except BaseException:
+                await self._repo.release_seal(session_id, body["seq"])
+                raise
             await self._repo.append_audit(
                 now,
                 "evidence_sealed",
@@ -567,6 +585,13 @@ class Evidence:
             now, "evidence_exported", actor, session_id, {"items": len(items), "seals": len(seals)}
         )
         return seals[-1].body
+
+
+SEAL_ATTEMPTS = 5
+
+
+class _Claimed(Exception):
+    """Another writer claimed this seal's number first."""
 
 
 def _seq(s: Seal, position: int) -> int:
