@@ -58,6 +58,20 @@ asked for sooner than this after the signature timestamp could carry an earlier 
 and a validator would rightly not take it as issued after the signature."""
 
 
+SIGNING_FAILURES = (
+    SigningError,
+    TimestampRequestError,
+    SignatureValidationError,
+    PathError,
+    ValidationError,
+    PdfError,
+    aiohttp.ClientError,
+    OSError,
+)
+"""What pyHanko and its fetching raise when a signature or timestamp cannot be made:
+translated to ``signature_failed`` at the boundary."""
+
+
 class SignatureFailed(CaError):
     code = "signature_failed"
     status = 502
@@ -199,16 +213,7 @@ async def sign_pdf(
                 signature, authority._context(http, [certificate]), force_write=True
             )
             return await _document_timestamp(fresh, authority, http, timestamper, [certificate])
-    except (
-        SigningError,
-        TimestampRequestError,
-        SignatureValidationError,
-        PathError,
-        ValidationError,
-        PdfError,
-        aiohttp.ClientError,
-        OSError,
-    ) as err:
+    except SIGNING_FAILURES as err:
         raise SignatureFailed(f"the signature could not be completed: {err}") from err
 
 
@@ -328,14 +333,5 @@ async def extend_pdf(pdf: bytes, authority: SigningAuthority) -> bytes:
             return await _document_timestamp(stream, authority, http, timestamper, certificates)
     except SignatureFailed:
         raise
-    except (
-        SigningError,
-        TimestampRequestError,
-        SignatureValidationError,
-        PathError,
-        ValidationError,
-        PdfError,
-        aiohttp.ClientError,
-        OSError,
-    ) as err:
+    except SIGNING_FAILURES as err:
         raise SignatureFailed(f"the archive timestamp could not be added: {err}") from err
