@@ -5,6 +5,7 @@ person, one contact)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -339,3 +340,26 @@ async def test_an_operator_cannot_see_a_session_not_assigned_to_them(
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{server.url}/api/onboarding") as r:
             assert r.status == 401 and (await r.json())["error"]["code"] == "invitation_invalid"
+
+
+async def test_parallel_uploads_of_one_session_are_analysed_one_at_a_time(
+    start_server: StartServer, passport: tuple[SyntheticDocument, bytes]
+) -> None:
+    """R2 (issue 14): 30 photos of one session sent at once: one is analysed, the others
+    are refused at once (``upload_in_progress``), and the attempts taken stay within
+    the limit."""
+    _, photo = passport
+    server = await onboarding_server(start_server, max_attempts=5)
+    invitation = await server.invite()
+    async with OnboardingClient(server.url, invitation.token) as client:
+        await client.consent("en")
+        results = await asyncio.gather(
+            *(client.document("front", photo, country="UTO", doc_type="passport")
+              for _ in range(30)),
+            return_exceptions=True,
+        )  # fmt: skip
+    codes = [r.code if isinstance(r, OnboardingError) else "analysed" for r in results]
+    assert 1 <= codes.count("analysed") <= 5, codes
+    assert set(codes) <= {"analysed", "upload_in_progress", "too_many_attempts"}, codes
+    attempts = await server.services.repo.count_attempts(invitation.session_id, "document_front")
+    assert attempts == codes.count("analysed") <= 5

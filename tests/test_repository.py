@@ -221,3 +221,27 @@ async def test_a_query_cancelled_twice_leaves_no_task_behind(tmp_path: Path) -> 
             if "_connection_worker_thread" in thread.name:
                 await asyncio.to_thread(thread.join, 10)
         await asyncio.sleep(0)
+
+
+async def test_parallel_photo_attempts_take_at_most_the_limit(open_repo: Opener) -> None:
+    """R2 (issue 14): an attempt is taken in the database before the photo is analysed;
+    50 reservations at once from two connection pools (as two processes) take exactly
+    the limit, on SQLite and PostgreSQL."""
+    first, second = await open_repo(), await open_repo()
+    sid = await first.create_session(
+        email="a@example.org",
+        phone="+391234567",
+        token_hash="p" * 64,
+        ready_state="created",
+        now=100.0,
+        expires_at=1000.0,
+    )
+    taken = await asyncio.gather(
+        *((first if i % 2 else second).reserve_attempt(sid, "selfie", 5, 101.0) for i in range(50))
+    )
+    granted = [t for t in taken if t is not None]
+    assert len(granted) == 5 and sorted(left for _, left in granted) == [0, 1, 2, 3, 4]
+    assert await first.count_attempts(sid, "selfie") == 5
+    await first.finish_attempt(granted[0][0], True, [], 102.0)
+    assert await second.reserve_attempt(sid, "selfie", 5, 103.0) is None
+    assert await second.reserve_attempt(sid, "document_front", 5, 103.0) is not None

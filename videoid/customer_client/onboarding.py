@@ -10,11 +10,13 @@ face match, flags) is kept as step results.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import logging
 import re
 import unicodedata
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +172,8 @@ class Onboarding:
         required = {State(name) for name in config.onboarding.required_steps}
         self._before = {step: states_before(step, required) for step in PRE_CALL_STEPS}
         self._no_mrz = {entry.upper() for entry in config.onboarding.accept_without_mrz}
+        self._uploading: set[str] = set()
+        """Sessions with a photo being analysed now."""
 
     def _today(self) -> datetime.date:
         return datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC).date()
@@ -274,15 +278,34 @@ class Onboarding:
 
     # -- document (R2, R3) ------------------------------------------------------------
 
-    async def _attempts_left(self, session_id: str, kind: str) -> int:
-        """Attempts left once this one is counted; none left raises RateLimited."""
-        used = await self._repo.count_attempts(session_id, kind)
-        if used >= self._config.onboarding.max_attempts:
+    async def _take_attempt(self, session_id: str, kind: str) -> tuple[int, int]:
+        """Take an attempt in the database before the photo is analysed (parallel
+        uploads take at most the limit): its id and the attempts left after it; none
+        left raises RateLimited."""
+        taken = await self._repo.reserve_attempt(
+            session_id, kind, self._config.onboarding.max_attempts, self._clock.now()
+        )
+        if taken is None:
             raise RateLimited(
                 "you have used every attempt for this photo; please contact us to continue",
                 code="too_many_attempts",
             )
-        return self._config.onboarding.max_attempts - used - 1
+        return taken
+
+    @contextlib.asynccontextmanager
+    async def _one_upload(self, session_id: str) -> AsyncIterator[None]:
+        """One photo of a session analysed at a time: a second upload while one is in
+        flight is refused at once (it would only queue behind it and hold memory)."""
+        if session_id in self._uploading:
+            raise RateLimited(
+                "a photo of yours is still being checked; wait for its answer",
+                code="upload_in_progress",
+            )
+        self._uploading.add(session_id)
+        try:
+            yield
+        finally:
+            self._uploading.discard(session_id)
 
     async def upload_document(
         self, record: SessionRecord, side: str, country: str, doc_type: str, data: bytes
@@ -305,20 +328,24 @@ class Onboarding:
         await self._center.step(
             record.id, self._before[State.DOCUMENTS_CAPTURED], _noop
         )  # the state, early
-        left = await self._attempts_left(record.id, kind)
-        try:
-            result = await self._pool.run(
-                analysis.analyse_document,
-                data,
-                want_mrz=side == zone_side,
-                want_portrait=side == portrait_side,
-                today=today,
-                max_bytes=limits.max_upload_bytes,
-                max_pixels=limits.max_pixels,
-            )
-        except ValidationError as err:
-            await self._repo.add_attempt(record.id, kind, False, [err.code], self._clock.now())
-            raise
+        async with self._one_upload(record.id):
+            attempt, left = await self._take_attempt(record.id, kind)
+            try:
+                result = await self._pool.run(
+                    analysis.analyse_document,
+                    data,
+                    want_mrz=side == zone_side,
+                    want_portrait=side == portrait_side,
+                    today=today,
+                    max_bytes=limits.max_upload_bytes,
+                    max_pixels=limits.max_pixels,
+                )
+            except ValidationError as err:
+                await self._repo.finish_attempt(attempt, False, [err.code], self._clock.now())
+                raise
+            except BaseException:
+                await self._repo.finish_attempt(attempt, False, ["failed"], self._clock.now())
+                raise
         problems: list[str] = list(result["problems"])
         if without_mrz and problems == ["mrz_not_found"]:
             problems = []
@@ -326,7 +353,7 @@ class Onboarding:
         if mrz is not None and not mrz["checks_ok"] and "mrz_unreadable" not in problems:
             problems.append("mrz_unreadable")
         now = self._clock.now()
-        await self._repo.add_attempt(record.id, kind, not problems, problems, now)
+        await self._repo.finish_attempt(attempt, not problems, problems, now)
         if problems:
             return {"accepted": False, "problems": problems, "attempts_left": left}
 
@@ -476,26 +503,30 @@ class Onboarding:
     async def upload_selfie(self, record: SessionRecord, data: bytes) -> dict[str, Any]:
         limits = self._config.onboarding
         await self._center.step(record.id, self._before[State.SELFIE_TAKEN], _noop)
-        left = await self._attempts_left(record.id, "selfie")
         document = (await self._repo.results(record.id)).get("document", {})
         portrait = None
         if document.get("portrait"):
             _, portrait = await self._objects.get(document["portrait"])
-        try:
-            result = await self._pool.run(
-                analysis.analyse_selfie,
-                data,
-                portrait,
-                max_bytes=limits.max_upload_bytes,
-                max_pixels=limits.max_pixels,
-                threshold=limits.face_match_threshold,
-            )
-        except ValidationError as err:
-            await self._repo.add_attempt(record.id, "selfie", False, [err.code], self._clock.now())
-            raise
+        async with self._one_upload(record.id):
+            attempt, left = await self._take_attempt(record.id, "selfie")
+            try:
+                result = await self._pool.run(
+                    analysis.analyse_selfie,
+                    data,
+                    portrait,
+                    max_bytes=limits.max_upload_bytes,
+                    max_pixels=limits.max_pixels,
+                    threshold=limits.face_match_threshold,
+                )
+            except ValidationError as err:
+                await self._repo.finish_attempt(attempt, False, [err.code], self._clock.now())
+                raise
+            except BaseException:
+                await self._repo.finish_attempt(attempt, False, ["failed"], self._clock.now())
+                raise
         now = self._clock.now()
         problems = result["problems"]
-        await self._repo.add_attempt(record.id, "selfie", not problems, problems, now)
+        await self._repo.finish_attempt(attempt, not problems, problems, now)
         if problems:
             return {"accepted": False, "problems": problems, "attempts_left": left}
 
