@@ -236,3 +236,27 @@ async def test_login_lockout(start_server: StartServer) -> None:
     with pytest.raises(ProtocolError) as err:
         await login(server.url, "olga", PASSWORD)  # even the right one, while locked
     assert err.value.code == "account_locked"
+
+
+async def test_personal_data_is_never_cached_and_the_page_connects_only_home(
+    server: Server,
+) -> None:
+    """Issue 14 (web hardening): every API answer (errors included) carries
+    ``Cache-Control: no-store``; the pages' CSP lets scripts connect to their own origin
+    only (no ``ws:`` to any host)."""
+    await server.operator("olga")
+    invitation = await server.invite()
+    token = invitation.url.split("#", 1)[1]
+    async with aiohttp.ClientSession() as http:
+        cookie = await login(server.url, "olga", PASSWORD)
+        for path, headers in (
+            (f"/api/sessions/{invitation.session_id}", {"Cookie": f"videoid_login={cookie}"}),
+            ("/api/onboarding", {"Authorization": f"Bearer {token}"}),
+            ("/api/signing", {"Authorization": f"Bearer {token}"}),
+            (f"/api/sessions/{invitation.session_id}", {}),  # refused: 401
+        ):
+            async with http.get(server.url + path, headers=headers) as r:
+                assert r.headers.get("Cache-Control") == "no-store", (path, r.status)
+        async with http.get(server.url + "/operator") as r:
+            csp = r.headers["Content-Security-Policy"]
+    assert "connect-src 'self';" in csp and "ws:" not in csp

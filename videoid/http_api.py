@@ -25,7 +25,7 @@ STATIC = Path(__file__).with_name("static")
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
-        "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; style-src 'self'; script-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -57,6 +57,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         )
     if not request.path.startswith("/socket.io"):
         response.headers.update(SECURITY_HEADERS)
+    if request.path.startswith(("/api/", "/join")) and "Cache-Control" not in response.headers:
+        # what the API answers is about a person, or a decision on one: never kept by
+        # a browser's or a proxy's cache
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
