@@ -6,9 +6,12 @@ active. And every bad input the issue names, with its stable code (R16-R19)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +118,9 @@ async def test_certificate_pin_code_sign_and_mail(
         ]
     status, body = await me.call("POST", "/sign", {"pin": PIN, "code": "000000"})
     assert body["error"]["code"] in ("otp_wrong", "otp_locked"), body
+    # each attempt took one of the code's three: a new code (R17)
+    assert (await me.call("POST", "/code"))[0] == 200
+    code, _ = last_code(server)
     status, body = await me.call("POST", "/sign", {"pin": PIN, "code": code})
     assert status == 200 and body["signed"] is True, body
     status, body = await me.call("POST", "/sign", {"pin": PIN, "code": code})  # not twice
@@ -394,3 +400,120 @@ async def test_an_italian_pdf_a_contract_signed_b_lta_and_extended(
     await again.stop()
     path.write_bytes(extended)
     await assert_valid_offline(path, root, (0, 183))
+
+
+# -- R17: the limits hold under concurrency ---------------------------------------------
+
+POSTGRES_URL = os.environ.get(
+    "VIDEOID_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+PARALLEL = 50
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The server's database: SQLite in its data directory, or a PostgreSQL database of
+    its own (created here, dropped after)."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    import asyncpg
+
+    dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+    try:
+        admin = await asyncio.wait_for(asyncpg.connect(dsn), 5)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    name = f"videoid_r17_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_parallel_pins_codes_and_puks_check_at_most_the_limit(
+    start_server: StartServer,
+    customer_video: Path,
+    operator_video: Path,
+    database_url: str,
+) -> None:
+    """R17, 50 requests at once on SQLite and PostgreSQL. With a wrong code, 49 wrong PINs
+    and the right one get the same kind of answer (the code's), no PIN is checked and at
+    most three codes are compared; with the right code and 50 wrong PINs at most three
+    PINs are checked and the key is locked; 50 wrong PUKs check at most ten and block the
+    key for good, and the right PUK is then refused."""
+    server, invitation, me = await approved(
+        start_server, customer_video, operator_video, database={"url": database_url}
+    )
+    repo, sid = server.services.repo, invitation.session_id
+    serial = (await me.call("POST", "/certificate"))[1]["serial"]
+    puk = (await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN}))[1]["puk"]
+
+    async def at_once(path: str, bodies: list[dict[str, str]]) -> list[tuple[int, str, str]]:
+        answers = await asyncio.gather(*(me.call("POST", path, b) for b in bodies))
+        return [(s, b.get("error", {}).get("code", "ok"), str(b)) for s, b in answers]
+
+    def wrong_pins(n: int) -> list[str]:  # 6 digits, none trivial, none the PIN
+        return [f"58{i:04d}" for i in range(1, 200) if f"58{i:04d}" != PIN][:n]
+
+    async def pin_checks() -> int:
+        return sum(
+            1
+            for e in await repo.audit_of(sid)
+            if e["action"] == "signature_refused" and (e["details"] or {}).get("pin_checked")
+        )
+
+    # a wrong code: the right PIN among 49 wrong ones is not told apart, nor checked
+    assert (await me.call("POST", "/code"))[0] == 200
+    code, _ = last_code(server)
+    wrong_code = f"{(int(code) + 1) % 10**6:06d}"
+    bodies = [{"pin": p, "code": wrong_code} for p in wrong_pins(PARALLEL - 1)]
+    bodies.insert(PARALLEL // 2, {"pin": PIN, "code": wrong_code})
+    answers = await at_once("/sign", bodies)
+    codes = [c for _, c, _ in answers]
+    assert set(codes) <= {"otp_wrong", "otp_locked"}, answers
+    right = answers[PARALLEL // 2]
+    assert any(a[:2] == right[:2] for i, a in enumerate(answers) if i != PARALLEL // 2)
+    assert codes.count("otp_wrong") <= 2  # "2 attempts left", "1 attempt left"
+    stored = await repo.latest_code(sid, "signature")
+    assert stored is not None and stored.attempts == 3 and stored.used_at is None
+    state = await repo.pin_state(serial)
+    assert state is not None and state["failures"] == 0 and await pin_checks() == 0
+
+    # the right code, 50 wrong PINs: at most three checked, the key locked
+    assert (await me.call("POST", "/code"))[0] == 200
+    code, _ = last_code(server)
+    answers = await at_once("/sign", [{"pin": p, "code": code} for p in wrong_pins(PARALLEL)])
+    codes = [c for _, c, _ in answers]
+    assert "ok" not in codes and set(codes) <= {"pin_wrong", "pin_locked", "otp_locked"}
+    assert codes.count("pin_wrong") <= 2 and await pin_checks() == 3
+    state = await repo.pin_state(serial)
+    assert state is not None and state["failures"] == 3 and state["locked_at"] is not None
+    assert (await me.call("GET"))[1]["pin_locked"] is True
+    status, body = await me.call("POST", "/sign", {"pin": PIN, "code": code})
+    assert body["error"]["code"] == "pin_locked", body
+
+    # 50 wrong PUKs: at most ten checked, the key blocked for good
+    new_pin = "583920"
+    wrong_puks = [f"{(int(puk) + i) % 10**12:012d}" for i in range(1, PARALLEL + 1)]
+    answers = await at_once(
+        "/unblock", [{"puk": p, "pin": new_pin, "pin_again": new_pin} for p in wrong_puks]
+    )
+    codes = [c for _, c, _ in answers]
+    assert set(codes) <= {"puk_wrong", "key_blocked"}, answers
+    assert codes.count("puk_wrong") <= 9
+    checked = [e for e in await repo.audit_of(sid) if e["action"] == "pin_unblock"]
+    assert len(checked) == 10 and not any((e["details"] or {}).get("ok") for e in checked)
+    state = await repo.pin_state(serial)
+    assert state is not None and state["puk_failures"] == 10 and state["blocked_at"] is not None
+    status, body = await me.call(
+        "POST", "/unblock", {"puk": puk, "pin": new_pin, "pin_again": new_pin}
+    )
+    assert (status, body["error"]["code"]) == (403, "key_blocked"), body
+    record = await repo.find_session(id=sid)
+    assert record is not None and record.state == "certificate_requested"
+    assert not [o for o in await repo.objects_of(sid) if o.kind == "signed_contract"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import delete, event, func, select, union_all, update
+from sqlalchemy import case, delete, event, func, select, union_all, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -920,15 +920,23 @@ class Repository:
                 or 0
             )
 
-    async def count_code_attempt(self, code_id: int, max_attempts: int) -> bool:
-        """Count one attempt on a code, atomically; False when none was left."""
+    async def count_code_attempt(self, code_id: int, max_attempts: int, now: float) -> int | None:
+        """Consume one attempt on an unused, unexpired code in one conditional statement,
+        before the code is checked (R17): the attempts counted so far, this one included;
+        None when none was left (or the code is used or expired)."""
         async with self._sessions.begin() as db:
-            counted = await db.execute(
+            counted = await db.scalar(
                 update(OneTimeCode)
-                .where(OneTimeCode.id == code_id, OneTimeCode.attempts < max_attempts)
+                .where(
+                    OneTimeCode.id == code_id,
+                    OneTimeCode.attempts < max_attempts,
+                    OneTimeCode.used_at.is_(None),
+                    OneTimeCode.expires_at > now,
+                )
                 .values(attempts=OneTimeCode.attempts + 1)
+                .returning(OneTimeCode.attempts)
             )
-            return bool(counted.rowcount == 1)  # type: ignore[attr-defined]
+            return None if counted is None else int(counted)
 
     async def use_code(self, code_id: int, now: float) -> bool:
         """Spend a code, atomically: a second caller gets False."""
@@ -1315,6 +1323,81 @@ class Repository:
                 update(SignaturePin).where(SignaturePin.serial == serial).values(**state)
             )
             return True
+
+    async def reserve_pin_attempt(self, serial: str, limit: int, now: float) -> int | None:
+        """Consume one PIN attempt before the PIN is checked, in one conditional statement
+        (R17): the failures counted, this attempt included (the last one locks the key at
+        once, ``pin_passed`` unlocks it if the PIN was right); None when the key is locked
+        or blocked, and nothing may be checked."""
+        async with self._sessions.begin() as db:
+            failures = await db.scalar(
+                update(SignaturePin)
+                .where(
+                    SignaturePin.serial == serial,
+                    SignaturePin.failures < limit,
+                    SignaturePin.locked_at.is_(None),
+                    SignaturePin.blocked_at.is_(None),
+                )
+                .values(
+                    failures=SignaturePin.failures + 1,
+                    locked_at=case((SignaturePin.failures + 1 >= limit, now), else_=None),
+                )
+                .returning(SignaturePin.failures)
+            )
+            return None if failures is None else int(failures)
+
+    async def pin_passed(self, serial: str, pin_hash: str) -> bool:
+        """The PIN checked against ``pin_hash`` was right: its failures forgiven (False if
+        the PIN was changed meanwhile, or the key blocked)."""
+        async with self._sessions.begin() as db:
+            done = await db.execute(
+                update(SignaturePin)
+                .where(
+                    SignaturePin.serial == serial,
+                    SignaturePin.pin_hash == pin_hash,
+                    SignaturePin.blocked_at.is_(None),
+                )
+                .values(failures=0, locked_at=None)
+            )
+            return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def reserve_puk_attempt(self, serial: str, limit: int, now: float) -> int | None:
+        """Consume one PUK attempt before the PUK is checked, in one conditional statement
+        (R17): the PUK failures counted, this one included (the last one blocks the key
+        at once, ``puk_passed`` lifts it if the PUK was right); None when blocked."""
+        async with self._sessions.begin() as db:
+            failures = await db.scalar(
+                update(SignaturePin)
+                .where(
+                    SignaturePin.serial == serial,
+                    SignaturePin.puk_failures < limit,
+                    SignaturePin.blocked_at.is_(None),
+                )
+                .values(
+                    puk_failures=SignaturePin.puk_failures + 1,
+                    blocked_at=case((SignaturePin.puk_failures + 1 >= limit, now), else_=None),
+                )
+                .returning(SignaturePin.puk_failures)
+            )
+            return None if failures is None else int(failures)
+
+    async def puk_passed(self, serial: str, puk_hash: str, pin_hash: str, now: float) -> bool:
+        """The PUK checked against ``puk_hash`` was right: the new PIN (its hash) set and
+        every counter and lock cleared (False if there is no such PIN state)."""
+        async with self._sessions.begin() as db:
+            done = await db.execute(
+                update(SignaturePin)
+                .where(SignaturePin.serial == serial, SignaturePin.puk_hash == puk_hash)
+                .values(
+                    pin_hash=pin_hash,
+                    failures=0,
+                    puk_failures=0,
+                    locked_at=None,
+                    blocked_at=None,
+                    changed_at=now,
+                )
+            )
+            return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
     async def holds(self) -> set[str]:
         async with self._sessions() as db:

@@ -7,6 +7,12 @@ hash. Three wrong PINs in a row lock the key; the PUK (12 digits, shown once at
 issuance, also only hashed) unblocks it with a new PIN; ten wrong PUKs block the key
 for good (a new certificate is then needed). SoftHSM keeps no retry counter of its
 own: this is that counter, and it lives in the database, so no reconnection resets it.
+
+Under concurrency the counter is consumed *before* a PIN or PUK is checked, in one
+conditional statement (``Repository.reserve_pin_attempt``, ``reserve_puk_attempt``): N
+parallel attempts evaluate at most the limit. The functions here say what an attempt
+means (``refusal``, ``pin_matches``, ``wrong_pin``…); ``attempt`` and ``unblock`` chain
+them for one attempt at a time, as a reference the storage must agree with.
 """
 
 from __future__ import annotations
@@ -96,34 +102,67 @@ class PinState:
         return cls(hash_secret(pin), hash_secret(puk), changed_at=now), puk
 
 
-def _blocked() -> PinError:
+def blocked() -> PinError:
     return PinError("this key is blocked for good; ask for a new certificate", code="key_blocked")
+
+
+def refusal(state: PinState) -> PinError | None:
+    """Why no PIN may be tried now (blocked, or locked until the PUK), or None."""
+    if state.blocked_at is not None or state.puk_failures >= MAX_PUK_FAILURES:
+        return blocked()
+    if state.locked_at is not None or state.failures >= MAX_PIN_FAILURES:
+        return PinError(
+            "the PIN was wrong three times: the key is locked; unblock it with your PUK",
+            code="pin_locked",
+        )
+    return None
+
+
+def pin_matches(state: PinState, pin: object) -> bool:
+    """Whether ``pin`` is this state's PIN (an Argon2 check: run it off the event loop)."""
+    return (
+        isinstance(pin, str)
+        and re.fullmatch(r"\d{6,8}", pin) is not None
+        and _matches(state.pin_hash, pin)
+    )
+
+
+def puk_matches(state: PinState, puk: object) -> bool:
+    """Whether ``puk`` is this state's PUK (an Argon2 check: run it off the event loop)."""
+    return (
+        isinstance(puk, str)
+        and re.fullmatch(r"\d{12}", puk) is not None
+        and _matches(state.puk_hash, puk)
+    )
+
+
+def wrong_pin(failures: int) -> PinError:
+    """The answer to a wrong PIN, ``failures`` counting it."""
+    if failures >= MAX_PIN_FAILURES:
+        return PinError(
+            "wrong PIN, three times: the key is now locked; unblock it with your PUK",
+            code="pin_locked",
+        )
+    left = MAX_PIN_FAILURES - failures
+    return PinError(f"wrong PIN; {left} attempt{'s' if left > 1 else ''} left", code="pin_wrong")
+
+
+def wrong_puk(failures: int) -> PinError:
+    """The answer to a wrong PUK, ``failures`` counting it."""
+    if failures >= MAX_PUK_FAILURES:
+        return PinError("wrong PUK, ten times: the key is blocked for good", code="key_blocked")
+    return PinError(f"wrong PUK; {MAX_PUK_FAILURES - failures} attempts left", code="puk_wrong")
 
 
 def attempt(state: PinState, pin: str, now: float) -> tuple[PinState, PinError | None]:
     """Try a PIN: the new state to save, and the error to raise (None: right PIN)."""
-    if state.blocked_at is not None:
-        return state, _blocked()
-    if state.locked_at is not None:
-        return state, PinError(
-            "the PIN was wrong three times: the key is locked; unblock it with your PUK",
-            code="pin_locked",
-        )
-    if (
-        not isinstance(pin, str)
-        or not re.fullmatch(r"\d{6,8}", pin)
-        or not _matches(state.pin_hash, pin)
-    ):
+    refused = refusal(state)
+    if refused is not None:
+        return state, refused
+    if not pin_matches(state, pin):
         failures = state.failures + 1
-        if failures >= MAX_PIN_FAILURES:
-            return replace(state, failures=failures, locked_at=now), PinError(
-                "wrong PIN, three times: the key is now locked; unblock it with your PUK",
-                code="pin_locked",
-            )
-        left = MAX_PIN_FAILURES - failures
-        return replace(state, failures=failures), PinError(
-            f"wrong PIN; {left} attempt{'s' if left > 1 else ''} left", code="pin_wrong"
-        )
+        locked = now if failures >= MAX_PIN_FAILURES else None
+        return replace(state, failures=failures, locked_at=locked), wrong_pin(failures)
     return replace(state, failures=0), None
 
 
@@ -132,21 +171,12 @@ def unblock(
 ) -> tuple[PinState, PinError | None]:
     """The PUK and a new PIN: the new state to save, and the error to raise."""
     if state.blocked_at is not None:
-        return state, _blocked()
+        return state, blocked()
     check_policy(pin, again)  # a bad new PIN costs no PUK attempt
-    if (
-        not isinstance(puk, str)
-        or not re.fullmatch(r"\d{12}", puk)
-        or not _matches(state.puk_hash, puk)
-    ):
+    if not puk_matches(state, puk):
         failures = state.puk_failures + 1
-        if failures >= MAX_PUK_FAILURES:
-            return replace(state, puk_failures=failures, blocked_at=now), PinError(
-                "wrong PUK, ten times: the key is blocked for good", code="key_blocked"
-            )
-        return replace(state, puk_failures=failures), PinError(
-            f"wrong PUK; {MAX_PUK_FAILURES - failures} attempts left", code="puk_wrong"
-        )
+        at = now if failures >= MAX_PUK_FAILURES else None
+        return replace(state, puk_failures=failures, blocked_at=at), wrong_puk(failures)
     return (
         replace(
             state,

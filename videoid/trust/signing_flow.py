@@ -6,11 +6,15 @@
 2. ``set_pin``: the signature PIN (policy checked, typed twice); the PUK is shown once.
 3. ``send_code``: a one-time code by SMS, bound to the digest of this contract: the
    SMS names the document, and the code signs nothing else.
-4. ``sign``: PIN, then code, then the PAdES signature with the key in the token
+4. ``sign``: the code, then the PIN, then the PAdES signature with the key in the token
    (CERTIFICATE_REQUESTED -> CONTRACT_SIGNED -> COMPLETED), and an e-mail that the
    certificate is active.
 
-The PIN and code counters are in the database: reconnecting resets nothing.
+The PIN, PUK and code counters are in the database: reconnecting resets nothing. Each
+attempt is consumed there before the secret is checked, in one conditional statement,
+so that parallel requests check at most the limit (R17). The PIN is checked only once
+the code matched: without the right code every answer is the code's, whatever the PIN,
+and nothing is learnt of it.
 """
 
 from __future__ import annotations
@@ -252,20 +256,42 @@ class ContractSigning:
     async def unblock(self, session_id: str, puk: str, pin: str, again: str) -> dict[str, Any]:
         certificate = await self._ready(session_id)
         state = await self._pin_state(certificate.serial)
-        new, error = await asyncio.to_thread(
-            pins.unblock, state, puk, pin, again, self._clock.now()
+        if state.blocked_at is not None:
+            raise pins.blocked()
+        pins.check_policy(pin, again)  # a bad new PIN costs no PUK attempt
+        now = self._clock.now()
+        # the attempt is consumed before the PUK is checked (R17): parallel requests
+        # check at most what is left of the ten
+        failures = await self._repo.reserve_puk_attempt(
+            certificate.serial, pins.MAX_PUK_FAILURES, now
         )
-        await self._repo.save_pin_state(certificate.serial, dataclasses.asdict(new), new=False)
+        if failures is None:
+            raise pins.blocked()
+        ok = await asyncio.to_thread(pins.puk_matches, state, puk)
+        if ok:
+            pin_hash = await asyncio.to_thread(pins.hash_secret, pin)
+            ok = await self._repo.puk_passed(certificate.serial, state.puk_hash, pin_hash, now)
         await self._repo.append_audit(
             self._clock.now(),
             "pin_unblock",
             "customer",
             session_id,
-            {"serial": certificate.serial, "ok": error is None},
+            {"serial": certificate.serial, "ok": ok},
         )
-        if error is not None:
-            raise error
+        if not ok:
+            raise pins.wrong_puk(failures)
         return {"unblocked": True}
+
+    async def _refused(self, session_id: str, why: str, *, pin_checked: bool) -> None:
+        """Evidence of a refused signature: why, and whether a PIN attempt was checked
+        (never the PIN or the code)."""
+        await self._repo.append_audit(
+            self._clock.now(),
+            "signature_refused",
+            "customer",
+            session_id,
+            {"why": why, "pin_checked": pin_checked},
+        )
 
     async def _pin_state(self, serial: str) -> pins.PinState:
         stored = await self._repo.pin_state(serial)
@@ -316,19 +342,37 @@ class ContractSigning:
 
     async def sign(self, session_id: str, pin: str, code: str) -> dict[str, Any]:
         certificate = await self._ready(session_id)
-        state = await self._pin_state(certificate.serial)
-        now = self._clock.now()
-        new, error = await asyncio.to_thread(pins.attempt, state, pin, now)
-        await self._repo.save_pin_state(certificate.serial, dataclasses.asdict(new), new=False)
-        if error is not None:
-            await self._repo.append_audit(
-                now, "signature_refused", "customer", session_id, {"why": error.code}
-            )
-            raise error
+        serial = certificate.serial
+        state = await self._pin_state(serial)
+        refused = pins.refusal(state)  # locked or blocked: no code attempt is spent on it
+        if refused is not None:
+            await self._refused(session_id, refused.code, pin_checked=False)
+            raise refused
         unsigned = await self.document(session_id, signed=False)
-        await self._codes.redeem(
-            session_id, SIGNING_PURPOSE, _binding(unsigned), code, CODE_ATTEMPTS
-        )
+        # the code first: without it the PIN is not checked, and the answer says nothing
+        # of it (a right PIN and a wrong one get the same otp_* answer)
+        try:
+            found = await self._codes.check(
+                session_id, SIGNING_PURPOSE, _binding(unsigned), code, CODE_ATTEMPTS
+            )
+        except ValidationError as err:
+            await self._refused(session_id, err.code, pin_checked=False)
+            raise
+        # then the PIN, its attempt consumed before it is checked (R17)
+        now = self._clock.now()
+        failures = await self._repo.reserve_pin_attempt(serial, pins.MAX_PIN_FAILURES, now)
+        if failures is None:
+            refused = pins.refusal(await self._pin_state(serial)) or pins.wrong_pin(
+                pins.MAX_PIN_FAILURES
+            )
+            await self._refused(session_id, refused.code, pin_checked=False)
+            raise refused
+        right = await asyncio.to_thread(pins.pin_matches, state, pin)
+        if not right or not await self._repo.pin_passed(serial, state.pin_hash):
+            error = pins.wrong_pin(failures)
+            await self._refused(session_id, error.code, pin_checked=True)
+            raise error
+        await self._codes.spend(found)
         ca = await self._trust.ca()
         fields = await self._fields(session_id)
         name = f"{fields.get('given_names', '')} {fields.get('surname', '')}".strip()
