@@ -61,9 +61,11 @@ async def _with_services(config: Config, work: Any) -> Any:
     from .operator_console.accounts import Accounts
 
     repo = await Repository.open(config.database_url)
+    accounts = Accounts(repo, config.operators)
     try:
-        return await work(repo, Accounts(repo, config.operators), Invitations(repo, config))
+        return await work(repo, accounts, Invitations(repo, config))
     finally:
+        await accounts.close()
         await repo.close()
 
 

@@ -103,7 +103,11 @@ def create_app(
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         repo = await Repository.open(config.database_url)
-        accounts = Accounts(repo, config.operators)
+        accounts = Accounts(
+            repo,
+            config.operators,
+            key=key_file(config.data_path / "keys" / "login.key", create=True),
+        )
         steps = required_steps(config)
         invitations = Invitations(repo, config, steps)
         notifier = SocketNotifier(sio)
@@ -251,6 +255,7 @@ def create_app(
             for extra in (live_pool, match_pool):
                 if extra is not None:
                     await asyncio.to_thread(extra.close)
+            await accounts.close()
             await repo.close()
             trust.close()
             close_key = getattr(objects.files.wrapper, "close", None)

@@ -54,8 +54,19 @@ class OperatorsConfig:
     offer_timeout_seconds: float = 30.0
     """How long an assigned operator has to accept before the customer is offered again."""
     max_failed_logins: int = 5
-    """Failed logins in a row before an account is locked for ``lockout_minutes``."""
+    """Login attempts for one username (known or not) evaluated in a row; after them each
+    further attempt waits ``login_delay_seconds``, doubling up to ``lockout_minutes``.
+    A successful login gives its attempt back; attempts are forgotten after a day."""
     lockout_minutes: float = 15.0
+    """The longest wait between evaluated login attempts (no account is ever locked)."""
+    login_delay_seconds: float = 30.0
+    """The first wait after ``max_failed_logins`` (or ``address_failed_logins``)."""
+    address_failed_logins: int = 30
+    """The same allowance for one client address (IPv6: its /64), whatever the username."""
+    hash_workers: int = 2
+    """Threads hashing passwords (Argon2id, 46 MiB and about 50 ms of one core each)."""
+    hash_queue: int = 32
+    """Logins waiting for a hashing thread at most; more are refused with ``server_busy``."""
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,19 @@ class RateLimited(VideoidError):
     status = 429
 
 
+class LoginThrottled(RateLimited):
+    """Too many login attempts for this username or from this address; wait a moment."""
+
+    code = "login_throttled"
+
+
+class ServerBusy(VideoidError):
+    """The server is busy; try again in a moment."""
+
+    code = "server_busy"
+    status = 503
+
+
 class AuthError(VideoidError):
     """Authentication failed."""
 

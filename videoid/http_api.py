@@ -131,7 +131,7 @@ class HttpApi:
     async def login(self, request: web.Request) -> web.Response:
         body = await read_json(request, {"username": 64, "password": 256})
         login = await _s(request).accounts.login(
-            body["username"], body["password"], _s(request).clock.now()
+            body["username"], body["password"], _s(request).clock.now(), address=request.remote
         )
         response = web.json_response(
             {

@@ -38,6 +38,20 @@ class OperatorLogin(Base):
     expires_at: Mapped[float] = mapped_column(Float)
 
 
+class LoginThrottleRow(Base):
+    """Login attempts counted per username and per client address (migration 0013)."""
+
+    __tablename__ = "login_throttle"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """A keyed hash of ``u:<username>`` or ``a:<address>``, never the typed text."""
+    failures: Mapped[int] = mapped_column(Integer)
+    """Attempts counted and not given back by a successful login."""
+    free_at: Mapped[float] = mapped_column(Float)
+    """No attempt is evaluated before this time."""
+    at: Mapped[float] = mapped_column(Float, index=True)
+    """The last counted attempt; rows long unused are forgotten."""
+
+
 class Customer(Base):
     __tablename__ = "customers"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
