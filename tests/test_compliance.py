@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
+import os
+import random
 import zipfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +18,18 @@ import aiohttp
 import av
 import pytest
 
+from videoid.bench.search_bench import fill
 from videoid.bots.customer_bot import CustomerBot
 from videoid.bots.operator_bot import OperatorBot
+from videoid.compliance.search import FLAGS, OUTCOMES, Query, search
+from videoid.db import Repository
+from videoid.documents.mrz import mrz_name
 from videoid.recordings.audit_chain import verify as verify_chain
 from videoid.recordings.evidence import MANIFEST_KIND
 from videoid.recordings.evidence_package import verify_package
 
 from .conftest import PASSWORD, Server, StartServer
+from .test_repository import POSTGRES_URL, _drop_schema, _postgres_schema
 
 PERSON = {
     "surname": "Lovelace",
@@ -244,7 +252,7 @@ async def test_search_view_play_verify_export(
     refused = [details[e.seq][1] for e in entries if e.action == "evidence_export_refused"]
     assert refused == [{"code": "evidence_changed"}]
     searched = [details[e.seq][1] for e in entries if e.action == "evidence_searched"]
-    assert {"filters": ["document"], "results": 1} in searched  # what, never the number
+    assert {"filters": ["document"], "results": 1, "total": 1} in searched  # never the number
     assert all("CA12345" not in str(d) for d in searched)
     assert verify_chain(entries, details).ok
 
@@ -358,3 +366,169 @@ async def test_browser_compliance_console(
                    "evidence_verified", "evidence_exported"):  # fmt: skip
         assert action in mine, (action, mine)
     assert mine.count("recording_played") == 2  # both sides, once each
+
+
+# -- search that finds everything (issue 14) --------------------------------------------
+
+NEWER = 2100
+"""More sessions than the old search's window (2000), all newer than the one looked for."""
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def search_repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Repository]:
+    if request.param == "sqlite":
+        repo = await Repository.open(f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+        yield repo
+        await repo.close()
+        return
+    schema = await _postgres_schema()
+    if schema is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    repo = await Repository.open(POSTGRES_URL, schema=schema)
+    yield repo
+    await repo.close()
+    await _drop_schema(schema)
+
+
+async def _find(repo: Repository, **params: str) -> dict[str, Any]:
+    return await search(repo, Query.from_params(params))
+
+
+async def _every_page(repo: Repository, **params: str) -> tuple[list[dict[str, Any]], int]:
+    """Every session of a search, page after page by its cursor; and the totals seen."""
+    seen: list[dict[str, Any]] = []
+    totals = set()
+    after = ""
+    while True:
+        page = await _find(repo, **params, **({"after": after} if after else {}))
+        seen += page["sessions"]
+        totals.add(page["total"])
+        assert page["more"] == (page["next"] is not None)
+        if page["next"] is None:
+            break
+        assert len(page["sessions"]) == page["page_size"]
+        after = page["next"]
+    [total] = totals
+    return seen, total
+
+
+async def test_search_finds_a_session_older_than_thousands(search_repo: Repository) -> None:
+    """The first session, then 2100 newer ones: a search by name, document number and
+    date still finds it, with exact totals; "%" and "_" are themselves; paging gives
+    every match exactly once; flags, outcomes and operators agree with what each
+    session's summary shows."""
+    repo = search_repo
+    day = datetime.datetime(2025, 3, 14, 9, 0, tzinfo=datetime.UTC).timestamp()
+    old = await repo.create_session(
+        email="ada@example.org",
+        phone="+393471234567",
+        token_hash="a" * 64,
+        ready_state="created",
+        now=day,
+        expires_at=day + 3600,
+    )
+    await repo.put_result(old, "personal_data", {"fields": PERSON, "edited": []}, day)
+    await repo.put_result(
+        old, "document", {"mrz": {"document_number": "CA12345BX"}, "warnings": []}, day
+    )
+    rng = random.Random(14)
+    filled = await fill(repo, NEWER, start=day + 86400, rng=rng)
+
+    found = await _find(repo, name="Ada Lovelace")
+    assert [s["session_id"] for s in found["sessions"]] == [old]
+    assert (found["total"], found["more"], found["next"]) == (1, False, None)
+    found = await _find(repo, document="ca 12345-bx")
+    assert [s["session_id"] for s in found["sessions"]] == [old] and found["total"] == 1
+    dated = {"from": "2025-03-14", "to": "2025-03-14"}
+    found = await _find(repo, name="lovelace", **dated)
+    assert [s["session_id"] for s in found["sessions"]] == [old] and found["total"] == 1
+    found = await _find(repo, document="CA12345BX", **dated)
+    assert [s["session_id"] for s in found["sessions"]] == [old] and found["total"] == 1
+    assert (await _find(repo, **dated))["total"] == 1
+    assert (await _find(repo, name="Babbage", **dated))["total"] == 0
+    assert (await _find(repo, document="CA12345BY"))["total"] == 0
+
+    # wildcards are characters like any other: no name has them
+    for name in ("%", "_", "Love%", "Lovel_ce", "%lace", "\\", "Ada %"):
+        found = await _find(repo, name=name)
+        assert (found["total"], found["sessions"]) == (0, []), name
+
+    # a common surname: every match once, newest first, exactly as many as the total
+    surname = filled.people[0]["surname"]
+    word = mrz_name(surname)
+    expected = {
+        sid
+        for sid, p in zip(filled.session_ids, filled.people, strict=True)
+        if word in mrz_name(f"{p['given_names']} {p['surname']}")
+    }
+    assert len(expected) > 60
+    seen, total = await _every_page(repo, name=surname, page_size="37")
+    ids = [s["session_id"] for s in seen]
+    assert len(ids) == len(set(ids)) == total == len(expected) and set(ids) == expected
+    assert [s["created_at"] for s in seen] == sorted((s["created_at"] for s in seen), reverse=True)
+
+    # everything, in pages of the largest size; then each filter against the summaries
+    everything, total = await _every_page(repo, page_size="200")
+    assert total == NEWER + 1 and len({s["session_id"] for s in everything}) == total
+    assert everything[-1]["session_id"] == old
+    for flag in FLAGS:
+        have = {s["session_id"] for s in everything if flag in s["flags"]}
+        seen, total = await _every_page(repo, flag=flag, page_size="200")
+        assert {s["session_id"] for s in seen} == have and total == len(have), flag
+    for outcome, states in OUTCOMES.items():
+        count = sum(s["state"] in states for s in everything)
+        assert (await _find(repo, outcome=outcome))["total"] == count, outcome
+    for username in filled.operators:
+        decided = sum(any(d["operator"] == username for d in s["deciders"]) for s in everything)
+        assert (await _find(repo, operator=username))["total"] == decided, username
+
+    # purged: the keys go with the personal data
+    await repo.purge_session_data(old, day + 86400 * 400)
+    assert (await _find(repo, name="Lovelace"))["total"] == 0
+    assert (await _find(repo, document="CA12345BX"))["total"] == 0
+    assert [s["session_id"] for s in (await _find(repo, flag="purged"))["sessions"]] == [old]
+
+
+async def test_search_api_pages_with_a_total(start_server: StartServer) -> None:
+    """Over HTTP: the old session found past 2000 newer ones, the new fields, paging by
+    cursor, and clear errors for a bad page size or cursor."""
+    server = await start_server()
+    services = server.services
+    await server.operator("carla", role="compliance")
+    invitation = await server.invite()
+    await services.repo.put_result(
+        invitation.session_id,
+        "personal_data",
+        {"fields": PERSON, "edited": []},
+        services.clock.now(),
+    )
+    await fill(services.repo, NEWER, start=services.clock.now() + 1, rng=random.Random(1))
+    base = f"{server.url}/api/compliance/sessions"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await login(http, server, "carla")
+        status, body = await get(http, base, params={"name": "Lovelace"})
+        assert status == 200, body
+        assert [s["session_id"] for s in body["sessions"]] == [invitation.session_id]
+        assert (body["total"], body["more"], body["next"], body["page_size"]) == (
+            1, False, None, 50
+        )  # fmt: skip
+        status, body = await get(http, base, params={"name": "%"})
+        assert (status, body["total"], body["sessions"]) == (200, 0, [])
+        status, first = await get(http, base)
+        assert first["total"] == NEWER + 1 and len(first["sessions"]) == 50 and first["more"]
+        status, second = await get(http, base, params={"after": first["next"]})
+        assert status == 200 and second["total"] == NEWER + 1
+        assert first["sessions"][-1]["created_at"] > second["sessions"][0]["created_at"]
+        for params, field in (
+            ({"page_size": "0"}, "page_size"),
+            ({"page_size": "201"}, "page_size"),
+            ({"page_size": "ten"}, "page_size"),
+            ({"after": "not-a-cursor"}, "after"),
+            ({"after": "bmFuIHg"}, "after"),
+        ):
+            status, body = await get(http, base, params=params)
+            assert (status, body["error"]["code"], body["error"]["field"]) == (
+                400, "invalid_search", field
+            ), (params, body)  # fmt: skip

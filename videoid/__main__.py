@@ -650,6 +650,12 @@ def cmd_bench_forwarding(args: argparse.Namespace) -> None:
     bench_main(args)
 
 
+def cmd_bench_search(args: argparse.Namespace) -> None:
+    from .bench.search_bench import main as bench_main
+
+    bench_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videoid", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -862,6 +868,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
     p.set_defaults(func=cmd_bench_forwarding)
+    p = bench.add_parser("search", help="compliance search: p50/p95 per filter over many sessions")
+    from .bench.search_bench import add_arguments as add_search_arguments
+
+    add_search_arguments(p)
+    p.set_defaults(func=cmd_bench_search)
     return parser
 
 

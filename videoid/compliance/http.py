@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from ..db import OperatorRecord
+from ..db.session_search import SessionFilter
 from ..errors import Forbidden, SessionNotFound, StorageError, ValidationError, VideoidError
 from ..http_api import _s, login_token
 from ..recordings.evidence import EXTENSIONS, MANIFEST_KIND, EvidenceError
@@ -80,6 +81,7 @@ class ComplianceApi:
             "",
             filters=used,
             results=len(found["sessions"]),
+            total=found["total"],
         )
         return web.json_response(found)
 
@@ -88,7 +90,7 @@ class ComplianceApi:
         services = _s(request)
         session_id = await self._session(request)
         repo = services.repo
-        [row] = await repo.search_sessions(session_ids=[session_id])
+        [row] = await repo.search_sessions(SessionFilter(session_ids=(session_id,)))
         objects = await repo.objects_of(session_id)
         recordings = await repo.recordings(session_id)
         seals = await services.evidence.seals(session_id)

@@ -1,19 +1,22 @@
 """Finding sessions for a compliance officer: by date, outcome, operator, the
 customer's name or document number, and flags.
 
-The database narrows by date, state and operator; names, document numbers and flags
-are matched here, on what onboarding and the call stored (names as the MRZ writes
-them, so "Müller" finds "MUELLER" and "Mueller")."""
+Every filter runs in the database, paged, with an exact total: names and document
+numbers are matched on keys derived from what onboarding stored (names as the MRZ
+writes them, so "Müller" finds "MUELLER" and "Mueller"; see ``db.session_search``),
+flags on what onboarding, the call and retention recorded."""
 
 from __future__ import annotations
 
+import base64
 import datetime
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from ..db import Repository
-from ..documents.mrz import mrz_name
+from ..db.session_search import SessionFilter, document_key, query_key
 from ..errors import ValidationError
 
 OUTCOMES: dict[str, tuple[str, ...]] = {
@@ -60,8 +63,10 @@ FLAGS = (
 )
 """The flags a search offers; the call's analysis may add others, shown as they are."""
 
-MAX_RESULTS = 200
-_DOCUMENT = re.compile(r"[^A-Z0-9]")
+PAGE_SIZE = 50
+"""Sessions per page unless a search asks for another size."""
+MAX_PAGE_SIZE = 200
+_SESSION = re.compile(r"[0-9a-f-]{36}")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,11 @@ class Query:
     name: str | None = None
     document: str | None = None
     flag: str | None = None
+    page_size: int = PAGE_SIZE
+    """At most this many sessions in one answer."""
+    after: str | None = None
+    """The cursor of the page to answer (a previous answer's ``next``); None for the
+    first page."""
 
     @classmethod
     def from_params(cls, params: Any) -> Query:
@@ -117,7 +127,21 @@ class Query:
             name=text("name", 128),
             document=text("document", 32),
             flag=flag,
+            page_size=_page_size(text("page_size", 3)),
+            after=text("after", 128),
         )
+
+
+def _page_size(value: str | None) -> int:
+    if value is None:
+        return PAGE_SIZE
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE_SIZE:
+        raise ValidationError(
+            f"page_size: a number from 1 to {MAX_PAGE_SIZE}",
+            code="invalid_search",
+            field="page_size",
+        )
+    return int(value)
 
 
 def _midnight(day: datetime.date) -> float:
@@ -190,21 +214,31 @@ def summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def matches(query: Query, row: dict[str, Any], flags: list[str]) -> bool:
-    person = _personal(row)
-    if query.name:
-        have = mrz_name(f"{person['given_names']} {person['surname']}")
-        if not all(mrz_name(word) in have for word in query.name.split()):
-            return False
-    if query.document:
-        wanted = _DOCUMENT.sub("", query.document.upper())
-        if not wanted or _DOCUMENT.sub("", person["document_number"].upper()) != wanted:
-            return False
-    return not (query.flag and query.flag not in flags)
+def _cursor(row: dict[str, Any]) -> str:
+    raw = f"{row['created_at']!r} {row['session_id']}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _position(cursor: str) -> tuple[float, str]:
+    """The (created_at, session id) a cursor names; a ``ValidationError`` otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, session_id = raw.split(" ")
+        position = float(at), session_id
+    except ValueError as err:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise ValidationError(
+            "after: a cursor from next", code="invalid_search", field="after"
+        ) from err
+    if not _SESSION.fullmatch(session_id) or not math.isfinite(position[0]):
+        raise ValidationError("after: a cursor from next", code="invalid_search", field="after")
+    return position
 
 
 async def search(repo: Repository, query: Query) -> dict[str, Any]:
-    """The sessions matching ``query``, newest first, at most :data:`MAX_RESULTS`."""
+    """One page of the sessions matching ``query``, newest first: at most
+    ``query.page_size``, after the session ``query.after`` names; with the exact
+    ``total`` of matching sessions and the cursor of the ``next`` page (None on the
+    last). Every filter runs in the database (no window)."""
     operator_id = None
     if query.operator is not None:
         operator = await repo.find_operator(username=query.operator)
@@ -215,20 +249,25 @@ async def search(repo: Repository, query: Query) -> dict[str, Any]:
                 field="operator",
             )
         operator_id = operator.id
-    rows = await repo.search_sessions(
+    where = SessionFilter(
         since=query.since,
         until=query.until,
         states=OUTCOMES[query.outcome] if query.outcome else (),
         operator_id=operator_id,
+        name_words=tuple(query_key(word) for word in query.name.split()) if query.name else (),
+        document=document_key(query.document) if query.document else None,
+        flag=query.flag,
     )
-    found = []
-    for row in rows:
-        out = summary(row)
-        if matches(query, row, out["flags"]):
-            found.append(out)
+    after = _position(query.after) if query.after else None
+    rows = await repo.search_sessions(where, after=after, limit=query.page_size + 1)
+    total = await repo.count_sessions(where)
+    page, more = rows[: query.page_size], len(rows) > query.page_size
     return {
-        "sessions": found[:MAX_RESULTS],
-        "more": len(found) > MAX_RESULTS,
+        "sessions": [summary(row) for row in page],
+        "total": total,
+        "page_size": query.page_size,
+        "next": _cursor(page[-1]) if more else None,
+        "more": more,
         "flags": list(FLAGS),
         "outcomes": list(OUTCOMES),
     }

@@ -297,3 +297,17 @@ class SignaturePin(Base):
     locked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     blocked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     changed_at: Mapped[float] = mapped_column(Float)
+
+
+class SessionSearch(Base):
+    """What a compliance search matches per session (migration 0014), derived from the
+    onboarding results and the call's last analysis; see ``session_search``."""
+
+    __tablename__ = "session_search"
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("identification_sessions.id"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(256), default="")
+    document: Mapped[str] = mapped_column(String(64), default="", index=True)
+    step_flags: Mapped[str] = mapped_column(Text, default="")
+    call_flags: Mapped[str] = mapped_column(Text, default="")

@@ -45,12 +45,17 @@ from .models import (
     OperatorLogin,
     RecordingRow,
     SessionRow,
+    SessionSearch,
     SessionToken,
     SignaturePin,
     StepResult,
     StoredObject,
     Transition,
 )
+from .session_search import STEPS as SEARCHED_STEPS
+from .session_search import SessionFilter, analysis_flags, index_steps, store_keys
+from .session_search import conditions as search_conditions
+from .session_search import page as search_page
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 ROLES = ("operator", "supervisor", "compliance")
@@ -814,6 +819,8 @@ class Repository:
             await db.merge(
                 StepResult(session_id=session_id, name=name, value=json.dumps(value), at=now)
             )
+            if name in SEARCHED_STEPS:
+                await index_steps(db, session_id)
 
     async def results(self, session_id: str) -> dict[str, Any]:
         async with self._sessions() as db:
@@ -833,6 +840,8 @@ class Repository:
             )
             db.add(row)
             await db.flush()
+            if kind == "analysis":
+                await store_keys(db, session_id, {"call_flags": analysis_flags(data)})
             return int(row.id)
 
     async def items(
@@ -1169,33 +1178,18 @@ class Repository:
 
     async def search_sessions(
         self,
+        where: SessionFilter,
         *,
-        since: float | None = None,
-        until: float | None = None,
-        states: Sequence[str] = (),
-        operator_id: int | None = None,
-        session_ids: Sequence[str] = (),
-        limit: int = 2000,
+        after: tuple[float, str] | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Sessions created in [since, until), newest first, with what a search shows
-        and filters on: the deciding operators, the onboarding results (personal data,
-        document warnings, the selfie's match), the call's gaps and last analysis,
-        the recordings' states and any legal hold. Six queries, whatever the count."""
-        query = select(SessionRow)
-        if since is not None:
-            query = query.where(SessionRow.created_at >= since)
-        if until is not None:
-            query = query.where(SessionRow.created_at < until)
-        if states:
-            query = query.where(SessionRow.state.in_(list(states)))
-        if session_ids:
-            query = query.where(SessionRow.id.in_(list(session_ids)))
-        if operator_id is not None:
-            handled = select(Decision.session_id).where(Decision.operator_id == operator_id)
-            query = query.where(
-                (SessionRow.operator_id == operator_id) | SessionRow.id.in_(handled)
-            )
-        query = query.order_by(SessionRow.created_at.desc()).limit(limit)
+        """The sessions ``where`` selects, newest first (then by id), at most ``limit``,
+        starting after the session ``after`` (its created_at and id), with what a search
+        shows: the deciding operators, the onboarding results (personal data, document
+        warnings, the selfie's match), the call's gaps and last analysis, the
+        recordings' states and any legal hold. Every filter runs in the database; six
+        queries, whatever the count."""
+        query = search_page(where, after=after, limit=limit)
         async with self._sessions() as db:
             sessions = (await db.scalars(query)).all()
             ids = [r.id for r in sessions]
@@ -1252,6 +1246,12 @@ class Repository:
             ):
                 out[session_id]["hold"] = True
         return list(out.values())
+
+    async def count_sessions(self, where: SessionFilter) -> int:
+        """How many sessions ``where`` selects, exactly."""
+        query = select(func.count()).select_from(SessionRow).where(*search_conditions(where))
+        async with self._sessions() as db:
+            return int(await db.scalar(query) or 0)
 
     # -- certificates ---------------------------------------------------------------------
 
@@ -1430,6 +1430,7 @@ class Repository:
                 delete(AuditDetails).where(AuditDetails.seq.in_(subject_seqs))
             )
             await db.execute(delete(StepResult).where(StepResult.session_id == session_id))
+            await db.execute(delete(SessionSearch).where(SessionSearch.session_id == session_id))
             items = await db.execute(delete(CallItem).where(CallItem.session_id == session_id))
             await db.execute(
                 update(Consent).where(Consent.session_id == session_id).values(client_address="")
