@@ -356,6 +356,32 @@ async def test_browser_compliance_console(
         verdict = verify_package(package, services.evidence.key.public_pem)
         assert verdict.ok and verdict.session_id == session_id, verdict.problems
 
+        # paging: 120 newer sessions, the count with the total, older and newer pages
+        await fill(services.repo, 120, start=services.clock.now() + 1, rng=random.Random(3))
+        await page.fill("#q-name", "")
+        await page.select_option("#q-outcome", "")
+        await page.click("#search")
+        await page.wait_for_function(
+            "() => document.getElementById('result-count').textContent.includes('of 121')"
+        )
+
+        async def showing(text: str) -> None:
+            await page.wait_for_function(
+                "t => document.getElementById('result-count').textContent.includes(t)",
+                arg=text.replace("-", "\u2013"),  # an en dash between the numbers
+            )
+
+        await showing("1-50 of 121")
+        await page.click("#page-older")
+        await showing("51-100 of 121")
+        await page.click("#page-older")
+        await showing("101-121 of 121")
+        await page.wait_for_selector(row, timeout=10000)  # the oldest, on the last page
+        assert await page.is_disabled("#page-older")
+        await page.click("#page-newer")
+        await showing("51-100 of 121")
+        assert await page.query_selector(row) is None
+
         await page.screenshot(path=str(tmp_path / "compliance.png"), full_page=True)
         assert errors == []
         await ctx.close()

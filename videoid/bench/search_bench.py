@@ -18,7 +18,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..compliance.search import OUTCOMES, Query, search
 from ..db import Repository
@@ -208,8 +209,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--database-url",
         default="",
-        help="an empty PostgreSQL database to fill (postgresql+asyncpg://…); "
-        "default: a temporary SQLite file",
+        help="a PostgreSQL database (postgresql+asyncpg://…), filled in a schema of its "
+        "own that is dropped afterwards; default: a temporary SQLite file",
     )
 
 
@@ -228,7 +229,11 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     step = 365 * 86400 / max(1, args.sessions)
     with tempfile.TemporaryDirectory(prefix="videoid-bench-search-") as tmp:
         url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
-        repo = await Repository.open(url)
+        schema = None
+        if url.startswith("postgresql"):
+            schema = f"videoid_bench_{uuid.uuid4().hex[:12]}"
+            await _schema(url, f'CREATE SCHEMA "{schema}"')
+        repo = await Repository.open(url, schema=schema)
         try:
             began = time.perf_counter()
             filled = await fill(repo, args.sessions, start=start, step_seconds=step, rng=rng)
@@ -273,6 +278,17 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             return figures
         finally:
             await repo.close()
+            if schema is not None:
+                await _schema(url, f'DROP SCHEMA "{schema}" CASCADE')
+
+
+async def _schema(url: str, statement: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as db:
+            await db.execute(text(statement))
+    finally:
+        await engine.dispose()
 
 
 def main(args: argparse.Namespace) -> None:

@@ -54,11 +54,23 @@
   }
 
   $("search-form").onsubmit = (ev) => { ev.preventDefault(); search(); };
+  // the cursor of every page shown since the search ("" for the first): Older pushes
+  // the answer's next, Newer goes back one
+  let pages = [""], query = null, next = null;
+  $("page-older").onclick = () => { if (next) { pages.push(next); load(); } };
+  $("page-newer").onclick = () => { if (pages.length > 1) { pages.pop(); load(); } };
 
-  async function search() {
+  function search() {
+    query = new URLSearchParams();
+    for (const el of $("search-form").elements) if (el.name && el.value.trim()) query.set(el.name, el.value.trim());
+    pages = [""];
+    return load();
+  }
+
+  async function load() {
     clearError();
-    const params = new URLSearchParams();
-    for (const el of $("search-form").elements) if (el.name && el.value.trim()) params.set(el.name, el.value.trim());
+    const params = new URLSearchParams(query);
+    if (pages.at(-1)) params.set("after", pages.at(-1));
     let found;
     try { found = await api("/api/compliance/sessions?" + params); }
     catch (e) { fail(e.message); return; }
@@ -75,7 +87,13 @@
       b.onclick = () => open(s.session_id); row.insertCell().append(b);
     }
     $("results").hidden = false;
-    $("result-count").textContent = `${found.sessions.length} session(s)${found.more ? " — more match: narrow the search" : ""}`;
+    const first = (pages.length - 1) * found.page_size + 1;
+    $("result-count").textContent = found.total === 0 ? "0 sessions"
+      : `${first}–${first + found.sessions.length - 1} of ${found.total} session(s)`;
+    next = found.next;
+    $("pager").hidden = !found.next && pages.length === 1;
+    $("page-older").disabled = !found.next;
+    $("page-newer").disabled = pages.length === 1;
   }
 
   function fillChoices(select, values, labels) {
