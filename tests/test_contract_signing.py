@@ -517,3 +517,42 @@ async def test_parallel_pins_codes_and_puks_check_at_most_the_limit(
     record = await repo.find_session(id=sid)
     assert record is not None and record.state == "certificate_requested"
     assert not [o for o in await repo.objects_of(sid) if o.kind == "signed_contract"]
+
+
+async def test_parallel_call_codes_compare_at_most_the_limit(
+    start_server: StartServer,
+    customer_video: Path,
+    operator_video: Path,
+    database_url: str,
+) -> None:
+    """R17, on SQLite and PostgreSQL: in a real call, 50 wrong codes checked at once by
+    the operator compare at most ``call.otp_attempts``; the code is then locked, even the
+    right one."""
+    from videoid.bots.signaling_client import ProtocolError
+
+    from .test_live_identification import PHONE, live_call
+
+    server = await start_server(live={"workers": 0}, database={"url": database_url})
+    async with live_call(server, customer_video, operator_video, reads_codes=False) as call:
+        await call.op.request("otp_send")
+        code = server.services.sms.messages(PHONE)[-1]["text"].split("code is ")[1][:6]  # type: ignore[attr-defined]
+        wrong = [f"{(int(code) + i) % 10**6:06d}" for i in range(1, PARALLEL + 1)]
+
+        async def check(guess: str) -> str:
+            try:
+                await call.op.request("otp_check", {"code": guess})
+            except ProtocolError as refused:
+                return refused.code
+            return "matched"
+
+        answers = await asyncio.gather(*(check(g) for g in wrong))
+        assert set(answers) <= {"otp_wrong", "otp_locked"}, answers
+        assert answers.count("otp_wrong") <= 2
+        stored = await server.services.repo.latest_code(call.session_id, "call_readback")
+        assert stored is not None and stored.attempts == 3 and stored.used_at is None
+        compared = [
+            i for i in await server.services.repo.items(call.session_id, ["otp"])
+            if i["data"].get("event") == "wrong"
+        ]  # fmt: skip
+        assert len(compared) == 3
+        assert await check(code) == "otp_locked"
