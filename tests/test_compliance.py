@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
+import json
 import os
 import random
 import zipfile
@@ -558,3 +559,66 @@ async def test_search_api_pages_with_a_total(start_server: StartServer) -> None:
             assert (status, body["error"]["code"], body["error"]["field"]) == (
                 400, "invalid_search", field
             ), (params, body)  # fmt: skip
+
+
+async def test_migration_gives_existing_sessions_their_keys(tmp_path: Path) -> None:
+    """Sessions stored before migration 0014 are found by name, number and flag after it."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from videoid.db.models import CallItem, Customer, SessionRow, StepResult
+    from videoid.db.repository import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    session_id = "0" * 8 + "-0000-0000-0000-" + "0" * 12
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as db:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = db
+        command.upgrade(cfg, "0013")
+        db.execute(sa.insert(Customer).values(id=1, email="", phone="", created_at=1.0))
+        db.execute(
+            sa.insert(SessionRow).values(
+                id=session_id,
+                customer_id=1,
+                state="rejected",
+                ready_state="created",
+                invite_token_hash="b" * 64,
+                invite_expires_at=2.0,
+                created_at=1.0,
+                updated_at=1.0,
+            )
+        )
+        db.execute(
+            sa.insert(StepResult).values(
+                session_id=session_id,
+                name="personal_data",
+                value=json.dumps({"fields": PERSON, "edited": ["surname"]}),
+                at=1.0,
+            )
+        )
+        db.execute(
+            sa.insert(CallItem).values(
+                session_id=session_id,
+                kind="analysis",
+                actor="system",
+                at=1.0,
+                data=json.dumps({"signals": {"flags": ["virtual_camera"]}}),
+            )
+        )
+    engine.dispose()
+    repo = await Repository.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        for params in (
+            {"name": "Lovelace"},
+            {"document": "CA12345BX"},
+            {"flag": "data_edited"},
+            {"flag": "virtual_camera"},
+        ):
+            found = await _find(repo, **params)
+            assert [s["session_id"] for s in found["sessions"]] == [session_id], params
+        assert (await _find(repo, flag="no_blink"))["total"] == 0
+    finally:
+        await repo.close()
