@@ -53,6 +53,9 @@ from .trust.token import Pkcs11MasterKey
 logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+QUIET_LOGGERS = ("pyhanko", "pyhanko_certvalidator")
+"""Libraries whose informational and warning messages name the signer (the certificate's
+subject: name and document number): only their errors are logged."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ def create_app(
     """The aiohttp application. ``bootstrap`` creates a first supervisor account and an
     invitation when the database has no operator yet (kept in ``app[FIRST_START]``)."""
     clock = clock or SystemClock()
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     app = web.Application(
         middlewares=[errors_middleware], client_max_size=config.signaling.max_payload_bytes
     )

@@ -803,6 +803,52 @@ class Repository:
                 )
             )
 
+    async def reserve_attempt(
+        self, session_id: str, kind: str, max_attempts: int, now: float
+    ) -> tuple[int, int] | None:
+        """Take one of the session's ``max_attempts`` for ``kind`` before the photo is
+        analysed: (the attempt's id, attempts left after it), or None when none is left.
+        The session's row is written first, which serialises concurrent reservations
+        (SQLite's write lock; PostgreSQL's row lock): N parallel uploads take at most
+        the limit."""
+        async with self._sessions.begin() as db:
+            await db.execute(
+                update(SessionRow)
+                .where(SessionRow.id == session_id)
+                .values(updated_at=SessionRow.updated_at)
+            )
+            used = int(
+                await db.scalar(
+                    select(func.count())
+                    .select_from(CaptureAttempt)
+                    .where(CaptureAttempt.session_id == session_id, CaptureAttempt.kind == kind)
+                )
+                or 0
+            )
+            if used >= max_attempts:
+                return None
+            row = CaptureAttempt(
+                session_id=session_id,
+                kind=kind,
+                accepted=False,
+                problems=json.dumps(["pending"]),
+                at=now,
+            )
+            db.add(row)
+            await db.flush()
+            return int(row.id), max_attempts - used - 1
+
+    async def finish_attempt(
+        self, attempt_id: int, accepted: bool, problems: Sequence[str], now: float
+    ) -> None:
+        """Record a reserved attempt's outcome."""
+        async with self._sessions.begin() as db:
+            await db.execute(
+                update(CaptureAttempt)
+                .where(CaptureAttempt.id == attempt_id)
+                .values(accepted=accepted, problems=json.dumps(list(problems)), at=now)
+            )
+
     async def count_attempts(self, session_id: str, kind: str) -> int:
         async with self._sessions() as db:
             return int(
