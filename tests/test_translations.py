@@ -30,6 +30,7 @@ OPERATOR_ONLY = {
     "not_assigned",
     "forbidden",
     "invalid_credentials",
+    "login_throttled",
     "image_not_found",
     "config_invalid",
     "queue_error",
