@@ -34,6 +34,7 @@ from .operator_console.call_tools import CallTools
 from .operator_console.checklist import ChecklistTemplate
 from .operator_console.namespace import OperatorNamespace
 from .operator_console.reviews_http import ReviewsApi
+from .private_files import make_private
 from .recordings.audit_anchors import AuditAnchors
 from .recordings.evidence import Evidence, EvidenceKey
 from .recordings.retention import Retention
@@ -107,6 +108,7 @@ def create_app(
     monitor = app[LOOP_MONITOR] = LoopMonitor()
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        make_private(config.data_path)
         repo = await Repository.open(config.database_url)
         accounts = Accounts(
             repo,

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from ..errors import StorageError, ValidationError
+from ..private_files import private_file
 from ..queue import AssignmentDrawn
 from ..recordings.audit_chain import Entry, new_entry
 from ..session.events import DecisionMade, Event, StateChanged
@@ -166,7 +167,7 @@ def create_engine(url: str, schema: str | None = None) -> AsyncEngine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(path))  # personal data: the owner's alone, WAL included
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
