@@ -66,7 +66,8 @@ async def test_what_is_recorded_and_that_it_verifies(
     decision = next(e for e in entries if e.action == "decision")
     assert details[decision.seq][1] == {"outcome": "rejected", "reason_code": "document_invalid"}
     viewed = next(e for e in entries if e.action == "evidence_viewed")
-    assert details[viewed.seq][1] == {"what": "call"} and viewed.subject == session_id
+    assert details[viewed.seq][1]["what"] == "call" and viewed.subject == session_id
+    assert len(details[viewed.seq][1]["request_id"]) == 16  # the access log's line (R14.7)
     # the chain holds ids and commitments, never a name
     assert not any("olga" in str(e) for e in entries)
     assert any("olga" in str(d) for d in details.values())

@@ -13,6 +13,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
+from .access import RefusalBudget, access_middleware
 from .analysis_pool import AnalysisPool
 from .call_center import CallCenter, RecordingStore
 from .clock import Clock, SystemClock
@@ -41,6 +42,7 @@ from .recordings.retention import Retention
 from .recordings.timestamps import LocalTsa, tsa_for
 from .services import SERVICES, Services
 from .session import PRE_CALL_STEPS, State
+from .socket_server import SocketServer
 from .storage import ObjectStore
 from .storage.envelope import key_file
 from .storage.objects import check_master_key
@@ -95,10 +97,18 @@ def create_app(
     clock = clock or SystemClock()
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    app = web.Application(
-        middlewares=[errors_middleware], client_max_size=config.signaling.max_payload_bytes
+    refusals = RefusalBudget(
+        config.audit.refusals_per_minute, config.audit.refusals_total_per_minute
     )
-    sio = socketio.AsyncServer(
+    app = web.Application(
+        middlewares=[
+            # outermost: it sees the status errors_middleware answered with
+            access_middleware(refusals, lambda request: request.app[SERVICES].repo, clock.now),
+            errors_middleware,
+        ],
+        client_max_size=config.signaling.max_payload_bytes,
+    )
+    sio = SocketServer(
         async_mode="aiohttp",
         max_http_buffer_size=config.signaling.max_payload_bytes,
         logger=False,

@@ -59,6 +59,9 @@ class OperatorsConfig:
     A successful login gives its attempt back; attempts are forgotten after a day."""
     lockout_minutes: float = 15.0
     """The longest wait between evaluated login attempts (no account is ever locked)."""
+    read_grace_seconds: float = 900.0
+    """How long after a session's decision the operator who held it may still read its
+    record and evidence; other operators never may (supervisors and compliance do)."""
     login_delay_seconds: float = 30.0
     """The first wait after ``max_failed_logins`` (or ``address_failed_logins``)."""
     address_failed_logins: int = 30
@@ -127,6 +130,15 @@ class OnboardingConfig:
     """What the connectivity test needs: round trip at most, upstream at least."""
     handover_minutes: int = 10
     """How long a "continue on your phone" QR code stays valid (used once)."""
+    customer_access_hours: float = 72.0
+    """How long the customer's invitation and device tokens keep opening the session
+    after its decision or its last step after it (certificate, signature, completion);
+    then every request with them answers ``access_expired``."""
+    certificate_request_hours: float = 72.0
+    """How long after the approval the customer may request the certificate
+    (then ``certificate_window_closed``)."""
+    contract_link_hours: float = 24.0
+    """How long the signed contract's download link, sent by e-mail, is valid (once)."""
 
 
 @dataclass(frozen=True)
@@ -324,6 +336,11 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+    refusals_per_minute: int = 10
+    """Refused requests (401/403) audited one by one per client address and minute;
+    the rest are counted into that client's next entry (``suppressed``)."""
+    refusals_total_per_minute: int = 200
+    """The same, for all clients together: the most a flood adds to the audit log."""
 class SigningConfig:
     extend_every_hours: float = 24.0
     """How often the server looks for signed contracts whose newest timestamp needs a

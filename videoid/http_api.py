@@ -14,10 +14,11 @@ from typing import Any
 from aiohttp import web
 
 from .db import OperatorRecord
-from .errors import Forbidden, SessionNotFound, ValidationError, VideoidError
+from .errors import Forbidden, ValidationError, VideoidError
 from .loop_monitor import LoopMonitor
 from .operator_console.namespace import LOGIN_COOKIE
 from .services import SERVICES, Services
+from .staff_reads import readable_session, staff_member
 
 logger = logging.getLogger(__name__)
 
@@ -181,12 +182,9 @@ class HttpApi:
         )
 
     async def session(self, request: web.Request) -> web.Response:
-        await self._operator(request)
+        # an operator only while the session is offered or assigned to them (R14.7)
+        record = await readable_session(request, login_token(request), "record")
         repo = _s(request).repo
-        session_id = request.match_info["session_id"]
-        record = await repo.find_session(id=session_id) if len(session_id) == 36 else None
-        if record is None:
-            raise SessionNotFound()
         return web.json_response(
             {
                 "session_id": record.id,
@@ -221,8 +219,7 @@ class HttpApi:
         )
 
     async def _operator(self, request: web.Request) -> OperatorRecord:
-        services = _s(request)
-        return await services.accounts.authenticate(login_token(request), services.clock.now())
+        return await staff_member(request, login_token(request))
 
 
 def _s(request: web.Request) -> Services:

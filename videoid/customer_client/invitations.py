@@ -9,6 +9,7 @@ import logging
 import re
 from dataclasses import dataclass
 
+from ..access import POST_CALL, customer_access_until
 from ..config import Config
 from ..db import Repository, SessionRecord
 from ..errors import InvitationError, InvitationExpired, ValidationError
@@ -20,6 +21,12 @@ logger = logging.getLogger(__name__)
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,185}\.[^@\s]{2,}$")
 PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 """E.164."""
+
+
+class AccessExpired(InvitationError):
+    """This identification has ended; its link no longer opens it."""
+
+    code = "access_expired"
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,13 @@ class Invitations:
             State.WAITING.value,
         ):
             raise InvitationExpired("this invitation link has expired; ask for a new one")
+        if record.state in POST_CALL:
+            until = customer_access_until(
+                await self._repo.transitions(record.id),
+                self._config.onboarding.customer_access_hours,
+            )
+            if until is not None and now > until:
+                raise AccessExpired()
         return record
 
     async def handover(

@@ -14,10 +14,11 @@ from aiohttp import web
 from qrcode.image.svg import SvgPathImage
 
 from ..db import SessionRecord
-from ..errors import Forbidden, SessionNotFound, ValidationError
+from ..errors import ValidationError
 from ..http_api import login_token
 from ..services import SERVICES, Services
 from ..session import PRE_CALL_STEPS, State
+from ..staff_reads import readable_session
 from .invitations import Invitation
 
 JSON_LIMIT = 16_384
@@ -173,22 +174,10 @@ class OnboardingApi:
         return web.json_response({"token": device})
 
     async def _session_for_operator(self, request: web.Request) -> str:
-        services = _s(request)
-        operator = await services.accounts.authenticate(login_token(request), services.clock.now())
-        session_id = request.match_info["session_id"]
-        record = await services.repo.find_session(id=session_id) if len(session_id) == 36 else None
-        if record is None:
-            raise SessionNotFound()
-        if operator.role == "operator" and record.operator_id != operator.id:
-            raise Forbidden("this session is not assigned to you")
-        # every look at a session's evidence is itself on record
-        await services.repo.append_audit(
-            services.clock.now(),
-            "evidence_viewed",
-            f"operator:{operator.id}",
-            record.id,
-            {"what": request.path.split(record.id, 1)[-1].lstrip("/")},
-        )
+        # an operator only while the session is offered or assigned to them, and for a
+        # short grace after the decision; every look is on record (R14.7)
+        what = request.path.split(request.match_info["session_id"], 1)[-1].lstrip("/")
+        record = await readable_session(request, login_token(request), what)
         return record.id
 
     async def call_view(self, request: web.Request) -> web.Response:

@@ -711,8 +711,9 @@ class Repository:
             )
 
     async def use_session_token(self, kind: str, token_hash: str, now: float) -> str | None:
-        """The session a valid ``kind`` token opens, or None. A ``handover`` token is
-        spent by this call (one use, atomically: a second caller gets None)."""
+        """The session a valid ``kind`` token opens, or None. A ``handover`` or
+        ``contract`` token is spent by this call (one use, atomically: a second caller
+        gets None)."""
         async with self._sessions.begin() as db:
             row = await db.scalar(
                 select(SessionToken).where(
@@ -721,7 +722,7 @@ class Repository:
             )
             if row is None or row.expires_at <= now:
                 return None
-            if kind == "handover":
+            if kind in ("handover", "contract"):
                 spent = await db.execute(
                     update(SessionToken)
                     .where(SessionToken.token_hash == token_hash, SessionToken.used_at.is_(None))

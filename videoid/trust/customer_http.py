@@ -7,7 +7,7 @@ from aiohttp import web
 
 from ..customer_client.onboarding_http import _customer, _json
 from ..errors import ValidationError
-from ..http_api import _s
+from ..http_api import STATIC, _s
 
 
 def _strings(body: object, *names: str) -> list[str]:
@@ -34,7 +34,27 @@ class SigningApi:
             web.post("/api/signing/unblock", self.unblock),
             web.post("/api/signing/code", self.code),
             web.post("/api/signing/sign", self.sign),
+            # the e-mail's link (``/contract#<token>``): its page sends the token here
+            web.get("/api/signing/download", self.download),
+            web.get("/contract", self.download_page),
         ]
+
+    async def download(self, request: web.Request) -> web.Response:
+        """The signed contract, once, for the token of the activation e-mail's link."""
+        header = request.headers.get("Authorization", "")
+        token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else None
+        data = await _s(request).signing.download_signed(token)
+        return web.Response(
+            body=data,
+            content_type="application/pdf",
+            headers={
+                "Content-Disposition": 'attachment; filename="contract-signed.pdf"',
+                "Cache-Control": "no-store",
+            },
+        )
+
+    async def download_page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "contract.html", headers={"Cache-Control": "no-store"})
 
     async def overview(self, request: web.Request) -> web.Response:
         record = await _customer(request)

@@ -32,13 +32,14 @@ from ..call_center import CallCenter
 from ..clock import Clock
 from ..config import Config
 from ..db import Repository
-from ..errors import ValidationError
+from ..errors import InvitationError, ValidationError
 from ..notify import SmsGateway
 from ..notify.codes import OneTimeCodes
 from ..notify.mail import MailGateway
 from ..notify.sms import masked
 from ..session import State
 from ..storage import ObjectStore
+from ..tokens import new_token, token_hash
 from . import pin as pins
 from .ca import CaError
 from .contract import ContractData, contract_pdf
@@ -158,6 +159,16 @@ class ContractSigning:
     # -- 1. the certificate and the contract --------------------------------------------
 
     async def request_certificate(self, session_id: str) -> dict[str, Any]:
+        transitions = await self._repo.transitions(session_id)
+        approved_at = max(
+            (at for _, to, at, _ in transitions if to == State.APPROVED.value), default=None
+        )
+        hours = self._config.onboarding.certificate_request_hours
+        if approved_at is not None and self._clock.now() > approved_at + hours * 3600:
+            raise SigningError(
+                f"the certificate had to be requested within {hours:g} hours of the approval",
+                code="certificate_window_closed",
+            )
 
         async def save() -> dict[str, Any]:  # the session's state is checked first
             fields = await self._fields(session_id)
@@ -413,15 +424,49 @@ class ContractSigning:
         )
         customer = await self._customer(session_id)
         if customer is not None and customer.email:
+            # the customer's own link stops working a while after this (R14.7): the signed
+            # contract stays theirs through a short-lived link, good for one download
+            hours = self._config.onboarding.contract_link_hours
+            link = await self._contract_link(session_id, hours)
             try:
                 await self._mail.send(
                     customer.email,
                     "Your qualified signature certificate is active",
                     f"Dear {name},\n\nyour qualified certificate for electronic signatures "
                     f"(serial {certificate.serial}) is active, and your contract is signed.\n"
+                    f"Download the signed contract within {hours:g} hours (the link works "
+                    f"once):\n{link}\n\n"
                     f"Keep your signature PIN and your PUK secret.\n\n{self.provider}\n",
                 )
             except Exception:  # the contract is signed either way; the mail can be resent
                 logger.exception("session %s: the activation e-mail failed", session_id)
         logger.info("session %s: contract signed", session_id)
         return {"signed": True, "sha256": hashlib.sha256(signed).hexdigest()}
+
+    # -- 5. the signed contract, by the e-mail's link --------------------------------------------
+
+    async def _contract_link(self, session_id: str, hours: float) -> str:
+        token = new_token()
+        now = self._clock.now()
+        await self._repo.add_session_token(
+            session_id, "contract", token_hash(token), now, now + hours * 3600
+        )
+        return f"{self._config.base_url()}/contract#{token}"
+
+    async def download_signed(self, token: object) -> bytes:
+        """The signed contract a link from the activation e-mail opens, once and within
+        ``onboarding.contract_link_hours``. Raises InvitationError (``link_invalid``)."""
+        session_id = None
+        if isinstance(token, str) and 20 <= len(token) <= 128:
+            session_id = await self._repo.use_session_token(
+                "contract", token_hash(token), self._clock.now()
+            )
+        if session_id is None:
+            raise InvitationError(
+                "this link is not valid, was already used or has expired", code="link_invalid"
+            )
+        data = await self.document(session_id, signed=True)
+        await self._repo.append_audit(
+            self._clock.now(), "contract_downloaded", "customer", session_id, {"by": "link"}
+        )
+        return data

@@ -1,0 +1,53 @@
+"""Staff reading a session's record and evidence: who may (see
+:func:`videoid.access.operator_may_read`), and an audit entry for every read."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from .access import audit_read, decided_at, operator_may_read, set_actor
+from .db import OperatorRecord, SessionRecord
+from .errors import Forbidden, SessionNotFound
+from .services import SERVICES
+
+logger = logging.getLogger(__name__)
+
+
+async def staff_member(request: web.Request, token: str | None) -> OperatorRecord:
+    """The logged-in member of staff (401 otherwise), named as the request's actor."""
+    services = request.app[SERVICES]
+    operator = await services.accounts.authenticate(token, services.clock.now())
+    set_actor(request, f"operator:{operator.id}")
+    return operator
+
+
+async def readable_session(request: web.Request, token: str | None, what: str) -> SessionRecord:
+    """The session of the route's ``session_id`` if the logged-in member of staff may
+    read it now, after an audit entry of the read (``what``: which part). Raises
+    AuthError (401), Forbidden (403) or SessionNotFound (404)."""
+    services = request.app[SERVICES]
+    operator = await staff_member(request, token)
+    session_id = request.match_info["session_id"]
+    repo = services.repo
+    record = await repo.find_session(id=session_id) if len(session_id) == 36 else None
+    if record is None:
+        raise SessionNotFound()
+    now = services.clock.now()
+    if operator.role not in ("supervisor", "compliance"):
+        draws = await repo.assignments(record.id)
+        if not operator_may_read(
+            operator.role,
+            operator.id,
+            state=record.state,
+            holder=record.operator_id,
+            offered_to=draws[-1].operator_id if draws else None,
+            decided=decided_at(await repo.transitions(record.id)),
+            now=now,
+            grace_seconds=services.config.operators.read_grace_seconds,
+        ):
+            logger.info("session %s: read refused to operator %d", record.id, operator.id)
+            raise Forbidden("this session is not offered or assigned to you")
+    await audit_read(repo, request, now, record.id, what)
+    return record
