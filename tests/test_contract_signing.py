@@ -145,6 +145,24 @@ async def test_certificate_pin_code_sign_and_mail(
         actions
     )
 
+    # the e-mail's link to the signed contract (R14.7): its page, then one download
+    link = re.search(r"(http://\S+)/contract#(\S+)", mail[-1]["text"])
+    assert link is not None and link.group(1) == server.url
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/contract") as r:
+        assert r.status == 200 and "/static/contract.js" in await r.text()
+    by_link = Customer(server, link.group(2))
+    by_link.base = f"{server.url}/api/signing/download"
+    assert await by_link.call("GET") == (200, signed)
+    status, body = await by_link.call("GET")  # once
+    assert (status, body["error"]["code"]) == (401, "link_invalid")
+    # and only within its validity
+    expired = await server.services.signing._contract_link(invitation.session_id, 0.5 / 3600)
+    await asyncio.sleep(0.6)
+    by_link = Customer(server, expired.split("#", 1)[1])
+    by_link.base = f"{server.url}/api/signing/download"
+    status, body = await by_link.call("GET")
+    assert (status, body["error"]["code"]) == (401, "link_invalid")
+
 
 async def test_lockout_unblock_and_revoked(
     start_server: StartServer, customer_video: Path, operator_video: Path
