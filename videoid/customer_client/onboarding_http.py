@@ -13,6 +13,7 @@ import qrcode
 from aiohttp import web
 from qrcode.image.svg import SvgPathImage
 
+from ..access import set_actor
 from ..db import SessionRecord
 from ..errors import ValidationError
 from ..http_api import login_token
@@ -40,7 +41,9 @@ async def _customer(request: web.Request) -> SessionRecord:
     services = _s(request)
     header = request.headers.get("Authorization", "")
     token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else None
-    return await services.invitations.resolve(token, services.clock.now())
+    record = await services.invitations.resolve(token, services.clock.now())
+    set_actor(request, f"customer:{record.id}")  # named if the request is then refused
+    return record
 
 
 async def _json(request: web.Request) -> Any:
