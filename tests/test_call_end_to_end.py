@@ -14,7 +14,12 @@ from .conftest import PASSWORD, Server, StartServer
 
 
 async def run_call(
-    server: Server, customer_video, operator_video, decision: str = "approved", name: str = "olga"
+    server: Server,
+    customer_video,
+    operator_video,
+    decision: str = "approved",
+    name: str = "olga",
+    watch_seconds: float = 1.5,
 ):
     await server.operator(name)
     invitation = await server.invite()
@@ -24,7 +29,7 @@ async def run_call(
         PASSWORD,
         video=operator_video,
         decision=decision,
-        watch_seconds=1.5,
+        watch_seconds=watch_seconds,
         min_video_frames=10,
     )
     customer = CustomerBot(
@@ -59,3 +64,18 @@ async def test_call_media_both_ways_and_decision_persisted(
     assert states == ["created", "waiting", "assigned", "in_call", "approved"]
     times = [at for _, _, at, _ in await repo.transitions(invitation.session_id)]
     assert times == sorted(times)
+
+
+async def test_a_call_whose_customer_joined_outlasts_connect_seconds(
+    start_server: StartServer, customer_video, operator_video
+) -> None:
+    """call.connect_seconds bounds only the wait for the customer to join the accepted
+    call (issue 14.9): once their media is connected the call goes on past it."""
+    server = await start_server(call={"connect_seconds": 2.0})
+    invitation, result, calls = await run_call(
+        server, customer_video, operator_video, watch_seconds=4.0
+    )
+    assert result.outcome == "approved"
+    assert calls[0].video_frames_received >= 10
+    states = [to for _, to, _, _ in await server.services.repo.transitions(invitation.session_id)]
+    assert states == ["created", "waiting", "assigned", "in_call", "approved"]

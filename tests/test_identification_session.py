@@ -217,3 +217,71 @@ def test_states_before_a_step_skip_no_required_step() -> None:
         State.CONSENTED,
         State.CREATED,
     )
+
+
+def test_a_call_waits_for_its_customer_connect_seconds_then_ends() -> None:
+    """Issue 14.9: an accepted call whose customer does not join within connect_seconds
+    ends with reason customer_gone; the session goes back to where its customer may
+    queue again (not to the queue: nobody would be there to offer)."""
+    clock = FakeClock()
+    s = IdentificationSession("s1", required_steps=(State.CONSENTED,))
+    s.complete_step(State.CONSENTED, clock.now())
+    s.enter_queue(clock.now())
+    s.assign(OP, clock.now())
+    clock.advance(3)
+    s.start_call(OP, clock.now())
+    accepted = clock.now()
+    s.pop_events()
+    assert s.connect_deadline(20) == accepted + 20
+    assert s.connect_deadline(0) is None  # no limit
+    clock.advance(19.9)
+    with pytest.raises(IllegalTransition):
+        s.customer_gone(clock.now(), connect_seconds=20)
+    assert s.state is State.IN_CALL and s.pop_events() == []
+    clock.advance(0.1)
+    s.customer_gone(clock.now(), connect_seconds=20)
+    assert s.state is State.CONSENTED and s.operator_id is None
+    events = s.pop_events()
+    [dropped] = [e for e in events if isinstance(e, CallDropped)]
+    assert (dropped.by, dropped.reason, dropped.operator_id, dropped.at) == (
+        "customer",
+        "customer_gone",
+        OP,
+        clock.now(),
+    )
+    assert not any(isinstance(e, CustomerQueued) for e in events)
+    assert s.connect_deadline(20) is None
+    # the customer queues again: a new call, a new deadline
+    s.enter_queue(clock.now())
+    s.assign(OP, clock.now())
+    s.start_call(OP, clock.now())
+    assert s.connect_deadline(20) == clock.now() + 20
+
+
+def test_a_customer_who_joined_has_no_connect_deadline() -> None:
+    clock = FakeClock()
+    s = session_in(State.ASSIGNED)
+    s.start_call(OP, clock.now())
+    clock.advance(5)
+    s.customer_joined(clock.now())
+    joined = clock.now()
+    clock.advance(60)
+    s.customer_joined(clock.now())  # only the first time counts
+    assert s.customer_joined_at == joined and s.connect_deadline(20) is None
+    with pytest.raises(IllegalTransition):
+        s.customer_gone(clock.now(), connect_seconds=20)
+    assert s.state is State.IN_CALL
+    # a call dropped by a connection keeps its reason apart from customer_gone
+    s.drop_call(clock.now(), by="operator")
+    [dropped] = [e for e in s.pop_events() if isinstance(e, CallDropped)]
+    assert dropped.reason == "connection_lost"
+    with pytest.raises(IllegalTransition):
+        s.customer_joined(clock.now())  # no call
+
+
+def test_a_call_known_only_from_the_database_has_no_connect_deadline() -> None:
+    """After a restart the accept's time is unknown: recovery, not this rule, ends it."""
+    s = session_in(State.IN_CALL)
+    assert s.connect_deadline(20) is None
+    with pytest.raises(IllegalTransition):
+        s.customer_gone(1e12, connect_seconds=20)

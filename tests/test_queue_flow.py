@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from videoid.bots.operator_bot import login
-from videoid.bots.signaling_client import SignalingClient
+from videoid.bots.signaling_client import ProtocolError, SignalingClient
 
 from .conftest import PASSWORD, Server, StartServer
 
@@ -166,3 +168,113 @@ async def test_restart_recovers_sessions_left_in_a_call(
     assert (await client.next("session", 5))["state"] == "created"
     assert (await client.request("join_queue"))["position"] == 1
     await client.close()
+
+
+async def in_call(
+    server: Server, name: str = "ann"
+) -> tuple[SignalingClient, SignalingClient, str, str]:
+    """A customer in a call with operator ``name`` (signalling only, no media); returns
+    the customer's and the operator's clients, the session and the customer's token."""
+    invitation = await server.invite()
+    cust = SignalingClient(server.url, "/customer")
+    await cust.connect({"token": invitation.token})
+    await cust.next("session", 5)
+    session_id = invitation.session_id
+    op, _ = await operator(server, name)
+    await cust.request("join_queue")
+    await op.request("set_presence", {"status": "available"})
+    assert (await op.next("assignment_offered", 5))["session_id"] == session_id
+    await op.request("accept", {"session_id": session_id})
+    await cust.next("call_started", 5)
+    return cust, op, session_id, invitation.token
+
+
+async def test_a_session_whose_customer_is_gone_is_not_offered(
+    start_server: StartServer,
+) -> None:
+    """Issue 14.9, the ghost: the customer drops in a call, the operator drops within
+    the reconnect window. The session goes back to the head of the queue, but is not
+    offered until its customer is back (with the same link)."""
+    server = await start_server(call={"reconnect_seconds": 30.0})
+    cust, ann, session_id, token = await in_call(server)
+    await cust.close()
+    await ann.next("customer_reconnecting", 5)
+    await ann.close()  # within the window
+
+    ben, ben_id = await operator(server, "ben")
+    reply = await ben.request("set_presence", {"status": "available"})
+    assert reply["presence"] == "available"  # nobody to offer: the customer is gone
+    assert server.services.center.operator_session(ben_id) is None
+    record = await server.services.repo.find_session(id=session_id)
+    assert record is not None and record.state == "waiting" and record.operator_id is None
+    [entry] = server.services.center.snapshot()["waiting"]
+    assert entry["session_id"] == session_id and entry["customer_connected"] is False
+
+    # the customer comes back with the same link: waiting at the head, and offered
+    again = SignalingClient(server.url, "/customer")
+    await again.connect({"token": token})
+    session = await again.next("session", 5)
+    assert session["state"] in ("waiting", "assigned")
+    assert (await ben.next("assignment_offered", 5))["session_id"] == session_id
+    await ben.request("accept", {"session_id": session_id})
+    await again.next("call_started", 5)
+    await asyncio.gather(again.close(), ben.close())
+
+
+async def test_a_gone_customer_who_does_not_come_back_leaves_the_queue(
+    start_server: StartServer,
+) -> None:
+    """After the reconnect window the session leaves the queue for the state the customer
+    may queue from again; their page, coming back later, continues from there."""
+    server = await start_server(call={"reconnect_seconds": 1.0})
+    cust, ann, session_id, token = await in_call(server)
+    await cust.close()
+    await ann.next("customer_reconnecting", 5)
+    await ann.close()
+    ben, _ = await operator(server, "ben")
+    await ben.request("set_presence", {"status": "available"})
+    snapshot = await ben.next("queue_snapshot", 5)
+    while snapshot["waiting"]:  # the window runs out (the tick, about once a second)
+        snapshot = await ben.next("queue_snapshot", 5)
+    record = await server.services.repo.find_session(id=session_id)
+    assert record is not None and record.state == "created"
+    states = [to for _, to, _, _ in await server.services.repo.transitions(session_id)]
+    assert states[-3:] == ["in_call", "waiting", "created"]
+    assert ben.drain("assignment_offered") == []
+
+    again = SignalingClient(server.url, "/customer")
+    await again.connect({"token": token})
+    assert (await again.next("session", 5))["state"] == "created"
+    await again.request("join_queue")
+    assert (await ben.next("assignment_offered", 5))["session_id"] == session_id
+    await asyncio.gather(again.close(), ben.close())
+
+
+async def test_a_customer_who_does_not_connect_after_the_accept_is_gone(
+    start_server: StartServer,
+) -> None:
+    """An accepted call whose customer's media does not connect within
+    call.connect_seconds ends: the operator gets call_ended "customer_gone" and is
+    released; the session goes back to where its customer may queue again."""
+    server = await start_server(call={"connect_seconds": 0.5})
+    cust, ann, session_id, _token = await in_call(server)
+    # the customer's page never sends its offer
+    ended = await ann.next("call_ended", 5)
+    assert ended == {"session_id": session_id, "reason": "customer_gone"}
+    told = await cust.next("call_ended", 5)
+    assert told == {"reason": "customer_gone", "state": "created"}
+    assert (await cust.next("state", 5))["state"] == "created"
+    record = await server.services.repo.find_session(id=session_id)
+    assert record is not None and record.state == "created" and record.operator_id is None
+    states = [to for _, to, _, _ in await server.services.repo.transitions(session_id)]
+    assert states[-2:] == ["in_call", "created"]
+    with pytest.raises(ProtocolError) as no_call:
+        await ann.request(
+            "decide",
+            {"session_id": session_id, "outcome": "approved", "reason_code": "identity_verified"},
+        )
+    assert no_call.value.code == "not_assigned"
+    # the operator is available again: the customer, queueing again, is offered to her
+    await cust.request("join_queue")
+    assert (await ann.next("assignment_offered", 5))["session_id"] == session_id
+    await asyncio.gather(cust.close(), ann.close())

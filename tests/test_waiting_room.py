@@ -84,3 +84,36 @@ def test_the_draw_depends_on_the_rng_not_on_order() -> None:
         assert draw is not None
         picks.add(draw.operator_id)
     assert len(picks) > 1
+
+
+def test_a_customer_who_is_gone_keeps_the_place_but_is_not_drawn() -> None:
+    """Issue 14.9: an operator is never offered a session nobody is connected to."""
+    r = room()
+    r.add("a", 0.0)
+    r.add("b", 1.0)
+    r.add("g", 2.0, at_head=True, connected=False)  # re-queued after the call dropped
+    assert [e.session_id for e in r.entries()] == ["g", "a", "b"]
+    assert not r.is_connected("g") and r.is_connected("a")
+    # positions count the customers drawn before: "a" is next
+    assert [r.position(s) for s in "ab"] == [1, 2]
+    r.set_presence(1, Presence.AVAILABLE)
+    assert r.estimated_wait_seconds("a") == 0.0
+    draw = r.draw(3.0)
+    assert draw is not None and draw.session_id == "a"
+    r.set_presence(2, Presence.AVAILABLE)
+    r.set_connected("g", True)  # back with the same link: first again
+    assert r.position("g") == 1
+    draw = r.draw(4.0)
+    assert draw is not None and draw.session_id == "g"
+
+
+def test_nobody_is_drawn_while_only_gone_customers_wait() -> None:
+    r = room()
+    r.set_presence(1, Presence.AVAILABLE)
+    r.add("g", 0.0, connected=False)
+    assert r.draw(1.0) is None and r.presence(1) is Presence.AVAILABLE and "g" in r
+    assert r.remove("g") and not r.is_connected("g")
+    r.add("g", 2.0)  # queued again later: connected, whatever it was before
+    assert r.is_connected("g")
+    with pytest.raises(QueueError):
+        r.set_connected("x", True)

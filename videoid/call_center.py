@@ -68,7 +68,8 @@ class LiveSession:
     analysis: LiveAnalysis | None = None
     recorder: CallRecorder | None = None
     customer_gone_at: float | None = None
-    """When the customer's connection dropped mid-call (R12), while they may come back."""
+    """When the customer's connection dropped mid-call (R12), while they may come back:
+    to the call, or to the head of the queue when the operator dropped meanwhile."""
 
 
 @dataclass
@@ -161,10 +162,19 @@ class CallCenter:
             await asyncio.wait(pending)
 
     async def tick(self) -> None:
-        """Expire offers nobody accepted in time. Called about once a second."""
+        """Expire offers nobody accepted in time, calls their customer did not join in
+        time, and customers' reconnect windows. Called about once a second."""
         async with self._locked():
             now = self._clock.now()
+            call = self._config.call
             for live in list(self._live.values()):
+                machine = live.machine
+                if machine.state is State.IN_CALL and self._customer_media_connected(live):
+                    machine.customer_joined(now)
+                deadline = machine.connect_deadline(call.connect_seconds)
+                if deadline is not None and deadline <= now:
+                    await self._customer_gone(live)
+                    continue
                 if (
                     live.machine.state is State.ASSIGNED
                     and live.offer_deadline is not None
@@ -180,18 +190,15 @@ class CallCenter:
                 if (
                     live.customer_gone_at is not None
                     and live.customer_sid is None
-                    and now - live.customer_gone_at >= self._config.call.reconnect_seconds
+                    and now - live.customer_gone_at >= call.reconnect_seconds
                 ):
-                    gone, live.customer_gone_at = live.customer_gone_at, None
-                    gap = {
-                        "from": gone,
-                        "to": now,
-                        "seconds": round(now - gone, 3),
-                        "resumed": False,
-                    }
-                    await self._repo.add_item(live.machine.session_id, "gap", "system", gap, now)
-                    if live.recorder is not None:
-                        live.recorder.mark_gap(gap)
+                    if machine.state is State.IN_CALL:
+                        await self._record_gap(live, "system", resumed=False)
+                    else:  # queued (the operator dropped meanwhile): leaves the queue
+                        logger.info(
+                            "session %s: the customer did not come back", machine.session_id
+                        )
+                    live.customer_gone_at = None
                     await self._customer_leaves(live)
                     self._forget_if_idle(live)
             await self._assign()
@@ -216,8 +223,17 @@ class CallCenter:
                     raise SessionInUse()
                 replaced = live.customer_sid
             live.customer_sid = sid
-            if live.customer_gone_at is not None or replaced is not None:
+            if live.machine.state is State.IN_CALL and (
+                live.customer_gone_at is not None or replaced is not None
+            ):
                 await self._customer_back(live)
+            elif live.customer_gone_at is not None:
+                # back to the place in the queue the dropped call left them (issue 14.9)
+                live.customer_gone_at = None
+                if record.id in self._room:
+                    self._room.set_connected(record.id, True)
+                    self._queue_changed()
+                    await self._assign()
             return self._customer_view(live), replaced
 
     async def customer_disconnected(self, session_id: str, sid: str) -> None:
@@ -244,18 +260,57 @@ class CallCenter:
 
     async def _customer_back(self, live: LiveSession) -> None:
         """The customer reconnected mid-call: the gap is recorded (R12)."""
-        now = self._clock.now()
-        gone = live.customer_gone_at if live.customer_gone_at is not None else now
+        gap = await self._record_gap(live, "customer", resumed=True)
         live.customer_gone_at = None
         sid = live.machine.session_id
-        gap = {"from": gone, "to": now, "seconds": round(now - gone, 3), "resumed": True}
-        await self._repo.add_item(sid, "gap", "customer", gap, now)
-        if live.recorder is not None:  # the same recording goes on, the gap marked in it
-            live.recorder.mark_gap(gap)
         operator_id = live.machine.operator_id
         if operator_id is not None:
             self._notify_operator(operator_id, "customer_back", {"session_id": sid, **gap})
-        logger.info("session %s: customer back after %.1f s", sid, now - gone)
+        logger.info("session %s: customer back after %.1f s", sid, gap["seconds"])
+
+    async def _record_gap(self, live: LiveSession, actor: str, *, resumed: bool) -> dict[str, Any]:
+        """Record the call's gap from the customer's drop until now (R12); the same
+        recording goes on, the gap marked in it."""
+        now = self._clock.now()
+        gone = live.customer_gone_at if live.customer_gone_at is not None else now
+        gap = {"from": gone, "to": now, "seconds": round(now - gone, 3), "resumed": resumed}
+        await self._repo.add_item(live.machine.session_id, "gap", actor, gap, now)
+        if live.recorder is not None:
+            live.recorder.mark_gap(gap)
+        return gap
+
+    async def _customer_gone(self, live: LiveSession) -> None:
+        """The customer did not join the call within ``call.connect_seconds`` of the
+        accept (issue 14.9): the operator gets ``call_ended`` ``customer_gone`` and is
+        released; the session goes back to where its customer may queue again."""
+        machine = live.machine
+        operator_id = machine.operator_id
+        assert operator_id is not None
+        if live.customer_gone_at is not None:  # their connection dropped meanwhile
+            await self._record_gap(live, "system", resumed=False)
+            live.customer_gone_at = None
+        machine.customer_gone(self._clock.now(), connect_seconds=self._config.call.connect_seconds)
+        await self._close_peers(live)
+        live.call_started_at = None
+        await self._persist(machine)
+        self._release_operator(operator_id)
+        sid = machine.session_id
+        logger.info("session %s: the customer did not join operator %d's call", sid, operator_id)
+        self._notify_operator(
+            operator_id, "call_ended", {"session_id": sid, "reason": "customer_gone"}
+        )
+        # a page still connected learns the call ended, then where it continues from
+        self._notify_customer(
+            sid, "call_ended", {"reason": "customer_gone", "state": machine.state.value}
+        )
+        self._notify_customer(sid, "state", self._customer_view(live))
+        self._forget_if_idle(live)
+        self._queue_changed()
+
+    @staticmethod
+    def _customer_media_connected(live: LiveSession) -> bool:
+        peer = live.peers.get("customer")
+        return peer is not None and peer.pc is not None and peer.pc.connectionState == "connected"
 
     async def step(
         self,
@@ -638,11 +693,21 @@ class CallCenter:
         assert operator_id is not None
         now = self._clock.now()
         machine.drop_call(now, by=by)
-        live.customer_gone_at = None
+        customer_here = live.customer_sid is not None
+        if by == "operator" and not customer_here:
+            # the customer dropped too and may still come back (R12): the call's gap ends
+            # here; their place at the head waits for them until the window runs out, and
+            # is not offered meanwhile (issue 14.9)
+            if live.customer_gone_at is not None:
+                await self._record_gap(live, "system", resumed=False)
+            else:
+                live.customer_gone_at = now
+        else:
+            live.customer_gone_at = None
         await self._close_peers(live)
         live.call_started_at = None
         if by == "operator":
-            self._room.add(machine.session_id, now, at_head=True)
+            self._room.add(machine.session_id, now, at_head=True, connected=customer_here)
             self._notify_customer(
                 machine.session_id,
                 "call_ended",
@@ -719,6 +784,7 @@ class CallCenter:
                     "session_id": e.session_id,
                     "position": i,
                     "waiting_seconds": round(now - e.since, 1),
+                    "customer_connected": self._room.is_connected(e.session_id),
                 }
                 for i, e in enumerate(self._room.entries(), start=1)
             ],

@@ -216,6 +216,9 @@ class CallConfig:
     max_snapshots: int = 60
     reconnect_seconds: float = 60.0
     """How long the operator keeps a call whose customer dropped (R12); 0: no waiting."""
+    connect_seconds: float = 20.0
+    """How long after the accept the customer's media must reach the call; otherwise
+    the operator gets ``customer_gone`` and is released (issue 14.9); 0: no limit."""
     approve_reasons: tuple[str, ...] = ("identity_verified",)
     """The reason codes an operator chooses from, per outcome."""
     reject_reasons: tuple[str, ...] = (

@@ -1,6 +1,9 @@
 """The waiting room: queue order, positions, waiting-time estimates and the random
 assignment of the customer at the head to one of the eligible operators (R11).
 
+A customer whose connection is gone keeps their place but is never drawn: an operator
+would accept into an empty call (issue 14.9). Positions count only connected customers.
+
 Pure: no I/O, no clock, and the randomness comes from the ``rng`` passed in (a
 ``random.SystemRandom`` in production, a seeded one in tests).
 """
@@ -49,22 +52,42 @@ class WaitingRoom:
     def __init__(self, rng: random.Random, *, initial_handle_seconds: float = 300.0) -> None:
         self._rng = rng
         self._entries: OrderedDict[str, QueueEntry] = OrderedDict()
+        self._gone: set[str] = set()
+        """Queued sessions whose customer is not connected."""
         self._operators: dict[int, Presence] = {}
         self._handle_seconds = initial_handle_seconds
         self._handled = 0
 
     # -- customers --------------------------------------------------------------------
 
-    def add(self, session_id: str, now: float, *, at_head: bool = False) -> None:
+    def add(
+        self, session_id: str, now: float, *, at_head: bool = False, connected: bool = True
+    ) -> None:
+        """Queue a customer (at the head when re-queued); ``connected=False`` for one whose
+        connection is gone: they keep the place and are drawn once back."""
         if session_id in self._entries:
             raise QueueError("already in the queue", code="already_queued")
         self._entries[session_id] = QueueEntry(session_id, now)
         if at_head:
             self._entries.move_to_end(session_id, last=False)
+        self.set_connected(session_id, connected)
 
     def remove(self, session_id: str) -> bool:
         """Remove a customer; False when they were not queued."""
+        self._gone.discard(session_id)
         return self._entries.pop(session_id, None) is not None
+
+    def set_connected(self, session_id: str, connected: bool) -> None:
+        """Whether a queued customer is connected; only connected ones are drawn."""
+        if session_id not in self._entries:
+            raise QueueError("not in the queue", code="not_queued")
+        if connected:
+            self._gone.discard(session_id)
+        else:
+            self._gone.add(session_id)
+
+    def is_connected(self, session_id: str) -> bool:
+        return session_id in self._entries and session_id not in self._gone
 
     def __contains__(self, session_id: object) -> bool:
         return session_id in self._entries
@@ -76,10 +99,13 @@ class WaitingRoom:
         return list(self._entries.values())
 
     def position(self, session_id: str) -> int:
-        """1 for the customer at the head."""
-        for i, key in enumerate(self._entries, start=1):
+        """1 for the customer drawn next: connected customers ahead, plus one."""
+        ahead = 0
+        for key in self._entries:
             if key == session_id:
-                return i
+                return ahead + 1
+            if key not in self._gone:
+                ahead += 1
         raise QueueError("not in the queue", code="not_queued")
 
     def estimated_wait_seconds(self, session_id: str) -> float:
@@ -113,13 +139,13 @@ class WaitingRoom:
     # -- assignment -------------------------------------------------------------------
 
     def draw(self, now: float) -> AssignmentDrawn | None:
-        """Assign the customer at the head to an available operator chosen uniformly at
-        random, or return None when nobody waits or nobody is available. The operator
-        becomes OFFERED and the customer leaves the queue."""
+        """Assign the first connected customer to an available operator chosen uniformly
+        at random, or return None when no connected customer waits or nobody is
+        available. The operator becomes OFFERED and the customer leaves the queue."""
         candidates = tuple(self.operators_with(Presence.AVAILABLE))
-        if not candidates or not self._entries:
+        session_id = next((s for s in self._entries if s not in self._gone), None)
+        if not candidates or session_id is None:
             return None
-        session_id = next(iter(self._entries))
         index = self._rng.randrange(len(candidates))
         operator_id = candidates[index]
         del self._entries[session_id]

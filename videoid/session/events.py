@@ -87,6 +87,9 @@ class CallDropped:
     at: float
     by: str
     """``operator`` or ``customer``: whose connection was lost."""
+    reason: str = "connection_lost"
+    """``connection_lost``, or ``customer_gone``: the customer never joined the call
+    the operator accepted (issue 14.9)."""
 
 
 @dataclass(frozen=True)

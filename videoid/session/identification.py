@@ -88,6 +88,10 @@ class IdentificationSession:
         # the state the customer returns to when leaving the queue
         self._ready_state = ready_state or (self._required[-1] if self._required else State.CREATED)
         self._events: list[Event] = []
+        self.call_started_at: float | None = None
+        """When the call in progress was accepted (None when not known: after a restart)."""
+        self.customer_joined_at: float | None = None
+        """When the customer's media first reached the call in progress."""
 
     # -- queries ----------------------------------------------------------------------
 
@@ -99,6 +103,19 @@ class IdentificationSession:
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL
+
+    def connect_deadline(self, connect_seconds: float) -> float | None:
+        """When the operator stops waiting for the customer to join the call just
+        accepted, ``connect_seconds`` after the accept; None when no call waits for its
+        customer (they joined, there is no call, or ``connect_seconds`` is 0: no limit)."""
+        if (
+            self.state is not State.IN_CALL
+            or self.call_started_at is None
+            or self.customer_joined_at is not None
+            or connect_seconds <= 0
+        ):
+            return None
+        return self.call_started_at + connect_seconds
 
     def pop_events(self) -> list[Event]:
         """Return and forget the events queued since the last call."""
@@ -165,6 +182,25 @@ class IdentificationSession:
             self._illegal("start_call", "this session is assigned to another operator")
         self._move(State.IN_CALL, now, f"operator:{operator_id}")
         self._events.append(CallStarted(self.session_id, operator_id, now))
+        self.call_started_at, self.customer_joined_at = now, None
+
+    def customer_joined(self, now: float) -> None:
+        """The customer's media reached the call: no connect deadline any more. Only the
+        first time counts."""
+        if self.state is not State.IN_CALL:
+            self._illegal("customer_joined")
+        if self.customer_joined_at is None:
+            self.customer_joined_at = now
+
+    def customer_gone(self, now: float, *, connect_seconds: float) -> None:
+        """The customer did not join the accepted call within ``connect_seconds``: the
+        call ends (``CallDropped`` with reason ``customer_gone``) and the session goes
+        back to the state from which its customer may queue again. Raises
+        IllegalTransition before the deadline, or when no call waits for its customer."""
+        deadline = self.connect_deadline(connect_seconds)
+        if deadline is None or now < deadline:
+            self._illegal("customer_gone", "the call is not waiting for its customer")
+        self._drop(now, "customer", "customer_gone")
 
     def drop_call(self, now: float, *, by: str) -> None:
         """A participant's connection was lost mid-call: the customer goes back to the
@@ -173,9 +209,14 @@ class IdentificationSession:
             self._illegal("drop_call")
         if by not in ("operator", "customer"):
             raise ValueError(by)
+        self._drop(now, by, "connection_lost")
+
+    def _drop(self, now: float, by: str, reason: str) -> None:
         operator_id = self.operator_id
+        assert operator_id is not None
         self.operator_id = None
-        self._events.append(CallDropped(self.session_id, operator_id, now, by))
+        self.call_started_at = self.customer_joined_at = None
+        self._events.append(CallDropped(self.session_id, operator_id, now, by, reason))
         if by == "operator":
             self._move(State.WAITING, now, "system")
             self._events.append(CustomerQueued(self.session_id, now, at_head=True))
