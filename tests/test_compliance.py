@@ -75,10 +75,13 @@ async def recorded_call(
 
 
 async def login(http: aiohttp.ClientSession, server: Server, username: str) -> None:
+    """Logs in with the session's cookie jar; its POSTs then carry the CSRF token."""
     async with http.post(
         f"{server.url}/api/operator/login", json={"username": username, "password": PASSWORD}
     ) as r:
         assert r.status == 200, await r.text()
+    csrf = {c.key: c.value for c in http.cookie_jar}["videoid_csrf"]
+    http.headers["X-CSRF-Token"] = csrf  # type: ignore[index]
 
 
 async def get(http: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[int, Any]:

@@ -32,6 +32,7 @@ OPERATOR_ONLY = {
     "invalid_credentials",
     "login_throttled",
     "image_not_found",
+    "object_not_found",
     "config_invalid",
     "queue_error",
     "session_error",

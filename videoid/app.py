@@ -52,6 +52,7 @@ from .trust.service import Trust
 from .trust.signature_extension import SignatureExtension
 from .trust.signing_flow import ContractSigning
 from .trust.token import Pkcs11MasterKey
+from .web_security import install as install_web_security
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def create_app(
         ],
         client_max_size=config.signaling.max_payload_bytes,
     )
+    install_web_security(app, config.server)
     sio = SocketServer(
         async_mode="aiohttp",
         max_http_buffer_size=config.signaling.max_payload_bytes,

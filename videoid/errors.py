@@ -172,6 +172,13 @@ class StorageError(VideoidError, OSError):
     code = "storage_error"
 
 
+class ObjectNotFound(VideoidError, LookupError):
+    """No such image, snapshot or file in this session (another session's id included)."""
+
+    code = "object_not_found"
+    status = 404
+
+
 def _rebuild(
     cls: type[VideoidError], message: str, code: str, field: str | None = None
 ) -> VideoidError:

@@ -16,9 +16,9 @@ from aiohttp import web
 from .db import OperatorRecord
 from .errors import Forbidden, ValidationError, VideoidError
 from .loop_monitor import LoopMonitor
-from .operator_console.namespace import LOGIN_COOKIE
 from .services import SERVICES, Services
 from .staff_reads import readable_session, staff_member
+from .web_security import WEB_SECURITY, login_cookie
 
 logger = logging.getLogger(__name__)
 
@@ -141,14 +141,8 @@ class HttpApi:
                 "operator": _operator_json(login.operator),
             }
         )
-        response.set_cookie(
-            LOGIN_COOKIE,
-            login.token,
-            httponly=True,
-            samesite="Strict",
-            secure=_s(request).config.server.secure_cookies,
-            path="/",
-            max_age=int(_s(request).config.operators.login_ttl_hours * 3600),
+        request.app[WEB_SECURITY].set_login(
+            response, login.token, int(_s(request).config.operators.login_ttl_hours * 3600)
         )
         return response
 
@@ -157,7 +151,7 @@ class HttpApi:
         if token:
             await _s(request).accounts.logout(token)
         response = web.json_response({"ok": True})
-        response.del_cookie(LOGIN_COOKIE, path="/")
+        request.app[WEB_SECURITY].clear_login(response)
         return response
 
     async def me(self, request: web.Request) -> web.Response:
@@ -231,7 +225,7 @@ def login_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return header[len("Bearer ") :].strip()
-    return request.cookies.get(LOGIN_COOKIE)
+    return login_cookie(request)
 
 
 def _operator_json(operator: OperatorRecord) -> dict[str, Any]:

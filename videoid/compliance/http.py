@@ -18,7 +18,14 @@ from aiohttp import web
 
 from ..db import OperatorRecord
 from ..db.session_search import SessionFilter
-from ..errors import Forbidden, SessionNotFound, StorageError, ValidationError, VideoidError
+from ..errors import (
+    Forbidden,
+    ObjectNotFound,
+    SessionNotFound,
+    StorageError,
+    ValidationError,
+    VideoidError,
+)
 from ..http_api import _s, login_token
 from ..recordings.evidence import EXTENSIONS, MANIFEST_KIND, EvidenceError
 from ..services import Services
@@ -155,7 +162,7 @@ class ComplianceApi:
             or record.content_type not in EXTENSIONS
             or record.kind == MANIFEST_KIND
         ):
-            raise StorageError("no such image in this session", code="object_not_found")
+            raise ObjectNotFound("no such image in this session")
         _, data = await services.objects.get(object_id)
         await self._audit(
             services, officer, "evidence_viewed", session_id, what=f"object:{record.kind}"

@@ -20,7 +20,7 @@ from ..call_center import CallCenter, Notifier
 from ..clock import Clock
 from ..config import Config
 from ..db import Repository
-from ..errors import MediaError, RateLimited, ValidationError
+from ..errors import MediaError, ObjectNotFound, RateLimited, ValidationError
 from ..liveness.signals import ChallengeKind
 from ..notify import SmsGateway
 from ..notify.codes import OneTimeCodes
@@ -162,7 +162,7 @@ class CallTools:
 
     async def snapshot_image(self, session_id: str, object_id: str) -> bytes:
         if not any(s["object"] == object_id for s in await self.snapshots(session_id)):
-            raise ValidationError("no such snapshot in this session", code="image_not_found")
+            raise ObjectNotFound("no such snapshot in this session", code="image_not_found")
         _, data = await self._objects.get(object_id)
         return data
 

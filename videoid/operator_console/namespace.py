@@ -26,17 +26,18 @@ from ..protocol import (
     WebrtcOffer,
 )
 from ..signaling import GuardedNamespace
+from ..web_security import LOGIN_COOKIE, CookiePolicy
 from .accounts import Accounts
 from .call_tools import CallTools
 
 logger = logging.getLogger(__name__)
 
-LOGIN_COOKIE = "videoid_login"
 CALL_ROLES = ("operator", "supervisor")
 
 
-def login_token(environ: dict[str, Any], auth: Any) -> str | None:
-    """The login token from the Socket.IO ``auth`` payload, else the login cookie."""
+def login_token(environ: dict[str, Any], auth: Any, cookie_name: str = LOGIN_COOKIE) -> str | None:
+    """The login token from the Socket.IO ``auth`` payload, else the login cookie
+    (``cookie_name``: ``__Host-videoid_login`` behind HTTPS)."""
     if isinstance(auth, dict) and isinstance(auth.get("token"), str):
         return str(auth["token"])
     cookie = SimpleCookie()
@@ -44,7 +45,7 @@ def login_token(environ: dict[str, Any], auth: Any) -> str | None:
         cookie.load(environ.get("HTTP_COOKIE", ""))
     except Exception:  # a malformed cookie header is no login
         return None
-    morsel = cookie.get(LOGIN_COOKIE)
+    morsel = cookie.get(cookie_name)
     return morsel.value if morsel else None
 
 
@@ -78,11 +79,12 @@ class OperatorNamespace(GuardedNamespace):
         self._center = center
         self._tools = tools
         self._clock = clock
+        self._login_cookie = CookiePolicy.from_config(config.server).login_cookie
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
             operator = await self._accounts.authenticate(
-                login_token(environ, auth), self._clock.now()
+                login_token(environ, auth, self._login_cookie), self._clock.now()
             )
             if operator.role not in CALL_ROLES:
                 raise Forbidden("the operator console is for operators and supervisors")

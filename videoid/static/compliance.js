@@ -10,9 +10,16 @@
     "mrz_check_failed", "document_expired", "several_faces", "frames_frozen", "timestamps_too_regular"];
   let current = null;
 
+  // the login's CSRF token: the server refuses a POST authenticated by the login cookie
+  // without it in this header (a page of another site cannot read the cookie)
+  function csrfToken() {
+    const found = document.cookie.split("; ").find((c) => /^(__Host-)?videoid_csrf=/.test(c));
+    return found ? found.slice(found.indexOf("=") + 1) : "";
+  }
   async function api(path, body) {
+    const headers = body ? { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() } : {};
     const r = await fetch(path, { method: body ? "POST" : "GET", credentials: "same-origin",
-      headers: body ? { "Content-Type": "application/json" } : {}, body: body && JSON.stringify(body) });
+      headers, body: body && JSON.stringify(body) });
     const data = await r.json().catch(() => ({}));
     if (!r.ok) throw (data.error || { code: "http_" + r.status, message: r.statusText });
     return data;

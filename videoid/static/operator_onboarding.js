@@ -15,10 +15,17 @@ window.videoid = window.videoid || {};
   };
   const BAD = ["face_mismatch", "mrz_check_failed", "document_expired"];
 
+  // the login's CSRF token: the server refuses a POST authenticated by the login cookie
+  // without it in this header (a page of another site cannot read the cookie)
+  function csrfToken() {
+    const found = document.cookie.split("; ").find((c) => /^(__Host-)?videoid_csrf=/.test(c));
+    return found ? found.slice(found.indexOf("=") + 1) : "";
+  }
   // the operator pages' HTTP requests (the login cookie); rejects with the server's error
   videoid.api = async function (path, body) {
+    const headers = body ? { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() } : {};
     const r = await fetch(path, { method: body ? "POST" : "GET", credentials: "same-origin",
-      headers: body ? { "Content-Type": "application/json" } : {}, body: body && JSON.stringify(body) });
+      headers, body: body && JSON.stringify(body) });
     const data = await r.json().catch(() => ({}));
     if (!r.ok) throw (data.error || { code: "http_" + r.status, message: r.statusText });
     return data;
