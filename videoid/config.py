@@ -336,14 +336,14 @@ class AuditConfig:
     anchor_minutes: float = 60.0
     """The audit log's head is signed by a key in the token and timestamped at every
     evidence seal and at least this often."""
-
-
-@dataclass(frozen=True)
     refusals_per_minute: int = 10
     """Refused requests (401/403) audited one by one per client address and minute;
     the rest are counted into that client's next entry (``suppressed``)."""
     refusals_total_per_minute: int = 200
     """The same, for all clients together: the most a flood adds to the audit log."""
+
+
+@dataclass(frozen=True)
 class SigningConfig:
     extend_every_hours: float = 24.0
     """How often the server looks for signed contracts whose newest timestamp needs a
