@@ -454,10 +454,10 @@ async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 
 
 async def test_parallel_pins_codes_and_puks_check_at_most_the_limit(
+    database_url: str,
     start_server: StartServer,
     customer_video: Path,
     operator_video: Path,
-    database_url: str,
 ) -> None:
     """R17, 50 requests at once on SQLite and PostgreSQL. With a wrong code, 49 wrong PINs
     and the right one get the same kind of answer (the code's), no PIN is checked and at
@@ -538,10 +538,10 @@ async def test_parallel_pins_codes_and_puks_check_at_most_the_limit(
 
 
 async def test_parallel_call_codes_compare_at_most_the_limit(
+    database_url: str,
     start_server: StartServer,
     customer_video: Path,
     operator_video: Path,
-    database_url: str,
 ) -> None:
     """R17, on SQLite and PostgreSQL: in a real call, 50 wrong codes checked at once by
     the operator compare at most ``call.otp_attempts``; the code is then locked, even the

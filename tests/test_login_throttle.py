@@ -63,7 +63,8 @@ def from_address(address: str) -> aiohttp.ClientSession:
 
 
 async def test_parallel_guesses_evaluate_at_most_the_allowance(
-    start_server: StartServer, database_url: str
+    database_url: str,
+    start_server: StartServer,
 ) -> None:
     """R22: 39 wrong passwords and the right one at once: at most ``max_failed_logins``
     are hashed and answered, the rest wait; the right password is refused meanwhile."""
