@@ -4,10 +4,12 @@ and face videos made from the public face_recognition test photos."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ROOT / "var" / "test-assets" / "face_recognition"
 ASSETS = ROOT / "var" / "test-assets"
 PASSWORD = "correct horse battery"
+POSTGRES_URL = os.environ.get(
+    "VIDEOID_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
 
 
 def _dump_tasks(signum: int, frame: Any) -> None:
@@ -179,3 +184,29 @@ def softhsm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("softhsm2-util") is None:
         pytest.fail("softhsm2 is not installed: run ./scripts/setup --test")
     return tmp_path_factory.mktemp("softhsm")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A server's database: SQLite in its data directory (``""``), or a PostgreSQL
+    database of its own, created here and dropped after. Ask for it before
+    ``start_server``, so that the server stops before its database is dropped."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    import asyncpg
+
+    dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+    try:
+        admin = await asyncio.wait_for(asyncpg.connect(dsn), 5)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    name = f"videoid_test_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()

@@ -20,9 +20,14 @@ async def run_call(
     decision: str = "approved",
     name: str = "olga",
     watch_seconds: float = 1.5,
+    before_call=None,
 ):
+    """A real call, decided; ``before_call(server, invitation)`` runs before the customer
+    joins (what onboarding would have recorded before the call)."""
     await server.operator(name)
     invitation = await server.invite()
+    if before_call is not None:
+        await before_call(server, invitation)
     operator = OperatorBot(
         server.url,
         name,

@@ -29,8 +29,8 @@ from videoid.recordings.audit_chain import verify as verify_chain
 from videoid.recordings.evidence import MANIFEST_KIND
 from videoid.recordings.evidence_package import verify_package
 
-from .conftest import PASSWORD, Server, StartServer
-from .test_repository import POSTGRES_URL, _drop_schema, _postgres_schema
+from .conftest import PASSWORD, POSTGRES_URL, Server, StartServer
+from .test_repository import _drop_schema, _postgres_schema
 
 PERSON = {
     "surname": "Lovelace",

@@ -6,12 +6,9 @@ active. And every bad input the issue names, with its stable code (R16-R19)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +51,16 @@ def last_code(server: Server) -> tuple[str, str]:
 
 
 async def approved(
-    start_server: StartServer, customer_video: Path, operator_video: Path, **sections: Any
+    start_server: StartServer,
+    customer_video: Path,
+    operator_video: Path,
+    before_call: Any = None,
+    **sections: Any,
 ):
     server = await start_server(live={"workers": 0}, **sections)
-    invitation, result, _ = await run_call(server, customer_video, operator_video)
+    invitation, result, _ = await run_call(
+        server, customer_video, operator_video, before_call=before_call
+    )
     assert result.outcome == "approved"
     fields = {**PERSON, "surname": "Lovelace", "given_names": "Ada"}
     await server.services.repo.put_result(
@@ -65,6 +68,18 @@ async def approved(
         server.services.clock.now(),
     )  # fmt: skip
     return server, invitation, Customer(server, invitation.url.split("#", 1)[1])
+
+
+async def certificate_and_signature(server: Server, me: Customer) -> str:
+    """The customer's steps after the approval, each answered: certificate, PIN, SMS
+    code, signature. The code they signed with."""
+    assert (await me.call("POST", "/certificate"))[0] == 200
+    assert (await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN}))[0] == 200
+    assert (await me.call("POST", "/code"))[0] == 200
+    code, _ = last_code(server)
+    status, body = await me.call("POST", "/sign", {"pin": PIN, "code": code})
+    assert status == 200 and body["signed"], body
+    return code
 
 
 async def test_certificate_pin_code_sign_and_mail(
@@ -342,12 +357,18 @@ async def test_an_italian_pdf_a_contract_signed_b_lta_and_extended(
     QSCD (the default), and once signed validates offline as B-LTA; ``videoid signatures
     extend`` then adds an archive timestamp as a new version, audited, and it still
     validates."""
-    server, invitation, me = await approved(start_server, customer_video, operator_video)
-    repo, session_id = server.services.repo, invitation.session_id
-    await repo.add_consent(
-        session_id, document="terms", version="1", language="it", text_sha256="0" * 64,
-        client_address="127.0.0.1", now=server.services.clock.now(),
-    )  # fmt: skip
+
+    async def consent_in_italian(server: Server, invitation: Any) -> None:
+        # before the call: the decision's seal covers it, as a real consent's would
+        await server.services.repo.add_consent(
+            invitation.session_id, document="terms", version="1", language="it",
+            text_sha256="0" * 64, client_address="127.0.0.1", now=server.services.clock.now(),
+        )  # fmt: skip
+
+    server, invitation, me = await approved(
+        start_server, customer_video, operator_video, before_call=consent_in_italian
+    )
+    session_id = invitation.session_id
     status, body = await me.call("GET")
     assert body["to_issue"]["qscd"] is False and "QCP-n," in body["to_issue"]["kind"]
     await me.call("POST", "/certificate")
@@ -422,35 +443,7 @@ async def test_an_italian_pdf_a_contract_signed_b_lta_and_extended(
 
 # -- R17: the limits hold under concurrency ---------------------------------------------
 
-POSTGRES_URL = os.environ.get(
-    "VIDEOID_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 PARALLEL = 50
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """The server's database: SQLite in its data directory, or a PostgreSQL database of
-    its own (created here, dropped after)."""
-    if request.param == "sqlite":
-        yield ""
-        return
-    import asyncpg
-
-    dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
-    try:
-        admin = await asyncio.wait_for(asyncpg.connect(dsn), 5)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    name = f"videoid_r17_{uuid.uuid4().hex[:12]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_parallel_pins_codes_and_puks_check_at_most_the_limit(

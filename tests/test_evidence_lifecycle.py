@@ -15,7 +15,7 @@ import aiohttp
 
 from .conftest import Server, StartServer
 from .test_call_end_to_end import run_call
-from .test_contract_signing import PIN, approved, last_code
+from .test_contract_signing import approved, certificate_and_signature
 from .test_evidence import cli
 
 
@@ -48,12 +48,7 @@ async def test_a_signed_customer_through_revocation_hold_and_purge(
     server, invitation, me = await approved(start_server, customer_video, operator_video)
     services = server.services
     session_id = invitation.session_id
-    assert (await me.call("POST", "/certificate"))[0] == 200
-    assert (await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN}))[0] == 200
-    assert (await me.call("POST", "/code"))[0] == 200
-    code, _ = last_code(server)
-    status, body = await me.call("POST", "/sign", {"pin": PIN, "code": code})
-    assert status == 200 and body["signed"], body
+    await certificate_and_signature(server, me)
 
     # the main flow: approved, certificate, signed, completed — exports and verifies
     out = await export_and_verify(server, session_id, tmp_path, "completed")

@@ -6,46 +6,14 @@ it is hashed while an operator elsewhere logs in, and no typed username is audit
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 
 from videoid.config import OperatorsConfig
 from videoid.operator_console.accounts import client_key, delays
 
 from .conftest import PASSWORD, Server, StartServer
-
-POSTGRES_URL = os.environ.get(
-    "VIDEOID_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """SQLite in the data directory, or a PostgreSQL database made for the test."""
-    if request.param == "sqlite":
-        yield ""
-        return
-    import asyncpg
-
-    dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
-    try:
-        conn = await asyncio.wait_for(asyncpg.connect(dsn), 5)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    name = f"videoid_login_{uuid.uuid4().hex[:12]}"
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await conn.close()
 
 
 async def attempt(
@@ -79,7 +47,7 @@ async def test_parallel_guesses_evaluate_at_most_the_allowance(
     async with aiohttp.ClientSession() as http:
         answers = await asyncio.gather(*(attempt(http, server, "olga", p) for p in passwords))
         evaluated = [a for a in answers if a[1] != "login_throttled"]
-        assert len(evaluated) <= 3, answers
+        assert 1 <= len(evaluated) <= 3, answers
         assert set(evaluated) <= {(401, "invalid_credentials"), (200, "ok")}
         assert answers.count((429, "login_throttled")) == 40 - len(evaluated)
         assert hashing.hashes - before == len(evaluated)
@@ -129,7 +97,7 @@ async def test_a_flood_from_one_address_is_refused_before_hashing(
             *(attempt(attacker, server, f"ghost{i}", "some password") for i in range(100))
         )
     evaluated = [a for a in answers if a != (429, "login_throttled")]
-    assert len(evaluated) <= 5 and set(evaluated) <= {(401, "invalid_credentials")}, answers
+    assert 1 <= len(evaluated) <= 5 and set(evaluated) <= {(401, "invalid_credentials")}, answers
     assert hashing.hashes - before == len(evaluated)
     flood = hashing.hashes
     async with from_address("127.0.0.2") as operator:

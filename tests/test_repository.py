@@ -16,9 +16,7 @@ from videoid.errors import StorageError, ValidationError
 from videoid.queue import AssignmentDrawn
 from videoid.session import IdentificationSession, Outcome, State
 
-POSTGRES_URL = os.environ.get(
-    "VIDEOID_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
+from .conftest import POSTGRES_URL
 
 
 async def _postgres_schema() -> str | None:

@@ -453,9 +453,6 @@ def cmd_cert(args: argparse.Namespace) -> None:
     import datetime
     import textwrap
 
-    from .db import Repository
-    from .trust.service import Trust
-
     config = _config(args)
 
     def when(at: float | None) -> str:
@@ -463,57 +460,45 @@ def cmd_cert(args: argparse.Namespace) -> None:
             return "-"
         return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
-    async def work() -> None:
-        repo = await Repository.open(config.database_url)
-        trust = Trust(config, repo, SystemClock(), config.base_url())
-        try:
-            if args.what == "list":
-                records = await repo.certificates()
-                if args.json:
-                    print(json.dumps([trust.describe(r) for r in records], indent=1))
-                    return
-                for r in records:
-                    print(
-                        f"{r.serial:<34} {r.kind:<9} {r.status:<8} until "
-                        f"{when(r.not_after)}  {r.subject}"
-                    )
-                return
-            record = await repo.find_certificate(args.serial.lower())
-            if record is None:
-                raise VideoidError("no such certificate", code="certificate_not_found")
-            if args.what == "revoke":
-                from .app import evidence_services
-                from .storage import ObjectStore
-
-                try:
-                    record = await trust.revoke(record.serial, args.reason, "cli")
-                finally:  # revoked even if its key could not be destroyed: seal it
-                    found = await repo.find_certificate(record.serial)
-                    if found is not None and found.status == "revoked" and found.session_id:
-                        objects = ObjectStore.from_config(repo, config)
-                        evidence, _ = evidence_services(config, repo, objects, trust, SystemClock())
-                        if await evidence.seals(found.session_id):
-                            await evidence.seal(found.session_id, SystemClock().now(), "revoked")
-                print(
-                    f"certificate {record.serial} revoked ({args.reason})"
-                    f" at {when(record.revoked_at)}"
-                )
-                return
-            info = trust.describe(record)
+    async def work(repo: Any, objects: Any, trust: Any, evidence: Any, anchors: Any) -> None:
+        if args.what == "list":
+            records = await repo.certificates()
             if args.json:
-                print(json.dumps(info, indent=1))
+                print(json.dumps([trust.describe(r) for r in records], indent=1))
                 return
-            for key, value in info.items():
-                shown = when(value) if key in ("not_before", "not_after", "revoked_at") else value
-                print(f"{key:<18} {shown}")
-            pem = base64.b64encode(record.der).decode()
-            print("-----BEGIN CERTIFICATE-----")
-            print("\n".join(textwrap.wrap(pem, 64)))
-            print("-----END CERTIFICATE-----")
-        finally:
-            await repo.close()
+            for r in records:
+                print(
+                    f"{r.serial:<34} {r.kind:<9} {r.status:<8} until "
+                    f"{when(r.not_after)}  {r.subject}"
+                )
+            return
+        record = await repo.find_certificate(args.serial.lower())
+        if record is None:
+            raise VideoidError("no such certificate", code="certificate_not_found")
+        if args.what == "revoke":
+            try:
+                record = await trust.revoke(record.serial, args.reason, "cli")
+            finally:  # revoked even if its key could not be destroyed: seal it
+                found = await repo.find_certificate(record.serial)
+                if found is not None and found.status == "revoked" and found.session_id:
+                    await evidence.reseal(found.session_id, SystemClock().now(), "revoked")
+            print(
+                f"certificate {record.serial} revoked ({args.reason}) at {when(record.revoked_at)}"
+            )
+            return
+        info = trust.describe(record)
+        if args.json:
+            print(json.dumps(info, indent=1))
+            return
+        for key, value in info.items():
+            shown = when(value) if key in ("not_before", "not_after", "revoked_at") else value
+            print(f"{key:<18} {shown}")
+        pem = base64.b64encode(record.der).decode()
+        print("-----BEGIN CERTIFICATE-----")
+        print("\n".join(textwrap.wrap(pem, 64)))
+        print("-----END CERTIFICATE-----")
 
-    asyncio.run(work())
+    asyncio.run(_with_evidence(config, work, anchor_after=args.what == "revoke"))
 
 
 def cmd_signatures_extend(args: argparse.Namespace) -> None:
@@ -525,8 +510,7 @@ def cmd_signatures_extend(args: argparse.Namespace) -> None:
         extension = SignatureExtension(config, repo, objects, trust, SystemClock())
 
         async def sealed(session_id: str, at: float) -> None:
-            if await evidence.seals(session_id):  # the new version is evidence too
-                await evidence.seal(session_id, at, "signature_extended")
+            await evidence.reseal(session_id, at, "signature_extended")  # evidence too
 
         extension.extended = sealed
         done = await extension.extend(force=args.force, session_id=args.session)

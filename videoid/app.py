@@ -157,10 +157,6 @@ def create_app(
             trust.share_token(objects.files.wrapper.token)
         evidence, anchors = evidence_services(config, repo, objects, trust, clock)
 
-        async def seal(session_id: str, event: str) -> None:
-            evidence.seal_later(session_id, clock.now(), event)
-
-        center.after_decision = seal
         center.evidence_changed = lambda session_id, event: evidence.seal_later(
             session_id, clock.now(), event
         )
@@ -307,7 +303,7 @@ def evidence_services(
     """The evidence sealer and the audit log's anchors, timestamped by the configured
     TSA (the local CA's by default); every seal anchors the log. Also used by the
     command line."""
-    tsa = tsa_for(config.tsa.url, config.tsa.timeout_seconds, LocalTsa(trust.ca, clock.now))
+    tsa = tsa_for(config.tsa.url, config.tsa.timeout_seconds, LocalTsa(trust.timestamp))
     evidence = Evidence(
         repo,
         objects,

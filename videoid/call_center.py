@@ -122,12 +122,10 @@ class CallCenter:
         """Checks a decision may be taken (the checklist); raises to refuse it."""
         self.recordings: RecordingStore | None = None
         """Where calls are recorded; None records nothing."""
-        self.after_decision: Callable[[str, str], Awaitable[Any]] | None = None
-        """Run (in the background) once a decision or review is saved, with the event's
-        name: the evidence is sealed."""
         self.evidence_changed: Callable[[str, str], None] | None = None
-        """Told (session, event) after a step past the decision changed the session's
-        evidence (certificate requested, contract signed): the evidence is sealed again."""
+        """Told (session, event) once a decision or a review is saved, and after a step
+        past the decision (certificate requested, contract signed): the evidence is
+        sealed (again); it must not block."""
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- start and stop ---------------------------------------------------------------
@@ -481,8 +479,8 @@ class CallCenter:
                 self._room.record_call_length(now - live.call_started_at)
             await self._close_peers(live)
             self._release_operator(operator_id)
-            if self.after_decision is not None:
-                self._in_background(self.after_decision(session_id, "decision"))
+            if self.evidence_changed is not None:
+                self.evidence_changed(session_id, "decision")
             self._notify_customer(
                 session_id, "outcome", {"outcome": outcome, "state": live.machine.state.value}
             )
@@ -518,8 +516,8 @@ class CallCenter:
                 self._clock.now(),
             )
             await self._persist(machine)
-            if self.after_decision is not None:
-                self._in_background(self.after_decision(session_id, "review"))
+            if self.evidence_changed is not None:
+                self.evidence_changed(session_id, "review")
             self._notify_customer(
                 session_id, "outcome", {"outcome": outcome, "state": machine.state.value}
             )

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import re
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +292,24 @@ class Onboarding:
             )
         return taken
 
+    async def _analysed(
+        self, session_id: str, kind: str, work: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> tuple[int, int, Any]:
+        """One photo analysed in the pool (one at a time per session), its attempt taken
+        first: the attempt's id, the attempts left, the analysis. A refused or failed
+        analysis is recorded on the attempt before it raises."""
+        async with self._one_upload(session_id):
+            attempt, left = await self._take_attempt(session_id, kind)
+            try:
+                result = await self._pool.run(work, *args, **kwargs)
+            except ValidationError as err:
+                await self._repo.finish_attempt(attempt, False, [err.code], self._clock.now())
+                raise
+            except BaseException:
+                await self._repo.finish_attempt(attempt, False, ["failed"], self._clock.now())
+                raise
+        return attempt, left, result
+
     @contextlib.asynccontextmanager
     async def _one_upload(self, session_id: str) -> AsyncIterator[None]:
         """One photo of a session analysed at a time: a second upload while one is in
@@ -328,24 +346,17 @@ class Onboarding:
         await self._center.step(
             record.id, self._before[State.DOCUMENTS_CAPTURED], _noop
         )  # the state, early
-        async with self._one_upload(record.id):
-            attempt, left = await self._take_attempt(record.id, kind)
-            try:
-                result = await self._pool.run(
-                    analysis.analyse_document,
-                    data,
-                    want_mrz=side == zone_side,
-                    want_portrait=side == portrait_side,
-                    today=today,
-                    max_bytes=limits.max_upload_bytes,
-                    max_pixels=limits.max_pixels,
-                )
-            except ValidationError as err:
-                await self._repo.finish_attempt(attempt, False, [err.code], self._clock.now())
-                raise
-            except BaseException:
-                await self._repo.finish_attempt(attempt, False, ["failed"], self._clock.now())
-                raise
+        attempt, left, result = await self._analysed(
+            record.id,
+            kind,
+            analysis.analyse_document,
+            data,
+            want_mrz=side == zone_side,
+            want_portrait=side == portrait_side,
+            today=today,
+            max_bytes=limits.max_upload_bytes,
+            max_pixels=limits.max_pixels,
+        )
         problems: list[str] = list(result["problems"])
         if without_mrz and problems == ["mrz_not_found"]:
             problems = []
@@ -507,23 +518,16 @@ class Onboarding:
         portrait = None
         if document.get("portrait"):
             _, portrait = await self._objects.get(document["portrait"])
-        async with self._one_upload(record.id):
-            attempt, left = await self._take_attempt(record.id, "selfie")
-            try:
-                result = await self._pool.run(
-                    analysis.analyse_selfie,
-                    data,
-                    portrait,
-                    max_bytes=limits.max_upload_bytes,
-                    max_pixels=limits.max_pixels,
-                    threshold=limits.face_match_threshold,
-                )
-            except ValidationError as err:
-                await self._repo.finish_attempt(attempt, False, [err.code], self._clock.now())
-                raise
-            except BaseException:
-                await self._repo.finish_attempt(attempt, False, ["failed"], self._clock.now())
-                raise
+        attempt, left, result = await self._analysed(
+            record.id,
+            "selfie",
+            analysis.analyse_selfie,
+            data,
+            portrait,
+            max_bytes=limits.max_upload_bytes,
+            max_pixels=limits.max_pixels,
+            threshold=limits.face_match_threshold,
+        )
         now = self._clock.now()
         problems = result["problems"]
         await self._repo.finish_attempt(attempt, not problems, problems, now)

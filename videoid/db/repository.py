@@ -791,20 +791,6 @@ class Repository:
                 .values(wrapped_key=None, shredded_at=now)
             )
 
-    async def add_attempt(
-        self, session_id: str, kind: str, accepted: bool, problems: Sequence[str], now: float
-    ) -> None:
-        async with self._sessions.begin() as db:
-            db.add(
-                CaptureAttempt(
-                    session_id=session_id,
-                    kind=kind,
-                    accepted=accepted,
-                    problems=json.dumps(list(problems)),
-                    at=now,
-                )
-            )
-
     async def reserve_attempt(
         self, session_id: str, kind: str, max_attempts: int, now: float
     ) -> tuple[int, int] | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -107,12 +108,13 @@ class Item:
     name: str
     data: bytes
 
+    @functools.cached_property
+    def sha256(self) -> str:
+        """Computed once: a recording is megabytes, and it is compared more than once."""
+        return hashlib.sha256(self.data).hexdigest()
+
     def entry(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "sha256": hashlib.sha256(self.data).hexdigest(),
-            "size": len(self.data),
-        }
+        return {"name": self.name, "sha256": self.sha256, "size": len(self.data)}
 
 
 async def collect(
@@ -312,7 +314,9 @@ class Evidence:
         self._clock = clock
         self.after_seal: Callable[[float], Awaitable[Any]] | None = None
         """Called after each seal (the audit log's anchor)."""
-        self._lock = asyncio.Lock()  # seals of a session one after the other, in order
+        self._locks: dict[str, asyncio.Lock] = {}
+        """Per session: its seals one after the other, in order (other sessions' seals
+        go on meanwhile; across processes ``claim_seal`` keeps the order)."""
         self._pending: set[asyncio.Task[Any]] = set()
 
     async def seal(self, session_id: str, now: float, event: str = "sealed") -> dict[str, Any]:
@@ -330,71 +334,80 @@ class Evidence:
         )
 
     async def _seal_once(self, session_id: str, now: float, event: str) -> dict[str, Any]:
-        async with self._lock:
-            items = await collect(self._repo, self._objects, self._recordings_dir, session_id)
-            seals = await self.seals(session_id)
-            if seals:
-                await self._refuse_rewrites(session_id, seals[-1], items, event, now)
-            previous = (
-                {
-                    "seq": _seq(seals[-1], len(seals)),
-                    "sha256": seals[-1].digest,
-                    "timestamp_sha256": seals[-1].timestamp_digest,
-                }
-                if seals
-                else None
-            )
-            entries = await self._repo.audit_entries()
-            head = {"seq": entries[-1].seq, "hash": entries[-1].hash} if entries else {}
-            event_at = now
-            # the time of signing, not of the event: a seal that waited for others
-            # (recordings to decrypt, a slow TSA) must still match its timestamp
-            now = self._clock() if self._clock is not None else now
-            body = await asyncio.to_thread(
-                manifest,
+        lock = self._locks.setdefault(session_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._seal_locked(session_id, now, event)
+        finally:
+            if not lock.locked() and self._locks.get(session_id) is lock:
+                del self._locks[session_id]
+
+    async def _seal_locked(self, session_id: str, now: float, event: str) -> dict[str, Any]:
+        items = await collect(self._repo, self._objects, self._recordings_dir, session_id)
+        await _digested(items)
+        seals = await self.seals(session_id)
+        if seals:
+            await self._refuse_rewrites(session_id, seals[-1], items, event, now)
+        previous = (
+            {
+                "seq": _seq(seals[-1], len(seals)),
+                "sha256": seals[-1].digest,
+                "timestamp_sha256": seals[-1].timestamp_digest,
+            }
+            if seals
+            else None
+        )
+        entries = await self._repo.audit_entries()
+        head = {"seq": entries[-1].seq, "hash": entries[-1].hash} if entries else {}
+        event_at = now
+        # the time of signing, not of the event: a seal that waited for others
+        # (recordings to decrypt, a slow TSA) must still match its timestamp
+        now = self._clock() if self._clock is not None else now
+        body = await asyncio.to_thread(
+            manifest,
+            session_id,
+            items,
+            now,
+            head,
+            self.key,
+            seq=len(seals) + 1,
+            event=event,
+            previous=previous,
+        )
+        body["event_at"] = event_at
+        if not await self._repo.claim_seal(session_id, body["seq"], now):
+            raise _Claimed()
+        try:
+            signature = seal(body, self.key)
+            stamp = None
+            if self.tsa is not None:
+                try:
+                    stamp = await self.tsa.timestamp(hashlib.sha256(signature).digest())
+                except Exception as err:  # sealed all the same; the gap is visible
+                    logger.warning("session %s: the seal has no timestamp: %s", session_id, err)
+            stored = await self._objects.put(
                 session_id,
-                items,
+                MANIFEST_KIND,
+                "application/json",
+                canonical(Seal(body, signature, stamp).record()),
                 now,
-                head,
-                self.key,
-                seq=len(seals) + 1,
-                event=event,
-                previous=previous,
             )
-            body["event_at"] = event_at
-            if not await self._repo.claim_seal(session_id, body["seq"], now):
-                raise _Claimed()
-            try:
-                signature = seal(body, self.key)
-                stamp = None
-                if self.tsa is not None:
-                    try:
-                        stamp = await self.tsa.timestamp(hashlib.sha256(signature).digest())
-                    except Exception as err:  # sealed all the same; the gap is visible
-                        logger.warning("session %s: the seal has no timestamp: %s", session_id, err)
-                stored = await self._objects.put(
-                    session_id,
-                    MANIFEST_KIND,
-                    "application/json",
-                    canonical(Seal(body, signature, stamp).record()),
-                    now,
-                )
-            except BaseException:
-                await self._repo.release_seal(session_id, body["seq"])
-                raise
-            await self._repo.append_audit(
-                now,
-                "evidence_sealed",
-                "system",
-                session_id,
-                {
-                    "manifest": stored.id,
-                    "seq": body["seq"],
-                    "event": event,
-                    "items": len(items),
-                    "timestamped": stamp is not None,
-                },
-            )
+        except BaseException:
+            await self._repo.release_seal(session_id, body["seq"])
+            raise
+        await self._repo.append_audit(
+            now,
+            "evidence_sealed",
+            "system",
+            session_id,
+            {
+                "manifest": stored.id,
+                "seq": body["seq"],
+                "event": event,
+                "items": len(items),
+                "timestamped": stamp is not None,
+            },
+        )
         if self.after_seal is not None:
             await self.after_seal(now)
         return body
@@ -432,6 +445,15 @@ class Evidence:
                 "sealed evidence was changed since the last seal: " + "; ".join(changed),
                 code="evidence_changed",
             )
+
+    async def reseal(self, session_id: str, now: float, event: str) -> bool:
+        """Seal again after ``event`` a session sealed before (one never sealed, e.g.
+        abandoned before its decision, is sealed on its first export); whether it was."""
+        objects = await self._repo.objects_of(session_id)
+        if not any(o.kind == MANIFEST_KIND for o in objects):
+            return False
+        await self.seal(session_id, now, event)
+        return True
 
     def seal_later(self, session_id: str, now: float, event: str) -> None:
         """Seal in the background (the caller's request does not wait); :meth:`settle`
@@ -489,6 +511,7 @@ class Evidence:
         items = await collect(
             self._repo, self._objects, self._recordings_dir, session_id, unreadable
         )
+        await _digested(items)
         checked, item_problems = compare_items(body, items, unreadable)
         problems += item_problems
         entries = await self._repo.audit_entries()
@@ -527,13 +550,9 @@ class Evidence:
         process stopped between an event and its seal). Only a change the session's
         record dates is taken: a changed item with no change of state stays a mismatch."""
         resealed = []
-        for session_id, updated_at in await self._repo.sealed_sessions_changed_since_seal(
-            MANIFEST_KIND
-        ):
-            seals = await self.seals(session_id)
-            if seals and updated_at > float(seals[-1].body["sealed_at"]):
-                await self.seal(session_id, now, "recovered")
-                resealed.append(session_id)
+        for session_id, _ in await self._repo.sealed_sessions_changed_since_seal(MANIFEST_KIND):
+            await self.seal(session_id, now, "recovered")
+            resealed.append(session_id)
         return resealed
 
     async def seals(self, session_id: str) -> list[Seal]:
@@ -546,10 +565,6 @@ class Evidence:
             found.append(Seal.from_record(json.loads(data)))
         # by their own numbers: seals made in the same instant have no storage order
         return sorted(found, key=lambda s: int(s.body.get("seq", 1)))
-
-    async def latest_seal(self, session_id: str) -> tuple[dict[str, Any], bytes] | None:
-        seals = await self.seals(session_id)
-        return (seals[-1].body, seals[-1].signature) if seals else None
 
     async def export(self, session_id: str, path: Path, actor: str, now: float) -> dict[str, Any]:
         """Write the package of the session's latest seal (sealing first if there is
@@ -567,6 +582,7 @@ class Evidence:
             items = await collect(
                 self._repo, self._objects, self._recordings_dir, session_id, unreadable
             )
+            await _digested(items)
             _, item_problems = compare_items(seals[-1].body, items, unreadable)
             if item_problems:
                 raise EvidenceError(
@@ -634,6 +650,12 @@ def check_history(seals: list[Seal], public: Ed25519PublicKey) -> list[str]:
                 )
         previous = s
     return problems
+
+
+async def _digested(items: list[Item]) -> None:
+    """Every item's SHA-256 computed (and kept) in a thread: megabytes of recordings
+    hashed on the event loop would hold every call."""
+    await asyncio.to_thread(lambda: [i.sha256 for i in items])
 
 
 def compare_items(

@@ -55,8 +55,8 @@ class Retention:
         """Seals the session again after a hold, a release or a purge."""
 
     async def _sealed(self, session_id: str, now: float, event: str) -> None:
-        if self._evidence is not None and await self._evidence.seals(session_id):
-            await self._evidence.seal(session_id, now, event)
+        if self._evidence is not None:
+            await self._evidence.reseal(session_id, now, event)
 
     async def due(self, now: float) -> list[str]:
         """Sessions whose retention has ended and that no hold keeps."""

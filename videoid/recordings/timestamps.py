@@ -12,7 +12,6 @@ certificate may time-stamp, and (given trusted roots) that it chains to one of t
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import hashlib
 import secrets
@@ -84,17 +83,15 @@ def token_from_response(response: bytes, nonce: int, digest: bytes) -> bytes:
 
 
 class LocalTsa:
-    """The local CA's timestamping unit, in-process. ``ca`` returns the CA (opened on
-    first use); ``now`` the current time."""
+    """The local CA's timestamping unit, in-process: ``timestamp`` answers a DER
+    TimeStampReq with a DER TimeStampResp (``Trust.timestamp``)."""
 
-    def __init__(self, ca: Callable[[], Awaitable[object]], now: Callable[[], float]) -> None:
-        self._ca, self._now = ca, now
+    def __init__(self, timestamp: Callable[[bytes], Awaitable[bytes]]) -> None:
+        self._timestamp = timestamp
 
     async def timestamp(self, digest: bytes) -> bytes:
-        ca = await self._ca()
         request, nonce = request_for(digest)
-        response = await asyncio.to_thread(ca.timestamp, request, self._now())  # type: ignore[attr-defined]
-        return token_from_response(response, nonce, digest)
+        return token_from_response(await self._timestamp(request), nonce, digest)
 
 
 class HttpTsa:

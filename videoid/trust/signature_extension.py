@@ -82,7 +82,9 @@ class SignatureExtension:
             try:  # one contract that cannot be read or extended stops none of the others
                 _, pdf = await self._objects.get(object_id)
                 now = datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC)
-                if not force and not archive_state(pdf).due(now, margin_days):
+                # the whole PDF and its signatures parsed: off the event loop
+                state = await asyncio.to_thread(archive_state, pdf)
+                if not force and not state.due(now, margin_days):
                     continue
                 authority = authority or await signing_authority(self._trust, self._config)
                 # pyHanko hashes and writes in Python: in a thread with its own loop
@@ -97,7 +99,7 @@ class SignatureExtension:
                 previous_object=object_id,
                 new_object=record.id,
                 sha256=hashlib.sha256(extended).hexdigest(),
-                document_timestamps=archive_state(extended).document_timestamps,
+                document_timestamps=state.document_timestamps + 1,
             )
             await self._repo.append_audit(
                 at,
