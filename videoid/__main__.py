@@ -635,6 +635,12 @@ def cmd_bench_forwarding(args: argparse.Namespace) -> None:
     bench_main(args)
 
 
+def cmd_bench_abuse(args: argparse.Namespace) -> None:
+    from .bench.abuse_bench import main as bench_main
+
+    bench_main(args)
+
+
 def cmd_bench_search(args: argparse.Namespace) -> None:
     from .bench.search_bench import main as bench_main
 
@@ -858,6 +864,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_search_arguments(p)
     p.set_defaults(func=cmd_bench_search)
+    p = bench.add_parser("abuse", help="floods: what they cost another user and the server")
+    from .bench.abuse_bench import add_arguments as add_abuse_arguments
+
+    add_abuse_arguments(p)
+    p.set_defaults(func=cmd_bench_abuse)
     return parser
 
 
