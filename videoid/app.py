@@ -25,6 +25,7 @@ from .customer_client.namespace import CustomerNamespace
 from .customer_client.onboarding import Onboarding
 from .customer_client.onboarding_http import OnboardingApi
 from .db import Repository
+from .db.process_lock import ProcessLock
 from .errors import ConfigError
 from .http_api import LOOP_MONITOR, HttpApi, errors_middleware
 from .loop_monitor import LoopMonitor
@@ -118,6 +119,17 @@ def create_app(
     )
     sio.attach(app)
     monitor = app[LOOP_MONITOR] = LoopMonitor()
+
+    async def process_lock_ctx(app: web.Application) -> AsyncIterator[None]:
+        # one server per database until the cluster's lease (AlreadyServing otherwise)
+        make_private(config.data_path)
+        lock = await ProcessLock.acquire(config.database_url)
+        try:
+            yield
+        finally:
+            await lock.release()
+
+    app.cleanup_ctx.append(process_lock_ctx)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         make_private(config.data_path)
