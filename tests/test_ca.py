@@ -64,7 +64,7 @@ async def test_issuance_in_the_token_and_revocation_seen_at_once(
     ca = await services.trust.ca()
 
     # the keys: in the token, generated there, sensitive, never extractable
-    for label in (ROOT_KEY, ISSUING_KEY, TSA_KEY, f"customer-{session_id}"):
+    for label in (ROOT_KEY, ISSUING_KEY, TSA_KEY, record.key_label):
         attributes = await asyncio.to_thread(ca.keys.private_attributes, label)
         assert attributes == {
             "sensitive": True, "extractable": False, "always_sensitive": True,
@@ -133,7 +133,7 @@ async def test_issuance_in_the_token_and_revocation_seen_at_once(
     output, _ = await proc.communicate()
     assert proc.returncode == 0 and b"revoked" in output, output
     # R19: nobody signs with a revoked certificate's key again
-    label = f"customer-{session_id}"
+    label = record.key_label
     assert not await asyncio.to_thread(ca.keys.exists, label)
     assert await asyncio.to_thread(ca.keys.public_key, label) is None
     out = await asyncio.to_thread(ocsp_status)
@@ -243,8 +243,9 @@ async def test_a_failed_issuance_leaves_nothing_behind(start_server: StartServer
     services.repo.add_certificate = broken  # type: ignore[method-assign]
     with pytest.raises(OSError):
         await services.trust.issue(invitation.session_id, FIELDS)
-    label = f"customer-{invitation.session_id}"
-    assert not await asyncio.to_thread(ca.keys.exists, label)
+    # no key of this session's left in the token, whatever its attempt's label
+    left = await asyncio.to_thread(ca.keys.labels, f"customer-{invitation.session_id}")
+    assert left == set()
     assert await services.repo.certificates(session_id=invitation.session_id) == []
 
 

@@ -348,7 +348,7 @@ async def test_R19_revocation_destroys_the_key_and_refuses_hold_and_unspecified(
     ca = await trust.ca()
     invitation = await server.invite()
     record = await trust.issue(invitation.session_id, TAX_CODE)
-    label = f"customer-{invitation.session_id}"
+    label = record.key_label
     for reason, code in (
         ("certificate_hold", "hold_not_supported"),
         ("unspecified", "revocation_reason_required"),

@@ -235,6 +235,11 @@ def create_app(
             except Exception:
                 await repo.close()
                 raise
+        try:  # keys left by an issuance a crash cut off (audited)
+            await trust.reconcile_keys()
+        except Exception:
+            await repo.close()
+            raise
         if bootstrap and await repo.count_operators() == 0:
             password = generate_password()
             await accounts.add("admin", password, "supervisor", clock.now())

@@ -304,6 +304,9 @@ class Pkcs11Config:
     """A file holding the token's user PIN; required with another module."""
     master_key_label: str = "videoid-master"
     """The AES key wrapping data keys when ``storage.key_port`` is ``pkcs11``."""
+    timeout_seconds: float = 10.0
+    """How long a request waits for the token (one operation at a time) before it fails
+    with ``token_unavailable`` (503) instead of holding everyone else's."""
     qscd: bool = False
     """Whether the module is a certified qualified signature creation device. Only then
     do customers' certificates claim one (QcSSCD, QCP-n-qscd); otherwise they are

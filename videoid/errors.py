@@ -76,6 +76,12 @@ class ServerBusy(VideoidError):
     status = 503
 
 
+class TokenUnavailable(ServerBusy):
+    """The key store did not answer in time; try again in a moment."""
+
+    code = "token_unavailable"
+
+
 class AuthError(VideoidError):
     """Authentication failed."""
 

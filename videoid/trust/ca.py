@@ -175,11 +175,8 @@ class TokenKeys:
 
     def public_key(self, label: str) -> bytes | None:
         def work(session: Any) -> bytes | None:
-            try:
-                key = session.get_key(object_class=ObjectClass.PUBLIC_KEY, label=label)
-            except pkcs11.exceptions.NoSuchKey:
-                return None
-            return bytes(encode_ec_public_key(key))
+            keys = _objects(session, ObjectClass.PUBLIC_KEY, label)
+            return bytes(encode_ec_public_key(_only(keys, label))) if keys else None
 
         return self.token.run(work)
 
@@ -187,7 +184,7 @@ class TokenKeys:
         """What the token says of the private key (for checks: never its value)."""
 
         def work(session: Any) -> dict[str, Any]:
-            key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+            key = _only(_objects(session, ObjectClass.PRIVATE_KEY, label), label)
             return {
                 "sensitive": key[Attribute.SENSITIVE],
                 "extractable": key[Attribute.EXTRACTABLE],
@@ -204,7 +201,7 @@ class TokenKeys:
         digest = hashlib.sha256(data).digest()
 
         def work(session: Any) -> bytes:
-            key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=label)
+            key = _only(_objects(session, ObjectClass.PRIVATE_KEY, label), label)
             return bytes(key.sign(digest, mechanism=Mechanism.ECDSA))
 
         raw = self.token.run(work)
@@ -215,21 +212,44 @@ class TokenKeys:
 
         def work(session: Any) -> None:
             for object_class in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
-                for obj in session.get_objects(
-                    {Attribute.CLASS: object_class, Attribute.LABEL: label}
-                ):
+                for obj in _objects(session, object_class, label):
                     obj.destroy()
 
         self.token.run(work)
 
     def exists(self, label: str) -> bool:
         def work(session: Any) -> bool:
-            found = session.get_objects(
-                {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}
-            )
-            return any(True for _ in found)
+            return bool(_objects(session, ObjectClass.PRIVATE_KEY, label))
 
         return self.token.run(work)
+
+    def labels(self, prefix: str) -> set[str]:
+        """The labels of the private keys whose label starts with ``prefix``."""
+
+        def work(session: Any) -> set[str]:
+            found = _objects(session, ObjectClass.PRIVATE_KEY, None)
+            return {str(k.label) for k in found if str(k.label).startswith(prefix)}
+
+        return self.token.run(work)
+
+
+def _objects(session: Any, object_class: ObjectClass, label: str | None) -> list[Any]:
+    """Every object of the class (and label), the search run to its end: python-pkcs11
+    holds the session's operation lock until a search is exhausted, so a search left
+    open (``get_key`` raising on two keys with one label) would hang every later use of
+    the token."""
+    template: dict[Attribute, Any] = {Attribute.CLASS: object_class}
+    if label is not None:
+        template[Attribute.LABEL] = label
+    return list(session.get_objects(template))
+
+
+def _only(found: list[Any], label: str) -> Any:
+    if not found:
+        raise CaError(f"no key {label!r} in the token", code="key_not_found")
+    if len(found) > 1:
+        raise CaError(f"the token holds {len(found)} keys {label!r}", code="key_ambiguous")
+    return found[0]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import secrets
 import urllib.parse
 from typing import Any
 
@@ -29,6 +30,9 @@ from .profile import CaProfile, ca_base_url
 from .token import Token
 
 logger = logging.getLogger(__name__)
+
+CUSTOMER_KEY_PREFIX = "customer-"
+"""Customers' key labels: the prefix, the session id, a random suffix per attempt."""
 
 
 class Trust:
@@ -127,7 +131,9 @@ class Trust:
         }
         fields = {**{k: str(v) for k, v in known.items() if v}, **fields}
         now = self._clock.now()
-        label = f"customer-{session_id}"
+        # one label per attempt: a crash between the key and its certificate leaves a
+        # key no retry collides with, found and destroyed at the next start
+        label = f"{CUSTOMER_KEY_PREFIX}{session_id}-{secrets.token_hex(4)}"
         issued = await asyncio.to_thread(ca.issue, label, fields, now)
         try:
             await self._record(issued, "customer", session_id, now)
@@ -140,6 +146,25 @@ class Trust:
         record = await self._repo.find_certificate(issued.serial)
         assert record is not None
         return record
+
+    async def reconcile_keys(self) -> list[str]:
+        """At start: destroy the customer keys in the token that no certificate names
+        (an issuance cut off between the key and its certificate), each audited. Only
+        when the CA exists (no CA, no customer key); returns the labels destroyed."""
+        known = await self._repo.certificates()
+        if not any(c.kind == "root" for c in known):
+            return []
+        ca = await self.ca()
+        named = {c.key_label for c in known}
+        orphans = sorted(await asyncio.to_thread(ca.keys.labels, CUSTOMER_KEY_PREFIX) - named)
+        for label in orphans:
+            await asyncio.to_thread(ca.keys.destroy, label)
+            session_id = label[len(CUSTOMER_KEY_PREFIX) :][:36]
+            await self._repo.append_audit(
+                self._clock.now(), "orphan_key_destroyed", "system", session_id, {"label": label}
+            )
+            logger.warning("destroyed a customer key no certificate names: %s", label)
+        return orphans
 
     async def revoke(self, serial: str, reason: str, actor: str) -> CertificateRecord:
         """Revoke a customer's certificate (at once in the CRL and OCSP) and destroy

@@ -29,7 +29,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.mechanisms import GCMParams
 
 from ..config import Config
-from ..errors import ConfigError, StorageError
+from ..errors import ConfigError, StorageError, TokenUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +118,9 @@ def ensure_softhsm_token(directory: Path, label: str) -> str:
 class Token:
     """A logged-in session on a PKCS#11 token."""
 
-    def __init__(self, module: str, label: str, pin: str) -> None:
+    def __init__(self, module: str, label: str, pin: str, timeout_seconds: float = 10.0) -> None:
         self.label = label
+        self.timeout_seconds = timeout_seconds
         self._lock = threading.Lock()
         try:
             with _libraries_lock:
@@ -172,18 +173,32 @@ class Token:
                     code="config_invalid",
                 )
             pin = Path(p.pin_file).read_text().strip()
-        return cls(module, p.token_label, pin)
+        return cls(module, p.token_label, pin, p.timeout_seconds)
 
     def run(self, work: Callable[[Any], T]) -> T:
-        """``work(session)`` under the token's lock."""
-        with self._lock:
+        """``work(session)`` under the token's lock; :class:`TokenUnavailable` when the
+        lock is not free within ``timeout_seconds`` (an operation that hangs in the token
+        fails the requests behind it cleanly instead of holding them all)."""
+        if not self._lock.acquire(timeout=self.timeout_seconds):
+            logger.error("token %r: busy for %.0f s, refused", self.label, self.timeout_seconds)
+            raise TokenUnavailable(
+                "the key store is busy; please try again in a moment", code="token_unavailable"
+            )
+        try:
             return work(self._session)
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
-        with self._lock:
+        if not self._lock.acquire(timeout=self.timeout_seconds):
+            logger.error("token %r: still busy at close; its session is left open", self.label)
+            return
+        try:
             if self in _open_tokens:
                 _open_tokens.discard(self)
                 self._session.close()
+        finally:
+            self._lock.release()
 
 
 class Pkcs11MasterKey:
