@@ -7,7 +7,11 @@ translated at the boundary with ``raise ... from err``.
 
 from __future__ import annotations
 
+import errno
+import logging
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 class VideoidError(Exception):
@@ -176,6 +180,54 @@ class StorageError(VideoidError, OSError):
     """The database or file store failed."""
 
     code = "storage_error"
+
+
+class StorageFull(StorageError):
+    """The server's storage is full: what you just did was not saved. Please try again
+    in a moment."""
+
+    code = "storage_full"
+    status = 507
+
+
+_FULL = (
+    "database or disk is full",
+    "no space left on device",
+    "could not extend file",
+    "disk full",
+)
+
+
+def _is_full(err: BaseException) -> bool:
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(sign in str(cause).lower() for sign in _FULL):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def for_client(err: BaseException, where: str) -> VideoidError:
+    """What a client is told of ``err``: a :class:`VideoidError` as it is, except that a
+    storage failure never carries its own text (SQL, parameters, paths) to the client;
+    a full disk or database is ``storage_full`` (507); anything else nobody translated is
+    ``internal_error``. Storage failures and untranslated errors are logged here (their
+    type and traceback, not the database's message, which may quote personal data)."""
+    if isinstance(err, VideoidError) and not isinstance(err, StorageError):
+        return err
+    if _is_full(err):
+        logger.error("%s: storage full (%s)", where, type(err).__name__)
+        return StorageFull()
+    if isinstance(err, StorageError):
+        cause = err.__cause__
+        logger.error("%s: storage error (%s)", where, type(cause or err).__name__)
+        return StorageError("something went wrong saving or reading data on our side")
+    logger.error("%s: failed (%s)", where, type(err).__name__, exc_info=err)
+    return VideoidError("something went wrong on our side")
 
 
 class ObjectNotFound(VideoidError, LookupError):

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from .db import OperatorRecord
-from .errors import Forbidden, ValidationError, VideoidError
+from .errors import Forbidden, ValidationError, for_client
 from .loop_monitor import LoopMonitor
 from .services import SERVICES, Services
 from .staff_reads import readable_session, staff_member
@@ -42,8 +42,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
-    except VideoidError as err:
-        response = web.json_response({"error": err.to_dict()}, status=err.status)
     except web.HTTPRequestEntityTooLarge:
         response = web.json_response(
             {"error": {"code": "payload_too_large", "message": "the request is too large"}},
@@ -56,6 +54,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = web.json_response(
             {"error": {"code": code, "message": err.reason}}, status=err.status
         )
+    except Exception as err:  # every error is JSON with a code, never its own text
+        public = for_client(err, f"{request.method} {request.path}")
+        response = web.json_response({"error": public.to_dict()}, status=public.status)
     if not request.path.startswith("/socket.io"):
         response.headers.update(SECURITY_HEADERS)
     if request.path.startswith(("/api/", "/join")) and "Cache-Control" not in response.headers:

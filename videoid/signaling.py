@@ -14,7 +14,7 @@ import pydantic
 import socketio
 
 from .config import SignalingConfig
-from .errors import RateLimited, ValidationError, VideoidError
+from .errors import RateLimited, ValidationError, VideoidError, for_client
 from .protocol import Payload
 
 logger = logging.getLogger(__name__)
@@ -72,14 +72,8 @@ class GuardedNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         sid = args[0]
         try:
             return {"ok": True, **(await self._dispatch(event, sid, args[1:]))}
-        except VideoidError as err:
-            reply = error_reply(err)
-        except Exception:
-            logger.exception("%s: %s failed", self.namespace, event)
-            reply = {
-                "ok": False,
-                "error": {"code": "internal_error", "message": "something went wrong on our side"},
-            }
+        except Exception as err:  # storage text and untranslated errors stay here
+            reply = error_reply(for_client(err, f"{self.namespace}: {str(event)[:64]}"))
         await self.emit("error", {"event": str(event)[:64], **reply["error"]}, to=sid)
         return reply
 

@@ -1,0 +1,112 @@
+"""A full disk is a clear error (issue 20, items 4 and 12): the server's data directory
+on a small filesystem of its own (a tmpfs, mounted by the test), filled to the last
+byte; requests that must write answer ``storage_full`` (507, JSON), never a bare 500,
+and work again once there is room, with nothing saved before lost. Storage errors
+never send the database's text to the client."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from videoid.bots.onboarding_client import OnboardingClient, OnboardingError
+from videoid.errors import StorageError, for_client
+
+from .conftest import StartServer
+
+
+@contextlib.contextmanager
+def small_filesystem(where: Path, megabytes: int) -> Iterator[Path]:
+    where.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root (this machine's CI runs as root)")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """A file that takes every byte left."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 65536, 4096, 1):
+            while True:
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError as err:
+                    assert err.errno == errno.ENOSPC
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+def document_photo() -> bytes:
+    from videoid.bench.documents import make_document, phone_photo, render
+
+    rng = random.Random(3)
+    side, _ = render(make_document(rng, "TD3"), None, rng)
+    return phone_photo(side, rng)
+
+
+async def test_a_full_disk_answers_storage_full_and_loses_nothing(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    with small_filesystem(tmp_path / "small", 24) as small:
+        server = await start_server(
+            server={"data_dir": str(small / "data")},
+            onboarding={"required_steps": ("consented", "documents_captured")},
+        )
+        invitation = await server.invite()
+        client = OnboardingClient(server.url, invitation.token)
+        try:
+            await client.consent()
+            filler = fill(small)
+            data = document_photo()
+            with pytest.raises(OnboardingError) as refused:
+                await client.document("front", data, country="UTO", doc_type="passport")
+            assert refused.value.status == 507, refused.value.body
+            assert refused.value.code == "storage_full"
+            assert "sqlite" not in str(refused.value.body).lower()
+            filler.unlink()
+            # room again: the consent given before is still there, and the step goes on
+            overview = await client.overview()
+            assert "consented" in str(overview), overview
+        finally:
+            await client.close()
+            await server.stop()
+
+
+def test_a_storage_error_never_carries_the_database_text_to_the_client() -> None:
+    sql = OperationalError(
+        "UPDATE customers SET email=? WHERE id=?", ("ada@example.org", 1), Exception("locked")
+    )
+    try:
+        raise StorageError(f"cannot save: {sql}") from sql
+    except StorageError as err:
+        public = for_client(err, "test")
+    assert public.code == "storage_error" and public.status == 500
+    assert "ada@example.org" not in public.message and "UPDATE" not in public.message
+    full = OperationalError(
+        "INSERT INTO x VALUES (?)", ("y",), Exception("database or disk is full")
+    )
+    assert for_client(full, "test").code == "storage_full"
+    assert for_client(OSError(errno.ENOSPC, "No space left on device"), "test").status == 507
+    assert for_client(RuntimeError("boom"), "test").code == "internal_error"
