@@ -13,7 +13,9 @@ import random
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy.exc import OperationalError
 
@@ -58,6 +60,11 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+async def _health(url: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/api/health") as response:
+        return response.status, await response.json()
+
+
 def document_photo() -> bytes:
     from videoid.bench.documents import make_document, phone_photo, render
 
@@ -71,7 +78,7 @@ async def test_a_full_disk_answers_storage_full_and_loses_nothing(
 ) -> None:
     with small_filesystem(tmp_path / "small", 24) as small:
         server = await start_server(
-            server={"data_dir": str(small / "data")},
+            server={"data_dir": str(small / "data"), "min_free_mb": 1},
             onboarding={"required_steps": ("consented", "documents_captured")},
         )
         invitation = await server.invite()
@@ -85,7 +92,11 @@ async def test_a_full_disk_answers_storage_full_and_loses_nothing(
             assert refused.value.status == 507, refused.value.body
             assert refused.value.code == "storage_full"
             assert "sqlite" not in str(refused.value.body).lower()
+            health = await _health(server.url)
+            assert health[0] == 503 and health[1]["checks"]["storage"] == "full", health
+            assert health[1]["failing"] == ["storage"]
             filler.unlink()
+            assert (await _health(server.url))[0] == 200
             # room again: the consent given before is still there, and the step goes on
             overview = await client.overview()
             assert "consented" in str(overview), overview

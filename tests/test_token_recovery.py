@@ -101,6 +101,14 @@ async def test_a_busy_token_answers_token_unavailable_instead_of_hanging(
             status, error = await _crl_status(server.url)
         assert status == 503, error
         assert isinstance(error, dict) and error["code"] == "token_unavailable"
+        # and the health check says which part is failing
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{server.url}/api/health") as response,
+        ):
+            health = await response.json()
+        assert response.status == 503 and health["failing"] == ["token"], health
+        assert health["checks"]["token"] == "busy"
     finally:
         release.set()
         await stuck

@@ -32,6 +32,9 @@ class ServerConfig:
     """Directory for the SQLite file and stored files."""
     secure_cookies: bool = False
     """Mark cookies Secure (set this behind HTTPS)."""
+    min_free_mb: int = 100
+    """Free space under which ``/api/health`` reports the data directory's storage as
+    failing (``low``; ``full`` when nothing is left)."""
 
 
 @dataclass(frozen=True)

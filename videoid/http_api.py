@@ -5,13 +5,16 @@ docs/protocol.md."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import text
 
 from .db import OperatorRecord
 from .errors import Forbidden, ValidationError, for_client
@@ -116,18 +119,30 @@ class HttpApi:
         return page
 
     async def health(self, request: web.Request) -> web.Response:
-        snapshot = _s(request).center.snapshot()
+        """Each part checked (the database answers, room on the data directory's disk,
+        the token answers): 200 ``ok``, or 503 ``failing`` naming the part."""
+        services = _s(request)
+        snapshot = services.center.snapshot()
         try:
             seconds = min(600.0, max(1.0, float(request.query.get("lag_seconds", "20"))))
         except ValueError:
             seconds = 20.0
+        checks = {
+            "database": await _database_health(services),
+            "storage": await asyncio.to_thread(_storage_health, services),
+            "token": await services.trust.token_health(),
+        }
+        failing = sorted(k for k, v in checks.items() if v not in ("ok", "unused"))
         return web.json_response(
             {
-                "status": "ok",
+                "status": "failing" if failing else "ok",
+                "failing": failing,
+                "checks": checks,
                 "waiting": len(snapshot["waiting"]),
                 "operators": snapshot["operators"],
                 "loop_lag_ms": request.app[LOOP_MONITOR].stats(seconds),
-            }
+            },
+            status=503 if failing else 200,
         )
 
     async def login(self, request: web.Request) -> web.Response:
@@ -231,3 +246,25 @@ def login_token(request: web.Request) -> str | None:
 
 def _operator_json(operator: OperatorRecord) -> dict[str, Any]:
     return {"id": operator.id, "username": operator.username, "role": operator.role}
+
+
+async def _database_health(services: Services) -> str:
+    try:
+        async with asyncio.timeout(2), services.repo.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except TimeoutError:
+        return "slow"
+    except Exception as err:  # any failure to reach it is the answer
+        logger.warning("health: the database does not answer (%s)", type(err).__name__)
+        return "unreachable"
+    return "ok"
+
+
+def _storage_health(services: Services) -> str:
+    try:
+        free = shutil.disk_usage(services.config.data_path).free
+    except OSError:
+        return "unreachable"
+    if free < 64 * 1024:
+        return "full"
+    return "low" if free < services.config.server.min_free_mb * 1_000_000 else "ok"

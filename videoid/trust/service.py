@@ -18,6 +18,7 @@ from ..clock import Clock
 from ..config import Config
 from ..db import Repository
 from ..db.repository import CertificateRecord
+from ..errors import TokenUnavailable
 from .ca import (
     REASONS,
     CaError,
@@ -146,6 +147,19 @@ class Trust:
         record = await self._repo.find_certificate(issued.serial)
         assert record is not None
         return record
+
+    async def token_health(self) -> str:
+        """``ok`` when the token answers within a second, ``busy`` when it does not,
+        ``unused`` when this process has not opened it (no CA yet)."""
+        token = self._token
+        if token is None:
+            return "unused"
+
+        try:
+            await asyncio.to_thread(token.run, lambda session: None, 1.0)
+        except TokenUnavailable:
+            return "busy"
+        return "ok"
 
     async def reconcile_keys(self) -> list[str]:
         """At start: destroy the customer keys in the token that no certificate names

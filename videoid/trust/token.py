@@ -175,12 +175,13 @@ class Token:
             pin = Path(p.pin_file).read_text().strip()
         return cls(module, p.token_label, pin, p.timeout_seconds)
 
-    def run(self, work: Callable[[Any], T]) -> T:
+    def run(self, work: Callable[[Any], T], timeout_seconds: float | None = None) -> T:
         """``work(session)`` under the token's lock; :class:`TokenUnavailable` when the
         lock is not free within ``timeout_seconds`` (an operation that hangs in the token
         fails the requests behind it cleanly instead of holding them all)."""
-        if not self._lock.acquire(timeout=self.timeout_seconds):
-            logger.error("token %r: busy for %.0f s, refused", self.label, self.timeout_seconds)
+        wait = self.timeout_seconds if timeout_seconds is None else timeout_seconds
+        if not self._lock.acquire(timeout=wait):
+            logger.error("token %r: busy for %.0f s, refused", self.label, wait)
             raise TokenUnavailable(
                 "the key store is busy; please try again in a moment", code="token_unavailable"
             )
