@@ -117,3 +117,24 @@ def test_nobody_is_drawn_while_only_gone_customers_wait() -> None:
     assert r.is_connected("g")
     with pytest.raises(QueueError):
         r.set_connected("x", True)
+
+
+def test_the_first_measured_call_replaces_the_guess_and_a_restart_keeps_what_was_measured() -> None:
+    """Issue 20.5: with 100 waiting and calls of a minute, the estimate must not start
+    from the configured 300 s and take twenty calls to settle."""
+    r = room()
+    for i in range(100):
+        r.add(f"s{i}", 0.0)
+    for op in (1, 2, 3):
+        r.set_presence(op, Presence.BUSY)
+    r.record_call_length(60)
+    assert r.handle_seconds == 60
+    assert r.estimated_wait_seconds("s99") == round(100 * 60 / 3, 1)
+    r.record_call_length(40)
+    assert r.handle_seconds == 50  # the mean of the calls so far
+    for _ in range(100):
+        r.record_call_length(30)
+    assert abs(r.handle_seconds - 30) < 0.1  # the old ones fade out
+    restarted = room()
+    restarted.seed_call_lengths([60, 40])
+    assert restarted.handle_seconds == 50

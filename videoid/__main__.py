@@ -635,6 +635,12 @@ def cmd_bench_forwarding(args: argparse.Namespace) -> None:
     bench_main(args)
 
 
+def cmd_bench_queue(args: argparse.Namespace) -> None:
+    from .bench.queue_bench import main as bench_main
+
+    bench_main(args)
+
+
 def cmd_bench_abuse(args: argparse.Namespace) -> None:
     from .bench.abuse_bench import main as bench_main
 
@@ -869,6 +875,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_abuse_arguments(p)
     p.set_defaults(func=cmd_bench_abuse)
+    p = bench.add_parser("queue", help="queue estimates against real waits, messages per customer")
+    from .bench.queue_bench import add_arguments as add_queue_arguments
+
+    add_queue_arguments(p)
+    p.set_defaults(func=cmd_bench_queue)
     return parser
 
 

@@ -43,6 +43,8 @@ from .storage.envelope import KeyWrapper
 logger = logging.getLogger(__name__)
 
 CLOSE_GRACE_SECONDS = 10.0
+QUEUE_UPDATE_SECONDS = 1.0
+"""Waiting customers and operators are told of queue changes at most this often."""
 
 Role = Literal["customer", "operator"]
 
@@ -110,6 +112,8 @@ class CallCenter:
         self._operators: dict[int, OperatorLink] = {}
         self._lock = asyncio.Lock()
         self._outbox: list[tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]] = []
+        self._queue_dirty = False
+        self._queue_told_at = -QUEUE_UPDATE_SECONDS
         self._relay = MediaRelay()
         self.required_steps: tuple[State, ...] = ()
         self.live_pool: AnalysisPool | None = None
@@ -133,6 +137,7 @@ class CallCenter:
     async def recover(self) -> None:
         """After a restart nobody is connected: sessions left waiting or in a call go back
         to the state in which the customer may queue again, and that is recorded."""
+        self._room.seed_call_lengths(await self._repo.recent_call_lengths())
         for recording_id in await self._repo.interrupt_recordings(self._clock.now()):
             logger.warning("recording %s was interrupted (the server stopped)", recording_id)
         stale = (State.WAITING.value, State.ASSIGNED.value, State.IN_CALL.value)
@@ -591,7 +596,10 @@ class CallCenter:
         half-way (what was saved was saved, and its notifications must go out)."""
         try:
             async with self._lock:
-                yield
+                try:
+                    yield
+                finally:
+                    self._flush_queue()
         finally:
             outbox, self._outbox = self._outbox, []
             for send, args in outbox:
@@ -669,6 +677,7 @@ class CallCenter:
         machine.withdraw_assignment(self._clock.now(), reason=reason)
         live.offer_deadline = None
         self._room.add(machine.session_id, self._clock.now(), at_head=True)
+        live.last_queue_info = None  # back in the queue: told where, even if unchanged
         await self._persist(machine)
         link = self._release_operator(operator_id)
         if link is not None and pause_operator:
@@ -706,6 +715,7 @@ class CallCenter:
         live.call_started_at = None
         if by == "operator":
             self._room.add(machine.session_id, now, at_head=True, connected=customer_here)
+            live.last_queue_info = None  # back in the queue: told where, even if unchanged
             self._notify_customer(
                 machine.session_id,
                 "call_ended",
@@ -756,7 +766,17 @@ class CallCenter:
             self._queue_changed()
 
     def _queue_changed(self) -> None:
+        """The queue changed: waiting customers and operators are told when the lock is
+        next released, at most once a second (100 customers joining at once make one
+        update each, not a hundred)."""
+        self._queue_dirty = True
+
+    def _flush_queue(self) -> None:
         """Tell waiting customers whose position or estimate changed, and all operators."""
+        now = asyncio.get_running_loop().time()
+        if not self._queue_dirty or now - self._queue_told_at < QUEUE_UPDATE_SECONDS:
+            return  # the tick comes back within the second
+        self._queue_dirty, self._queue_told_at = False, now
         for entry in self._room.entries():
             live = self._live.get(entry.session_id)
             if live is None:

@@ -527,6 +527,30 @@ class Repository:
             )
             return [(r.previous, r.state, r.at, r.actor) for r in rows]
 
+    async def recent_call_lengths(self, limit: int = 20) -> list[float]:
+        """How long the latest ``limit`` decided calls lasted (from the call's start to
+        the decision), oldest first: what the queue's estimates start from."""
+        async with self._sessions() as db:
+            decided = (
+                await db.execute(
+                    select(Decision.session_id, Decision.at)
+                    .order_by(Decision.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+            lengths = []
+            for session_id, decided_at in reversed(decided):
+                started = await db.scalar(
+                    select(func.max(Transition.at)).where(
+                        Transition.session_id == session_id,
+                        Transition.state == "in_call",
+                        Transition.at <= decided_at,
+                    )
+                )
+                if started is not None:
+                    lengths.append(float(decided_at - started))
+            return lengths
+
     async def transitions_of_sessions_since(
         self, since: float
     ) -> list[tuple[str, str, str, float, str]]:

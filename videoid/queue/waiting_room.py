@@ -131,10 +131,23 @@ class WaitingRoom:
         return sorted(op for op, p in self._operators.items() if p is presence)
 
     def record_call_length(self, seconds: float) -> None:
-        """Feed a finished call's length into the waiting-time estimate (moving average)."""
+        """Feed a finished call's length into the waiting-time estimate: the first
+        measured call replaces the configured guess, then the mean of the calls so far,
+        then a moving average over about the last 20."""
         self._handled += 1
-        weight = 1 / min(self._handled + 1, 20)
+        weight = 1 / min(self._handled, 20)
         self._handle_seconds += (seconds - self._handle_seconds) * weight
+
+    def seed_call_lengths(self, lengths: list[float]) -> None:
+        """Start from calls measured before (the latest ones, from the database), so a
+        restart does not fall back to the configured guess."""
+        for seconds in lengths:
+            self.record_call_length(seconds)
+
+    @property
+    def handle_seconds(self) -> float:
+        """The call length the estimates use now."""
+        return self._handle_seconds
 
     # -- assignment -------------------------------------------------------------------
 
