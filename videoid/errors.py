@@ -166,6 +166,13 @@ class InvalidSdp(MediaError, ValueError):
     code = "invalid_sdp"
 
 
+class ProbeBusy(MediaError):
+    """A connectivity test is already starting for this session."""
+
+    code = "probe_busy"
+    status = 409
+
+
 class StorageError(VideoidError, OSError):
     """The database or file store failed."""
 

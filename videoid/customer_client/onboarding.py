@@ -576,7 +576,7 @@ class Onboarding:
             )
 
         probe = ConnectivityProbe(
-            ice_servers=media.ice_servers,
+            policy=self._center.ice,
             max_sdp_bytes=media.max_sdp_bytes,
             max_rtt_ms=limits.max_rtt_ms,
             min_bitrate_kbps=limits.min_bitrate_kbps,

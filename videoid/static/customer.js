@@ -713,7 +713,7 @@
           mediaRetries += 1;
           setTimeout(() => { if (state === "in_call") connectCallMedia(); }, 1000 * mediaRetries);
         }
-      });
+      }, callInfo.ice_transport_policy);
     } catch (e) { fail(e); }
   }
 
