@@ -163,6 +163,8 @@ class OnboardingConfig:
     max_rtt_ms: float = 800.0
     min_bitrate_kbps: float = 300.0
     """What the connectivity test needs: round trip at most, upstream at least."""
+    connectivity_timeout_seconds: float = 20.0
+    """How long a connectivity test may hold its place (one of 16) and its sockets."""
     handover_minutes: int = 10
     """How long a "continue on your phone" QR code stays valid (used once)."""
     customer_access_hours: float = 72.0

@@ -167,7 +167,7 @@ class InvalidSdp(MediaError, ValueError):
 
 
 class ProbeBusy(MediaError):
-    """A connectivity test is already starting for this session."""
+    """A connectivity test is already running for this session; try again in a moment."""
 
     code = "probe_busy"
     status = 409

@@ -581,6 +581,7 @@ class Onboarding:
             max_rtt_ms=limits.max_rtt_ms,
             min_bitrate_kbps=limits.min_bitrate_kbps,
             on_result=on_result,
+            timeout_seconds=limits.connectivity_timeout_seconds,
         )
         answer = await self._probes.start(record.id, probe, body.get("sdp"))
         return {"answer": {"type": "answer", "sdp": answer}}

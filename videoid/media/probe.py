@@ -223,39 +223,32 @@ class Probes:
 
     A test's place is taken before anything is awaited (one event loop: a check and an
     insert with no ``await`` between them cannot interleave), so parallel offers never
-    exceed the limits. A session's new offer replaces its finished-answering test (a
-    page reloaded); while its test is still being answered, it gets ``probe_busy``.
+    exceed the limits. A session's test holds its place until it ends (its result, a
+    failed connection, or its timeout); meanwhile another offer of that session gets
+    ``probe_busy``.
     """
 
     def __init__(self, limit: int = 16) -> None:
         self._limit = limit
         self._probes: dict[str, ConnectivityProbe] = {}
-        self._answering: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._probes)
 
     async def start(self, session_id: str, probe: ConnectivityProbe, sdp: Any) -> str:
-        """Answer ``probe``'s offer in the session's place. Raises
-        ProbeBusy (409), ServerBusy (503) or InvalidSdp."""
-        if session_id in self._answering:
+        """Answer ``probe``'s offer in the session's place. Raises ProbeBusy (409),
+        ServerBusy (503) or InvalidSdp."""
+        if session_id in self._probes:
             raise ProbeBusy()
-        old = self._probes.pop(session_id, None)
-        if old is None and len(self._probes) >= self._limit:
+        if len(self._probes) >= self._limit:
             raise ServerBusy("too many connectivity tests are running; try again in a moment")
         self._probes[session_id] = probe
-        self._answering.add(session_id)
         try:
-            if old is not None:
-                await old.close()
             return await probe.answer(sdp)
         except BaseException:
-            if self._probes.get(session_id) is probe:
-                del self._probes[session_id]
+            self.finished(session_id, probe)
             await probe.close()
             raise
-        finally:
-            self._answering.discard(session_id)
 
     def finished(self, session_id: str, probe: ConnectivityProbe) -> None:
         if self._probes.get(session_id) is probe:
