@@ -17,6 +17,7 @@ import pytest
 from aioice import stun
 
 from videoid.bots.customer_bot import CustomerBot
+from videoid.bots.onboarding_client import OnboardingClient
 from videoid.bots.operator_bot import OperatorBot
 
 from .conftest import PASSWORD, StartServer, free_port
@@ -163,3 +164,91 @@ async def test_a_relay_only_customer_calls_through_coturn(
         await asyncio.sleep(0.1)
     assert f"username=<{turn['username']}>" in log
     assert relayed and max(relayed) > 100, log[-3000:]
+
+
+# Every RTCPeerConnection the page makes, kept where the test can read its stats.
+RECORD_PEERS = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  window.__peers = [];
+  window.RTCPeerConnection = function (config) {
+    const pc = new Native(config);
+    window.__peers.push({ pc, config });
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+})();
+"""
+
+SELECTED_PAIR = """
+async () => {
+  const { pc, config } = window.__peers[window.__peers.length - 1];
+  const stats = [...(await pc.getStats()).values()];
+  const transport = stats.find((s) => s.type === "transport" && s.selectedCandidatePairId);
+  const pair = transport && stats.find((s) => s.id === transport.selectedCandidatePairId);
+  const local = pair && stats.find((s) => s.id === pair.localCandidateId);
+  return {
+    policy: config.iceTransportPolicy,
+    state: pc.connectionState,
+    local: local ? local.candidateType : null,
+    sent: pair ? pair.bytesSent : 0,
+    received: pair ? pair.bytesReceived : 0,
+    offered: [...pc.localDescription.sdp.matchAll(/ typ (\\w+)/g)].map((m) => m[1]),
+  };
+}
+"""
+
+
+@pytest.mark.browser
+async def test_a_relay_only_customer_in_chromium_calls_through_coturn(
+    start_server: StartServer, coturn: Coturn, customer_y4m: Path, operator_video
+) -> None:
+    from .test_browser_call import chromium, wait_frames
+
+    server = await start_server(
+        media={"turn_urls": [coturn.url], "turn_secret": coturn.secret, "force_relay": True}
+    )
+    await server.operator("olga")
+    invitation = await server.invite(phone="+393471234567")
+    operator = OperatorBot(
+        server.url, "olga", PASSWORD, video=operator_video, watch_seconds=600, min_video_frames=10
+    )
+    op_task = asyncio.create_task(operator.run(calls=1, timeout_seconds=60))
+    try:
+        async with chromium(customer_y4m) as browser:
+            page = await (await browser.new_context()).new_page()
+            await page.add_init_script(RECORD_PEERS)
+            await page.goto(invitation.url)
+            await page.wait_for_selector("#join:enabled", timeout=15000)
+            await page.click("#join")
+            await page.wait_for_selector("#screen-call:visible", timeout=20000)
+            # the operator's video reaches the customer's page, through coturn
+            assert await wait_frames(page, "#remote", 15, 30) >= 15
+            stats = await page.evaluate(SELECTED_PAIR)
+            assert stats["policy"] == "relay" and stats["state"] == "connected"
+            assert stats["offered"] and set(stats["offered"]) == {"relay"}
+            assert stats["local"] == "relay"
+            assert stats["sent"] > 10_000 and stats["received"] > 10_000
+
+        assert invitation.session_id in coturn.text()
+    finally:
+        op_task.cancel()
+        await asyncio.wait([op_task])
+
+
+async def test_the_connectivity_test_takes_the_relay_too(
+    start_server: StartServer, coturn: Coturn
+) -> None:
+    """With relay forced, the connectivity test measures the path the call will take."""
+    server = await start_server(
+        onboarding={"required_steps": ("av_tested",)},
+        media={"turn_urls": [coturn.url], "turn_secret": coturn.secret, "force_relay": True},
+    )
+    invitation = await server.invite()
+    async with OnboardingClient(server.url, invitation.token) as client:
+        overview = await client.overview()
+        assert overview["ice_transport_policy"] == "relay"
+        assert overview["ice_servers"][0]["username"].endswith(f":{invitation.session_id}")
+        result = await client.connectivity_test()
+    assert result["passed"] is True and result["pings_answered"] == 5
+    assert f"username=<{overview['ice_servers'][0]['username']}>" in coturn.text()

@@ -201,6 +201,8 @@ class Onboarding:
             "session_id": record.id,
             "state": record.state,
             "required_steps": list(limits.required_steps),
+            # for the connectivity test: the same STUN/TURN path as the call will take
+            **self._center.ice.client_ice(record.id, self._clock.now(), customer=True),
             "document_types": {
                 t: {"sides": list(sides)} for t, (sides, _, _) in DOCUMENT_TYPES.items()
             },
