@@ -5,6 +5,7 @@ only relay candidates, and media still flows both ways (issue 14, ASVS V17, R20)
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 import shutil
@@ -98,8 +99,13 @@ async def coturn(tmp_path: Path) -> AsyncIterator[Coturn]:
 
 
 async def test_a_relay_only_customer_calls_through_coturn(
-    start_server: StartServer, coturn: Coturn, customer_video, operator_video
+    start_server: StartServer,
+    coturn: Coturn,
+    customer_video,
+    operator_video,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     server = await start_server(
         media={
             "turn_urls": [coturn.url],
@@ -163,6 +169,9 @@ async def test_a_relay_only_customer_calls_through_coturn(
             break
         await asyncio.sleep(0.1)
     assert f"username=<{turn['username']}>" in log
+    # neither the secret nor a credential is in any log line, aiortc's and aioice's too
+    assert caplog.records and coturn.secret not in caplog.text
+    assert turn["credential"] not in caplog.text
     assert relayed and max(relayed) > 100, log[-3000:]
 
 
