@@ -158,6 +158,8 @@ async def test_the_address_restriction_holds_only_where_it_is_set() -> None:
         ("ff02::fb", True),
         ("::ffff:127.0.0.1", True),
         ("2002:c0a8:0101::1", True),  # 6to4 of 192.168.1.1
+        ("64:ff9b::a00:1", True),  # NAT64 of 10.0.0.1
+        ("64:ff9b::808:808", False),  # NAT64 of 8.8.8.8
         ("1f0e8a7c-5d3b-4f5e-9a1b-2c3d4e5f6a7b.local", True),
         ("turn.example.org", True),
         ("8.8.8.8", False),

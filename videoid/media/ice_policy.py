@@ -46,6 +46,8 @@ _NOT_PEERS = tuple(
     )
 )
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
 
 def is_private_peer(host: str) -> bool:
     """Whether an ICE candidate's address is one the server must not send checks to
@@ -57,6 +59,8 @@ def is_private_peer(host: str) -> bool:
         return True  # a name (mDNS or not): the server does not resolve names for peers
     if isinstance(ip, ipaddress.IPv6Address):
         mapped = ip.ipv4_mapped or ip.sixtofour
+        if mapped is None and ip in _NAT64:  # a NAT64 gateway would reach the IPv4 inside
+            mapped = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if mapped is not None:
             return is_private_peer(str(mapped))
         if ip.is_site_local:
