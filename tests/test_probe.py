@@ -68,10 +68,11 @@ async def wait_for(predicate: Any, timeout_seconds: float) -> bool:
 
 
 async def test_parallel_offers_answer_sixteen_at_most_and_release_their_sockets(
-    start_server: StartServer,
+    database_url: str, start_server: StartServer
 ) -> None:
     server = await start_server(
-        onboarding={"required_steps": ("av_tested",), "connectivity_timeout_seconds": 4.0}
+        database_url,
+        onboarding={"required_steps": ("av_tested",), "connectivity_timeout_seconds": 4.0},
     )
     sdp = await probe_offer()
     one, *many = await tokens(server, 100)
