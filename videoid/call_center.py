@@ -35,6 +35,7 @@ from .errors import (
 )
 from .liveness.live import LiveAnalysis
 from .media import ParticipantPeer, bridge
+from .media.ice_policy import IcePolicy
 from .queue import Presence, WaitingRoom
 from .recordings.recorder import CallRecorder
 from .session import IdentificationSession, Outcome, State
@@ -115,6 +116,8 @@ class CallCenter:
         self._queue_dirty = False
         self._queue_told_at = -QUEUE_UPDATE_SECONDS
         self._relay = MediaRelay()
+        self.ice = IcePolicy.from_config(config.media)
+        """The server's ICE rules and the clients' STUN/TURN servers (credentials)."""
         self.required_steps: tuple[State, ...] = ()
         self.live_pool: AnalysisPool | None = None
         """Where the customer's live video is analysed; None turns the analysis off."""
@@ -441,14 +444,14 @@ class CallCenter:
                 "call_started",
                 {
                     "operator": {"display_name": link.operator.username},
-                    "ice_servers": list(self._config.media.ice_servers),
+                    **self.ice.client_ice(session_id, now, customer=True),
                 },
             )
             self._queue_changed()
             return {
                 "session_id": session_id,
                 "state": machine.state.value,
-                "ice_servers": list(self._config.media.ice_servers),
+                **self.ice.client_ice(f"staff-{operator_id}", now, customer=False),
             }
 
     async def decline(self, operator_id: int, session_id: str) -> dict[str, Any]:
@@ -849,7 +852,9 @@ class CallCenter:
         elif live.machine.state is State.IN_CALL:
             link = self._operators.get(live.machine.operator_id or -1)
             view["operator"] = {"display_name": link.operator.username if link else ""}
-            view["ice_servers"] = list(self._config.media.ice_servers)
+            view.update(
+                self.ice.client_ice(live.machine.session_id, self._clock.now(), customer=True)
+            )
         return view
 
     def _open_peers(self, live: LiveSession, operator_id: int) -> None:
@@ -859,7 +864,7 @@ class CallCenter:
             live.peers[role] = ParticipantPeer(
                 f"session {sid} {role}",
                 forwarding=media.forwarding,
-                ice_servers=media.ice_servers,
+                policy=self.ice,
                 max_sdp_bytes=media.max_sdp_bytes,
                 relay=self._relay,
             )

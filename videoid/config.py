@@ -92,6 +92,41 @@ class MediaConfig:
     """STUN/TURN URLs handed to clients and used by the server's peers."""
     max_sdp_bytes: int = 65536
     """Largest session description accepted."""
+    announced_addresses: tuple[str, ...] = ()
+    """The only addresses the server's peers offer (and bind): each ``ADDRESS``, or
+    ``PUBLIC/PRIVATE`` behind a 1:1 NAT (bound on PRIVATE, offered as PUBLIC, like
+    coturn's ``external-ip``). Empty: every address of the machine but loopback."""
+    allow_private_peers: bool = False
+    """Let the server's ICE agents check candidates that name loopback, link-local,
+    private (RFC 1918, ULA, shared) or mDNS addresses. Off, a customer cannot make the
+    server send to its internal network; customers still connect through the checks
+    they send (peer-reflexive). On only where customers share the server's network
+    (a one-machine or LAN trial)."""
+    turn_urls: tuple[str, ...] = ()
+    """TURN URLs (``turn:host:3478?transport=udp``) given to clients with time-limited
+    credentials (coturn ``use-auth-secret``); needs ``turn_secret`` or its file."""
+    turn_secret: str = field(default="", repr=False)
+    """The secret shared with the TURN server (coturn ``static-auth-secret``)."""
+    turn_secret_file: str = ""
+    """A file holding that secret (read at start; preferred to ``turn_secret``)."""
+    turn_ttl_seconds: float = 3600.0
+    """How long a TURN credential is valid; it must outlast a call."""
+    force_relay: bool = False
+    """Customers connect through TURN only (``iceTransportPolicy: "relay"``): the
+    server never sees their own addresses. Needs ``turn_urls``."""
+
+    def __post_init__(self) -> None:
+        from .media.ice_policy import AnnouncedAddress  # the rules live with the policy
+
+        for entry in self.announced_addresses:
+            AnnouncedAddress.parse(entry)
+        for url in self.turn_urls:
+            if not url.startswith(("turn:", "turns:")):
+                raise ConfigError(f"media.turn_urls: {url!r} is not a turn: or turns: URL")
+        if self.turn_urls and not (self.turn_secret or self.turn_secret_file):
+            raise ConfigError("media.turn_urls needs media.turn_secret or turn_secret_file")
+        if self.force_relay and not self.turn_urls:
+            raise ConfigError("media.force_relay needs media.turn_urls")
 
 
 @dataclass(frozen=True)
@@ -131,6 +166,8 @@ class OnboardingConfig:
     max_rtt_ms: float = 800.0
     min_bitrate_kbps: float = 300.0
     """What the connectivity test needs: round trip at most, upstream at least."""
+    connectivity_timeout_seconds: float = 20.0
+    """How long a connectivity test may hold its place (one of 16) and its sockets."""
     handover_minutes: int = 10
     """How long a "continue on your phone" QR code stays valid (used once)."""
     customer_access_hours: float = 72.0

@@ -176,6 +176,13 @@ class InvalidSdp(MediaError, ValueError):
     code = "invalid_sdp"
 
 
+class ProbeBusy(MediaError):
+    """A connectivity test is already running for this session; try again in a moment."""
+
+    code = "probe_busy"
+    status = 409
+
+
 class StorageError(VideoidError, OSError):
     """The database or file store failed."""
 

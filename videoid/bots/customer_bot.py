@@ -104,6 +104,7 @@ class CustomerBot:
         self.signaling = SignalingClient(self.server, "/customer")
         self.signaling.on("otp_sent", self._read_back_code)
         self.peer: ClientPeer | None = None
+        self._ice: dict[str, Any] | None = None
         self.result = CustomerResult()
 
     async def _read_back_code(self, event: dict[str, Any]) -> None:
@@ -222,13 +223,14 @@ class CustomerBot:
         return reply
 
     async def wait_call(self, timeout_seconds: float = 120.0) -> None:
-        await self.signaling.next("call_started", timeout_seconds)
+        self._ice = await self.signaling.next("call_started", timeout_seconds)
         self.result.call_started_at = time.monotonic()
         for update in self.signaling.drain("queue"):
             self.result.positions.append(update["position"])
 
     async def connect_media(self) -> None:
-        self.peer = ClientPeer(self._video, on_video_frame=self._on_video_frame)
+        # the server's STUN/TURN servers and policy (relay only when it forces relay)
+        self.peer = ClientPeer(self._video, on_video_frame=self._on_video_frame, ice=self._ice)
         reply = await self.signaling.request(
             "webrtc_offer", {"type": "offer", "sdp": await self.peer.offer()}
         )

@@ -8,19 +8,46 @@ import asyncio
 import fractions
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import AUDIO_PTIME, MediaStreamError, MediaStreamTrack
 
 from ..media.participant_peer import prefer_forwardable_codecs
 
 SAMPLE_RATE = 48000
+
+
+def rtc_configuration(ice: Mapping[str, Any]) -> RTCConfiguration:
+    """The server's ``ice_servers`` and ``ice_transport_policy`` (in ``call_started``,
+    the ``accept`` reply) as aiortc takes them."""
+    servers = []
+    for entry in ice.get("ice_servers") or []:
+        if isinstance(entry, str):
+            entry = {"urls": entry}
+        servers.append(
+            RTCIceServer(
+                urls=entry["urls"],
+                username=entry.get("username"),
+                credential=entry.get("credential"),
+            )
+        )
+    relay = ice.get("ice_transport_policy") == "relay"
+    return RTCConfiguration(
+        iceServers=servers,
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay else RTCIceTransportPolicy.ALL,
+    )
 
 
 class ToneTrack(MediaStreamTrack):
@@ -122,15 +149,19 @@ class FrameCounter:
 
 class ClientPeer:
     """One participant's aiortc peer: sends ``video`` (a file path or a track) and a
-    tone; receives and counts the other side's media."""
+    tone; receives and counts the other side's media. ``ice``: the server's
+    ``ice_servers`` and ``ice_transport_policy``."""
 
     def __init__(
         self,
         video: str | Path | MediaStreamTrack | None,
         audio: MediaStreamTrack | None = None,
         on_video_frame: Callable[[Any], None] | None = None,
+        ice: Mapping[str, Any] | None = None,
     ) -> None:
-        self.pc = RTCPeerConnection()
+        # ``ice``: what the server gave (its STUN/TURN servers, relay or not); without
+        # it, aiortc's defaults
+        self.pc = RTCPeerConnection(rtc_configuration(ice) if ice is not None else None)
         self._player: MediaPlayer | None = None
         if isinstance(video, str | Path):
             self._player = MediaPlayer(str(video), loop=True)

@@ -13,6 +13,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from ..customer_client.onboarding import CONSENT_VERSIONS
 from ..errors import VideoidError
+from .media_client import rtc_configuration
 
 
 class OnboardingError(VideoidError):
@@ -115,7 +116,8 @@ class OnboardingClient:
         answers with its result."""
         loop = asyncio.get_running_loop()
         result: asyncio.Future[dict[str, Any]] = loop.create_future()
-        pc = RTCPeerConnection()
+        # the call's STUN/TURN servers and policy, as the page takes them
+        pc = RTCPeerConnection(rtc_configuration(await self.overview()))
         channel = pc.createDataChannel("probe")
         tasks: list[asyncio.Task[None]] = []
 

@@ -96,8 +96,8 @@ class OperatorBot:
         """Wait for an assignment, accept it and connect the media."""
         offered = await self.signaling.next("assignment_offered", timeout_seconds)
         session_id: str = offered["session_id"]
-        await self.signaling.request("accept", {"session_id": session_id})
-        peer = ClientPeer(self.video, on_video_frame=self.on_video_frame)
+        accepted = await self.signaling.request("accept", {"session_id": session_id})
+        peer = ClientPeer(self.video, on_video_frame=self.on_video_frame, ice=accepted)
         try:
             reply = await self.signaling.request(
                 "webrtc_offer", {"type": "offer", "sdp": await peer.offer()}

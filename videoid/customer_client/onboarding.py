@@ -201,6 +201,8 @@ class Onboarding:
             "session_id": record.id,
             "state": record.state,
             "required_steps": list(limits.required_steps),
+            # for the connectivity test: the same STUN/TURN path as the call will take
+            **self._center.ice.client_ice(record.id, self._clock.now(), customer=True),
             "document_types": {
                 t: {"sides": list(sides)} for t, (sides, _, _) in DOCUMENT_TYPES.items()
             },
@@ -576,11 +578,12 @@ class Onboarding:
             )
 
         probe = ConnectivityProbe(
-            ice_servers=media.ice_servers,
+            policy=self._center.ice,
             max_sdp_bytes=media.max_sdp_bytes,
             max_rtt_ms=limits.max_rtt_ms,
             min_bitrate_kbps=limits.min_bitrate_kbps,
             on_result=on_result,
+            timeout_seconds=limits.connectivity_timeout_seconds,
         )
         answer = await self._probes.start(record.id, probe, body.get("sdp"))
         return {"answer": {"type": "answer", "sdp": answer}}

@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 from aiortc import (
     RTCConfiguration,
-    RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -28,6 +27,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 from ..errors import InvalidSdp, MediaError
 from .encoded_tap import EncodedTap
 from .forwarded_track import ForwardedTrack, RelayedTrack
+from .ice_policy import IcePolicy
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +83,14 @@ class ParticipantPeer:
         label: str,
         *,
         forwarding: Forwarding = "encoded",
-        ice_servers: tuple[str, ...] = (),
+        policy: IcePolicy | None = None,
         max_sdp_bytes: int = 65536,
         relay: MediaRelay | None = None,
     ) -> None:
         self.label = label
         self.forwarding = forwarding
         self._max_sdp_bytes = max_sdp_bytes
-        self._ice_servers = [RTCIceServer(urls=u) for u in ice_servers]
+        self._policy = policy or IcePolicy()
         self._relay = relay or MediaRelay()
         self.pc: RTCPeerConnection | None = None
         self.outgoing: dict[str, ForwardedTrack | RelayedTrack] = {}
@@ -109,32 +109,36 @@ class ParticipantPeer:
         """Answer the participant's offer; return the answer's SDP (with all candidates).
         A new offer replaces the previous connection. Raises :class:`InvalidSdp`."""
         parse_offer(sdp, self._max_sdp_bytes)
+        sdp = self._policy.remote_sdp(sdp, self.label)
         async with self._lock:
             if self._closed:
                 raise MediaError("the call has ended", code="call_ended")
             await self._close_pc()
-            pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
+            pc = self.pc = RTCPeerConnection(
+                RTCConfiguration(iceServers=self._policy.server_ice_servers())
+            )
             pc.on("track", self._on_track)
             pc.on("connectionstatechange", self._on_connection_state)
             try:
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-                prefer_forwardable_codecs(pc)
-                for transceiver in pc.getTransceivers():
-                    kind = transceiver.kind
-                    if kind not in KINDS:
-                        continue
-                    track = self._make_outgoing(kind)
-                    sender = pc.addTrack(track)
-                    # A keyframe request from our participant goes upstream to the source.
-                    sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
-                await pc.setLocalDescription(await pc.createAnswer())
+                with self._policy.gathering():
+                    await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                    prefer_forwardable_codecs(pc)
+                    for transceiver in pc.getTransceivers():
+                        kind = transceiver.kind
+                        if kind not in KINDS:
+                            continue
+                        track = self._make_outgoing(kind)
+                        sender = pc.addTrack(track)
+                        # A keyframe request from our participant goes upstream to the source.
+                        sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
+                    await pc.setLocalDescription(await pc.createAnswer())
             except (ValueError, KeyError, IndexError, AttributeError, TypeError) as err:
                 await self._close_pc()
                 raise InvalidSdp(f"the offer was refused: {err}") from err
             if self.partner is not None:
                 self._feed_from(self.partner)
                 self.partner._feed_from(self)
-            return pc.localDescription.sdp
+            return self._policy.local_sdp(pc.localDescription.sdp)
 
     async def add_candidate(self, candidate: Any, sdp_mid: Any, sdp_mline_index: Any) -> None:
         """Add a trickled ICE candidate (``candidate:…`` line). Raises :class:`InvalidSdp`."""
@@ -148,6 +152,9 @@ class ParticipantPeer:
             parsed = candidate_from_sdp(candidate.removeprefix("candidate:"))
         except (ValueError, IndexError) as err:
             raise InvalidSdp("the ICE candidate cannot be parsed") from err
+        if not self._policy.allows_peer(parsed.ip):
+            logger.info("%s: a trickled candidate naming a private address ignored", self.label)
+            return
         parsed.sdpMid = sdp_mid if isinstance(sdp_mid, str) else None
         parsed.sdpMLineIndex = sdp_mline_index if isinstance(sdp_mline_index, int) else None
         await self.pc.addIceCandidate(parsed)

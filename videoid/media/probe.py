@@ -28,12 +28,12 @@ from typing import Any
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
-    RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
 )
 
-from ..errors import InvalidSdp, MediaError
+from ..errors import InvalidSdp, ProbeBusy, ServerBusy
+from .ice_policy import IcePolicy
 from .participant_peer import parse_offer
 
 logger = logging.getLogger(__name__)
@@ -69,14 +69,16 @@ class ConnectivityProbe:
     def __init__(
         self,
         *,
-        ice_servers: tuple[str, ...] = (),
+        policy: IcePolicy | None = None,
         max_sdp_bytes: int = 65536,
         max_rtt_ms: float = 800.0,
         min_bitrate_kbps: float = 300.0,
         on_result: Callable[[ProbeResult], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        timeout_seconds: float = TIMEOUT,
     ) -> None:
-        self._ice_servers = [RTCIceServer(urls=u) for u in ice_servers]
+        self._policy = policy or IcePolicy()
+        self._timeout_seconds = timeout_seconds
         self._max_sdp_bytes = max_sdp_bytes
         self._max_rtt_ms = max_rtt_ms
         self._min_bitrate_kbps = min_bitrate_kbps
@@ -97,16 +99,34 @@ class ConnectivityProbe:
         parsed = parse_offer(sdp, self._max_sdp_bytes)
         if [m.kind for m in parsed.media] != ["application"]:
             raise InvalidSdp("the connectivity test's offer carries one data channel only")
-        pc = self._pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
+        sdp = self._policy.remote_sdp(sdp, "connectivity test")
+        pc = self._pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=self._policy.server_ice_servers())
+        )
         pc.on("datachannel", self._on_channel)
+        pc.on("connectionstatechange", self._on_connection_state)
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
+            with self._policy.gathering():
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                await pc.setLocalDescription(await pc.createAnswer())
         except (ValueError, KeyError, IndexError, AttributeError, TypeError) as err:
             await self.close()
             raise InvalidSdp(f"the offer was refused: {err}") from err
+        except BaseException:  # cancelled meanwhile: the sockets go with it
+            await self.close()
+            raise
+        if self._pc is None:  # closed while answering
+            raise ProbeBusy("the connectivity test was stopped")
         self._task = asyncio.ensure_future(self._expire())
-        return str(pc.localDescription.sdp)
+        return self._policy.local_sdp(str(pc.localDescription.sdp))
+
+    def _on_connection_state(self) -> None:
+        # A connection that failed (ICE found no path, or the client went) ends the test
+        # at once: its sockets are not kept for the rest of the timeout.
+        pc = self._pc
+        if pc is not None and pc.connectionState == "failed" and self._task is not None:
+            self._task.cancel()
+            self._task = asyncio.ensure_future(self._expire(0))
 
     def _on_channel(self, channel: RTCDataChannel) -> None:
         if channel.label != "probe" or self._task is None:
@@ -179,10 +199,10 @@ class ConnectivityProbe:
         )
         return self.result
 
-    async def _expire(self) -> None:
-        await asyncio.sleep(TIMEOUT)
+    async def _expire(self, after_seconds: float | None = None) -> None:
+        await asyncio.sleep(self._timeout_seconds if after_seconds is None else after_seconds)
         if self.result is None:
-            logger.info("connectivity test timed out")
+            logger.info("connectivity test timed out or failed")
             result = self._finish()
             if self._on_result is not None:
                 await self._on_result(result)
@@ -199,24 +219,36 @@ class ConnectivityProbe:
 
 
 class Probes:
-    """The connectivity tests in progress: one per session, a few in all."""
+    """The connectivity tests in progress: at most ``limit`` in all and one per session.
+
+    A test's place is taken before anything is awaited (one event loop: a check and an
+    insert with no ``await`` between them cannot interleave), so parallel offers never
+    exceed the limits. A session's test holds its place until it ends (its result, a
+    failed connection, or its timeout); meanwhile another offer of that session gets
+    ``probe_busy``.
+    """
 
     def __init__(self, limit: int = 16) -> None:
         self._limit = limit
         self._probes: dict[str, ConnectivityProbe] = {}
 
+    def __len__(self) -> int:
+        return len(self._probes)
+
     async def start(self, session_id: str, probe: ConnectivityProbe, sdp: Any) -> str:
-        old = self._probes.pop(session_id, None)
-        if old is not None:
-            await old.close()
+        """Answer ``probe``'s offer in the session's place. Raises ProbeBusy (409),
+        ServerBusy (503) or InvalidSdp."""
+        if session_id in self._probes:
+            raise ProbeBusy()
         if len(self._probes) >= self._limit:
-            raise MediaError(
-                "too many connectivity tests are running; try again in a moment",
-                code="server_busy",
-            )
-        answer = await probe.answer(sdp)
+            raise ServerBusy("too many connectivity tests are running; try again in a moment")
         self._probes[session_id] = probe
-        return answer
+        try:
+            return await probe.answer(sdp)
+        except BaseException:
+            self.finished(session_id, probe)
+            await probe.close()
+            raise
 
     def finished(self, session_id: str, probe: ConnectivityProbe) -> None:
         if self._probes.get(session_id) is probe:

@@ -560,7 +560,12 @@
     $("net-run").disabled = true;
     av.network = false; avReady();
     let result = null;
-    const probe = new RTCPeerConnection({ iceServers: [] });
+    let probe;
+    try {
+      // the call's STUN/TURN servers and policy (relay only when the server forces it)
+      const ice = await api("GET", "/api/onboarding");
+      probe = new RTCPeerConnection(videoid.iceConfig(ice.ice_servers, ice.ice_transport_policy));
+    } catch (e) { $("net-run").disabled = false; status.hidden = true; return handleStepError(e); }
     try {
       result = await new Promise(async (resolve, reject) => {
         const timer = setTimeout(() => resolve(null), 25000);
@@ -713,7 +718,7 @@
           mediaRetries += 1;
           setTimeout(() => { if (state === "in_call") connectCallMedia(); }, 1000 * mediaRetries);
         }
-      });
+      }, callInfo.ice_transport_policy);
     } catch (e) { fail(e); }
   }
 

@@ -28,8 +28,17 @@ videoid.gathered = function (pc) {
   });
 };
 
-videoid.connectMedia = async function (socket, localStream, remoteVideo, iceServers, onState) {
-  const pc = new RTCPeerConnection({ iceServers: (iceServers || []).map((u) => ({ urls: u })) });
+// The server's ice_servers ({urls, username?, credential?}: TURN credentials expire)
+// and ice_transport_policy ("relay": through TURN only) as RTCPeerConnection takes them.
+videoid.iceConfig = function (iceServers, policy) {
+  return {
+    iceServers: (iceServers || []).map((s) => (typeof s === "string" ? { urls: s } : s)),
+    iceTransportPolicy: policy === "relay" ? "relay" : "all",
+  };
+};
+
+videoid.connectMedia = async function (socket, localStream, remoteVideo, iceServers, onState, policy) {
+  const pc = new RTCPeerConnection(videoid.iceConfig(iceServers, policy));
   for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
   // without a camera or microphone, still receive the other side's
   for (const kind of ["audio", "video"]) {
