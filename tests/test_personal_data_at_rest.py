@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -131,16 +132,21 @@ async def test_a_whole_flow_keeps_no_personal_data_in_clear(
     is in the database or a file; authorised readers (the customer's link, the
     evidence, a compliance search by a name's word or the number) still see them; after
     the purge they are unreadable and the search finds nothing."""
+
+    async def chat(server: Server, invitation: Any) -> None:  # what the call's chat keeps
+        text = {"text": f"I am {GIVEN} {SURNAME}"}
+        sid, now = invitation.session_id, server.services.clock.now()
+        await server.services.repo.add_item(sid, "chat", "customer", text, now)
+
     server, invitation, me = await approved(
-        start_server, customer_video, operator_video, database_url=database_url
+        start_server, customer_video, operator_video, chat, database_url=database_url
     )
     services, sid = server.services, invitation.session_id
     now = services.clock.now()
+    # the data confirmed and the document read (approved() stored other ones)
     await services.repo.put_result(sid, "personal_data", {"fields": FIELDS, "edited": []}, now)
     mrz = {"document_number": NUMBER, "surname": SURNAME.upper(), "lines": MRZ}
     await services.repo.put_result(sid, "document", {"mrz": mrz, "warnings": []}, now)
-    # what the call's chat keeps
-    await services.repo.add_item(sid, "chat", "customer", {"text": f"I am {GIVEN} {SURNAME}"}, now)
     await certificate_and_signature(server, me)
     await services.evidence.settle()
     await server.operator("carla", role="compliance")
@@ -154,7 +160,12 @@ async def test_a_whole_flow_keeps_no_personal_data_in_clear(
         (await services.repo.find_session(id=sid)).customer_id  # type: ignore[union-attr]
     )
     assert customer is not None and (customer.email, customer.phone) == (EMAIL, PHONE)
-    items = {i.name: i.data for i in await collect(services.repo, services.objects, Path(), sid)}
+    items = {
+        i.name: i.data
+        for i in await collect(
+            services.repo, services.objects, services.config.data_path / "recordings", sid
+        )
+    }
     onboarding = json.loads(items["onboarding.json"])
     assert onboarding["personal_data"]["fields"] == FIELDS and onboarding["document"]["mrz"] == mrz
     assert f"{GIVEN} {SURNAME}" in items["call.json"].decode()
