@@ -58,6 +58,7 @@ def needles() -> dict[str, list[bytes]]:
         "e-mail": [EMAIL.encode()],
         "phone": [PHONE.encode(), PHONE[1:].encode()],
         "MRZ": [line.encode() for line in MRZ],
+        "a purged session's reason": [PURGED_REASON.encode()],
     }
 
 
@@ -196,6 +197,8 @@ async def test_a_whole_flow_keeps_no_personal_data_in_clear(
 # -- a database from before (migration 0014), sealed at the next start -------------------
 
 SID = "5e55104e-0000-4000-8000-000000000015"
+PURGED = "5e55104e-0000-4000-8000-00000000dead"
+PURGED_REASON = "Quillfeather's licence was forged"
 NOW = time.time()
 
 
@@ -250,6 +253,30 @@ def _old_rows(connection: Connection) -> None:
         )
     )
     command.upgrade(cfg, "0014")
+    # a session purged by that version: its decision's reason was left in clear
+    connection.execute(
+        sa.insert(SessionRow).values(
+            id=PURGED,
+            customer_id=customer_id,
+            state="rejected",
+            ready_state="created",
+            invite_token_hash="d" * 64,
+            invite_expires_at=NOW,
+            created_at=NOW - 1,
+            updated_at=NOW - 1,
+            purged_at=NOW,
+        )
+    )
+    connection.execute(
+        sa.insert(Decision).values(
+            session_id=PURGED,
+            operator_id=operator_id,
+            outcome="rejected",
+            reason_code="document_invalid",
+            reason_text=PURGED_REASON,
+            at=NOW - 1,
+        )
+    )
     # what migration 0014 derived: the name and number in clear
     found = connection.execute(sa.text("SELECT name, document FROM session_search")).all()
     assert found == [("PHILIPPA<ZABRISKIE", NUMBER)], found
@@ -292,6 +319,8 @@ async def test_an_older_database_is_sealed_at_start(
     assert await repo.contact_owner(99, EMAIL, PHONE, "p" * 64) is None  # the same person
     for params in ({"name": "philippa"}, {"name": "Zabriskie"}, {"document": NUMBER}):
         assert await compliance_search(server, **params) == [SID], params
+    # the purged session's reason: sealed, and its key destroyed at once
+    assert (await repo.decisions(PURGED))[0].reason_text == ""
     # a second start seals nothing more
     assert set((await repo.seal_plain_rows(5.0)).values()) == {0}
 

@@ -1810,7 +1810,9 @@ class Repository:
                     results = await self._results(db, row.session_id, key, SEARCHED_STEPS)
                     await index_steps(db, row.session_id, results, personal)
             counts["session_search"] += len(searched)
-        async with self._sessions.begin() as db:
+        if not any(counts.values()):
+            return counts
+        async with self._sessions.begin() as db:  # keys just made for purged sessions
             purged = select(SessionRow.id).where(SessionRow.purged_at.is_not(None))
             prefix = "session:"
             await db.execute(
@@ -1822,7 +1824,7 @@ class Repository:
                 )
                 .values(wrapped_key=None, shredded_at=now)
             )
-        if any(counts.values()) and self.engine.dialect.name == "sqlite":
+        if self.engine.dialect.name == "sqlite":
             async with self.engine.connect() as conn:
                 await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         return counts
