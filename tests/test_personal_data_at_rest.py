@@ -26,6 +26,7 @@ from videoid.db.personal_data import PersonalData, session_owner
 from videoid.db.repository import MIGRATIONS
 from videoid.errors import StorageError
 from videoid.recordings.evidence import collect
+from videoid.storage.envelope import LocalMasterKey
 
 from .conftest import Server, StartServer
 from .test_compliance import get, login
@@ -350,3 +351,32 @@ async def test_sealed_values_open_only_as_what_they_were_sealed_as(tmp_path: Pat
     assert personal.contact_index("email", " ADA@Example.org ") == personal.contact_index(
         "email", EMAIL
     )
+
+
+class CountingKey(LocalMasterKey):
+    """The local master key, counting what it unwraps."""
+
+    unwrapped = 0
+
+    def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
+        self.unwrapped += 1
+        return super().unwrap(wrapped, context)
+
+
+def test_data_keys_are_unwrapped_once_per_cache_period() -> None:
+    """A desk reading a session again does not ask the key port (a PKCS#11 token) each
+    time; the key is unwrapped again after ``cache_seconds``, or when forgotten (its
+    key destroyed), and never reused for another wrapped key of the same owner."""
+    now = [0.0]
+    master = CountingKey(bytes(range(32)))
+    personal = PersonalData(master, bytes(32), cache_seconds=300, clock=lambda: now[0])
+    key, wrapped = personal.new_key("session:a")
+    for _ in range(5):
+        assert personal.unwrap("session:a", wrapped) == key
+    assert master.unwrapped == 1
+    now[0] = 301.0
+    assert personal.unwrap("session:a", wrapped) == key and master.unwrapped == 2
+    personal.forget("session:a")
+    assert personal.unwrap("session:a", wrapped) == key and master.unwrapped == 3
+    other, rewrapped = personal.new_key("session:a")
+    assert personal.unwrap("session:a", rewrapped) == other and master.unwrapped == 4

@@ -108,9 +108,10 @@ class PersonalData:
         self._cache_seconds = cache_seconds
         self._cache_size = cache_size
         self._clock = clock
-        self._keys: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
-        """Unwrapped data keys by owner, with when they are dropped: in memory only,
-        never logged, forgotten at once when their owner's key is destroyed."""
+        self._keys: OrderedDict[str, tuple[bytes, bytes, float]] = OrderedDict()
+        """Per owner: the wrapped key, the key, when it is dropped. In memory only,
+        never logged, forgotten at once when their owner's key is destroyed; used only
+        for the very wrapped key it came from."""
 
     @classmethod
     def local(cls, directory: Path) -> PersonalData:
@@ -132,29 +133,25 @@ class PersonalData:
     def new_key(self, owner: str) -> tuple[bytes, bytes]:
         """A fresh data key for ``owner`` and its wrapped form (what is stored)."""
         key = AESGCM.generate_key(bit_length=256)
-        self._remember(owner, key)
         return key, self.wrapper.wrap(key, self._context(owner))
 
     def unwrap(self, owner: str, wrapped: bytes) -> bytes:
         """``owner``'s data key from its wrapped form, from memory when unwrapped lately."""
         now = self._clock()
         cached = self._keys.get(owner)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[0] == wrapped and cached[2] > now:
             self._keys.move_to_end(owner)
-            return cached[0]
+            return cached[1]
         key = self.wrapper.unwrap(wrapped, self._context(owner))
-        self._remember(owner, key)
+        self._keys[owner] = (wrapped, key, now + self._cache_seconds)
+        self._keys.move_to_end(owner)
+        while len(self._keys) > self._cache_size:
+            self._keys.popitem(last=False)
         return key
 
     def forget(self, owner: str) -> None:
         """Drop ``owner``'s key from memory (its wrapped key is being destroyed)."""
         self._keys.pop(owner, None)
-
-    def _remember(self, owner: str, key: bytes) -> None:
-        self._keys[owner] = (key, self._clock() + self._cache_seconds)
-        self._keys.move_to_end(owner)
-        while len(self._keys) > self._cache_size:
-            self._keys.popitem(last=False)
 
     # -- fields ---------------------------------------------------------------------
 
