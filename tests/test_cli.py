@@ -13,6 +13,7 @@ import aiohttp
 
 from videoid.bench.documents import make_document, portrait_from, render
 from videoid.db import Repository
+from videoid.db.personal_data import PersonalData
 
 from .conftest import PHOTOS, ROOT, free_port
 
@@ -178,6 +179,7 @@ async def test_server_cli_and_bots_complete_a_call(
         server.terminate()
         await server.wait()
     repo = await Repository.open(f"sqlite+aiosqlite:///{data / 'videoid.db'}")
+    repo.protect(PersonalData.local(data / "keys"))  # the server's key files
     rejected = await repo.sessions_in(["rejected"])
     assert len(rejected) == 1
     [decision] = await repo.decisions(rejected[0].id)

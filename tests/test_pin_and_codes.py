@@ -10,6 +10,7 @@ import pytest
 
 from videoid.clock import FakeClock
 from videoid.db import Repository
+from videoid.db.personal_data import PersonalData
 from videoid.errors import RateLimited, ValidationError
 from videoid.notify.codes import OneTimeCodes, OtpError
 from videoid.trust import pin as pins
@@ -99,6 +100,7 @@ async def session(repo: Repository, clock: FakeClock) -> str:
 async def test_codes_expire_are_single_use_bound_and_limited(tmp_path: Path) -> None:
     clock = FakeClock()
     repo = await Repository.open(f"sqlite+aiosqlite:///{tmp_path / 'codes.db'}")
+    repo.protect(PersonalData.local(tmp_path / "keys"))
     try:
         sid = await session(repo, clock)
         codes = OneTimeCodes(repo, clock)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from videoid.db import Repository
+from videoid.db.personal_data import PersonalData
 from videoid.errors import StorageError, ValidationError
 from videoid.queue import AssignmentDrawn
 from videoid.session import IdentificationSession, Outcome, State
@@ -61,6 +62,7 @@ async def open_repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
 
     async def open_() -> Repository:
         opened.append(await Repository.open(url, schema=schema))
+        opened[-1].protect(PersonalData.local(tmp_path / "keys"))
         return opened[-1]
 
     yield open_

@@ -60,14 +60,20 @@ async def _with_services(config: Config, work: Any) -> Any:
     from .customer_client.invitations import Invitations
     from .db import Repository
     from .operator_console.accounts import Accounts
+    from .storage.objects import ObjectStore, personal_data
 
     repo = await Repository.open(config.database_url)
+    wrapper = ObjectStore.from_config(repo, config).files.wrapper
+    repo.protect(personal_data(config, wrapper))  # an invitation's contacts are sealed
     accounts = Accounts(repo, config.operators)
     try:
         return await work(repo, accounts, Invitations(repo, config))
     finally:
         await accounts.close()
         await repo.close()
+        close_key = getattr(wrapper, "close", None)
+        if close_key is not None:  # a token's session
+            close_key()
 
 
 def cmd_invite(args: argparse.Namespace) -> None:
@@ -329,12 +335,14 @@ async def _with_evidence(config: Config, work: Any, *, anchor_after: bool = True
     from .app import evidence_services
     from .db import Repository
     from .storage import ObjectStore
+    from .storage.objects import personal_data
     from .trust.service import Trust
     from .trust.token import Pkcs11MasterKey
 
     clock = SystemClock()
     repo = await Repository.open(config.database_url)
     objects = ObjectStore.from_config(repo, config)
+    repo.protect(personal_data(config, objects.files.wrapper))
     trust = Trust(config, repo, clock, config.base_url())
     if isinstance(objects.files.wrapper, Pkcs11MasterKey):  # one token session
         trust.share_token(objects.files.wrapper.token)

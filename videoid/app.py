@@ -46,7 +46,7 @@ from .session import PRE_CALL_STEPS, State
 from .socket_server import SocketServer
 from .storage import ObjectStore
 from .storage.envelope import key_file
-from .storage.objects import check_master_key
+from .storage.objects import check_master_key, personal_data
 from .trust.customer_http import SigningApi
 from .trust.http import TrustApi
 from .trust.service import Trust
@@ -148,9 +148,13 @@ def create_app(
         objects = ObjectStore.from_config(repo, config)
         try:
             await check_master_key(repo, objects.files.wrapper)
+            repo.protect(personal_data(config, objects.files.wrapper))
         except ConfigError:
             await repo.close()
             raise
+        sealed = await repo.seal_plain_rows(clock.now())  # left in clear by older versions
+        if any(sealed.values()):
+            logger.info("personal data sealed at start-up: %s", sealed)
         pool = AnalysisPool(config.onboarding.analysis_workers)
         onboarding = Onboarding(config, repo, center, objects, pool, clock)
         live_pool = AnalysisPool(config.live.workers) if config.live.workers > 0 else None

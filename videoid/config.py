@@ -363,6 +363,9 @@ class StorageConfig:
     master_key_file: str = ""
     """The master key (64 hex digits); empty means ``keys/master.key`` in the data
     directory, created on first start."""
+    index_key_file: str = ""
+    """The key of the blind indexes that search personal data (64 hex digits); empty
+    means ``keys/index.key`` in the data directory, created on first start."""
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 the compliance search timed (p50/p95 per filter, a whole page with its exact total).
 
 :func:`fill` is also how the tests make thousands of sessions quickly: rows written in
-bulk, as onboarding, the call and the decisions would have left them, search keys
-included (derived by the same code as the repository's)."""
+bulk, as onboarding, the call and the decisions would have left them: sealed with a
+data key per session, search keys included as blind indexes (derived by the same code
+as the repository's; the repository must be given its keys, ``Repository.protect``)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,23 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ..compliance.search import OUTCOMES, Query, search
 from ..db import Repository
-from ..db.models import CallItem, Customer, Decision, SessionRow, SessionSearch, StepResult
+from ..db.models import (
+    CallItem,
+    Customer,
+    DataKey,
+    Decision,
+    SessionRow,
+    SessionSearch,
+    StepResult,
+)
+from ..db.personal_data import PersonalData, session_owner
 from ..db.session_search import StepKeys, analysis_flags
 
 SURNAMES = (
@@ -87,6 +98,7 @@ async def fill(
             found.id if found else await repo.add_operator(name, "-", "operator", start)
         )
     usernames = ["bench_olga", "bench_ivan", "bench_mia"]
+    personal = repo.personal
     ids: list[str] = []
     everyone: list[dict[str, str]] = []
     async with repo.engine.begin() as db:
@@ -103,10 +115,21 @@ async def fill(
                 )
             )
             sessions, results, keys, decisions, items = [], [], [], [], []
+            data_keys = []
             for i in range(n):
                 index = first + i
                 at = start + index * step_seconds
                 session_id = str(uuid.uuid4())
+                owner = session_owner(session_id)
+                key, wrapped = personal.new_key(owner)
+                data_keys.append(
+                    {
+                        "owner": owner,
+                        "key_id": personal.wrapper.key_id,
+                        "wrapped_key": wrapped,
+                        "created_at": at,
+                    }
+                )
                 data = dict(people[index]) if people and index in people else person(rng)
                 outcome = rng.choice(list(OUTCOMES))
                 state = OUTCOMES[outcome][0]
@@ -142,14 +165,16 @@ async def fill(
                         {
                             "session_id": session_id,
                             "name": name,
-                            "value": json.dumps(value),
+                            "value": personal.seal_text(
+                                key, owner, f"step:{name}", json.dumps(value)
+                            ),
                             "at": at,
                         }
                     )
                 summary = {
                     "signals": {"flags": [rng.choice(SIGNALS)] if rng.random() < 0.03 else []}
                 }
-                made = StepKeys.of(stored)
+                made = StepKeys.of(stored, personal)
                 keys.append(
                     {
                         "session_id": session_id,
@@ -178,7 +203,9 @@ async def fill(
                             "kind": "analysis",
                             "actor": "system",
                             "at": at + 590,
-                            "data": json.dumps(summary),
+                            "data": personal.seal_text(
+                                key, owner, "item:analysis", json.dumps(summary)
+                            ),
                         }
                     )
                     if rng.random() < 0.05:
@@ -188,11 +215,12 @@ async def fill(
                                 "kind": "gap",
                                 "actor": "system",
                                 "at": at + 300,
-                                "data": "{}",
+                                "data": personal.seal_text(key, owner, "item:gap", "{}"),
                             }
                         )
                 ids.append(session_id)
                 everyone.append(data)
+            await db.execute(insert(DataKey), data_keys)
             await db.execute(insert(SessionRow), sessions)
             await db.execute(insert(StepResult), results)
             await db.execute(insert(SessionSearch), keys)
@@ -234,6 +262,7 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             schema = f"videoid_bench_{uuid.uuid4().hex[:12]}"
             await _schema(url, f'CREATE SCHEMA "{schema}"')
         repo = await Repository.open(url, schema=schema)
+        repo.protect(PersonalData.local(Path(tmp) / "keys"))
         try:
             began = time.perf_counter()
             filled = await fill(repo, args.sessions, start=start, step_seconds=step, rng=rng)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..db import Repository
-from ..db.session_search import SessionFilter, document_key, query_key
+from ..db.session_search import SessionFilter, query_words
 from ..errors import ValidationError
 
 OUTCOMES: dict[str, tuple[str, ...]] = {
@@ -249,13 +249,17 @@ async def search(repo: Repository, query: Query) -> dict[str, Any]:
                 field="operator",
             )
         operator_id = operator.id
+    personal = repo.personal
     where = SessionFilter(
         since=query.since,
         until=query.until,
         states=OUTCOMES[query.outcome] if query.outcome else (),
         operator_id=operator_id,
-        name_words=tuple(query_key(word) for word in query.name.split()) if query.name else (),
-        document=document_key(query.document) if query.document else None,
+        # blind indexes of the query's words and number: the search never reads a name
+        name_words=tuple(personal.word_index(w) if w else "" for w in query_words(query.name))
+        if query.name
+        else (),
+        document=personal.document_index(query.document) if query.document else None,
         flag=query.flag,
     )
     after = _position(query.after) if query.after else None

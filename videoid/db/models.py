@@ -11,6 +11,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -55,10 +56,29 @@ class LoginThrottleRow(Base):
 class Customer(Base):
     __tablename__ = "customers"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    email: Mapped[str] = mapped_column(String(254))
-    phone: Mapped[str] = mapped_column(String(32))
+    email: Mapped[str] = mapped_column(Text)
+    """Sealed with the customer's data key (migration 0015), ``""`` once purged."""
+    phone: Mapped[str] = mapped_column(Text)
+    """Sealed with the customer's data key, ``""`` once purged."""
     created_at: Mapped[float] = mapped_column(Float)
     person_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    email_index: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    """Blind index of the e-mail address (R4's uniqueness), None once purged."""
+    phone_index: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    """Blind index of the phone number, None once purged."""
+
+
+class DataKey(Base):
+    """The data key of a session's or a customer's personal data (migration 0015),
+    wrapped by the master key; destroyed (None) at the end of retention."""
+
+    __tablename__ = "data_keys"
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """``session:<id>`` or ``customer:<id>``."""
+    key_id: Mapped[str] = mapped_column(String(64))
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    shredded_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class SessionRow(Base):
@@ -311,3 +331,6 @@ class SessionSearch(Base):
     document: Mapped[str] = mapped_column(String(64), default="", index=True)
     step_flags: Mapped[str] = mapped_column(Text, default="")
     call_flags: Mapped[str] = mapped_column(Text, default="")
+    blind: Mapped[bool] = mapped_column(Boolean, default=True, server_default=false())
+    """The name and document are blind indexes (False: a row from before migration
+    0015, indexed again at start-up)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,9 +20,16 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import case, delete, event, func, select, union_all, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from ..errors import StorageError, ValidationError
 from ..private_files import private_file
@@ -38,6 +46,7 @@ from .models import (
     CertificateRow,
     Consent,
     Customer,
+    DataKey,
     Decision,
     EvidenceSealRow,
     LegalHold,
@@ -52,6 +61,14 @@ from .models import (
     StepResult,
     StoredObject,
     Transition,
+)
+from .personal_data import (
+    TEXT_PREFIX,
+    PersonalData,
+    customer_owner,
+    is_sealed_bytes,
+    is_sealed_text,
+    session_owner,
 )
 from .session_search import STEPS as SEARCHED_STEPS
 from .session_search import SessionFilter, analysis_flags, index_steps, store_keys
@@ -216,6 +233,9 @@ def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
+    # what is deleted or overwritten (a value sealed at the upgrade, a purge) is zeroed
+    # in the file, not left in free pages
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -225,6 +245,77 @@ class Repository:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._audit_lock = asyncio.Lock()
         """Appends to the audit chain one at a time (each reads the head it extends)."""
+        self._personal: PersonalData | None = None
+
+    def protect(self, personal: PersonalData) -> None:
+        """Seal personal data with ``personal``'s keys, and search it by its blind
+        indexes (see :mod:`videoid.db.personal_data`): needed before any personal
+        data is written or read."""
+        self._personal = personal
+
+    @property
+    def personal(self) -> PersonalData:
+        """The keys given to :meth:`protect`; :class:`StorageError`
+        ``personal_data_keys_missing`` without them."""
+        if self._personal is None:
+            raise StorageError(
+                "the personal data keys are not loaded", code="personal_data_keys_missing"
+            )
+        return self._personal
+
+    async def _key(self, db: AsyncSession, owner: str, *, create: bool = False) -> bytes | None:
+        """``owner``'s data key (made and stored wrapped when it has none and
+        ``create``); None when it has none, or it was destroyed (purged)."""
+        personal = self.personal
+        query = select(DataKey.wrapped_key).where(DataKey.owner == owner)
+        found = (await db.execute(query)).first()
+        if found is None and create:
+            _, wrapped = personal.new_key(owner)
+            insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
+            await db.execute(
+                insert(DataKey)
+                .values(
+                    owner=owner,
+                    key_id=personal.wrapper.key_id,
+                    wrapped_key=wrapped,
+                    created_at=time.time(),
+                )
+                .on_conflict_do_nothing(index_elements=[DataKey.owner])
+            )  # a writer that made one first keeps its own
+            found = (await db.execute(query)).first()
+        if found is None or found[0] is None:
+            return None
+        return personal.unwrap(owner, bytes(found[0]))
+
+    async def _keys(self, db: AsyncSession, owners: Iterable[str]) -> dict[str, bytes | None]:
+        """The data keys of ``owners`` (None: none, or destroyed), in one query."""
+        personal = self.personal
+        wanted = list(set(owners))
+        out: dict[str, bytes | None] = dict.fromkeys(wanted)
+        if not wanted:
+            return out
+        for owner, wrapped in await db.execute(
+            select(DataKey.owner, DataKey.wrapped_key).where(DataKey.owner.in_(wanted))
+        ):
+            if wrapped is not None:
+                out[owner] = personal.unwrap(owner, bytes(wrapped))
+        return out
+
+    def _seal(self, key: bytes | None, owner: str, field: str, value: str) -> str:
+        if key is None:
+            raise StorageError(
+                f"the personal data of {owner} was destroyed", code="personal_data_destroyed"
+            )
+        return self.personal.seal_text(key, owner, field, value)
+
+    def _open(self, key: bytes | None, owner: str, field: str, value: str) -> str | None:
+        """A sealed value opened; a value left in clear by an older version as it is
+        (sealed at the next start); None when its key was destroyed."""
+        if not is_sealed_text(value):
+            return value
+        if key is None:
+            return None
+        return self.personal.open_text(key, owner, field, value)
 
     @classmethod
     async def open(cls, url: str, *, schema: str | None = None) -> Repository:
@@ -340,10 +431,22 @@ class Repository:
         expires_at: float,
     ) -> str:
         session_id = str(uuid.uuid4())
+        personal = self.personal
         async with self._sessions.begin() as db:
-            customer = Customer(email=email, phone=phone, created_at=now)
+            customer = Customer(
+                email="",
+                phone="",
+                created_at=now,
+                email_index=personal.contact_index("email", email),
+                phone_index=personal.contact_index("phone", phone),
+            )
             db.add(customer)
             await db.flush()
+            owner = customer_owner(customer.id)
+            key = await self._key(db, owner, create=True)
+            customer.email = self._seal(key, owner, "email", email)
+            customer.phone = self._seal(key, owner, "phone", phone)
+            await self._key(db, session_owner(session_id), create=True)
             db.add(
                 SessionRow(
                     id=session_id,
@@ -427,6 +530,8 @@ class Repository:
                         )
                         last = max(last, event.at)
                     elif isinstance(event, DecisionMade):
+                        owner = session_owner(session_id)
+                        key = await self._key(db, owner, create=True)
                         await self._append_audit(
                             db,
                             event.at,
@@ -441,7 +546,9 @@ class Repository:
                                 operator_id=event.operator_id,
                                 outcome=event.outcome.value,
                                 reason_code=event.reason_code,
-                                reason_text=event.reason_text,
+                                reason_text=self._seal(
+                                    key, owner, "reason_text", event.reason_text
+                                ),
                                 at=event.at,
                             )
                         )
@@ -506,13 +613,15 @@ class Repository:
                 .where(Decision.session_id == session_id)
                 .order_by(Decision.id)
             )
+            owner = session_owner(session_id)
+            key = await self._key(db, owner)
             return [
                 {
                     "operator_id": d.operator_id,
                     "operator": username,
                     "outcome": d.outcome,
                     "reason_code": d.reason_code,
-                    "reason_text": d.reason_text,
+                    "reason_text": self._open(key, owner, "reason_text", d.reason_text) or "",
                     "at": d.at,
                 }
                 for d, username in rows
@@ -576,9 +685,16 @@ class Repository:
             rows = await db.scalars(
                 select(Decision).where(Decision.session_id == session_id).order_by(Decision.id)
             )
+            owner = session_owner(session_id)
+            key = await self._key(db, owner)
             return [
                 DecisionRecord(
-                    r.session_id, r.operator_id, r.outcome, r.reason_code, r.reason_text, r.at
+                    r.session_id,
+                    r.operator_id,
+                    r.outcome,
+                    r.reason_code,
+                    self._open(key, owner, "reason_text", r.reason_text) or "",
+                    r.at,
                 )
                 for r in rows
             ]
@@ -586,39 +702,62 @@ class Repository:
     # -- onboarding -------------------------------------------------------------------
 
     async def find_customer(self, customer_id: int) -> CustomerRecord | None:
+        """The customer, contacts opened (``""`` once purged)."""
+        owner = customer_owner(customer_id)
         async with self._sessions() as db:
             row = await db.get(Customer, customer_id)
-        return None if row is None else CustomerRecord(row.id, row.email, row.phone, row.person_key)
+            if row is None:
+                return None
+            key = await self._key(db, owner)
+        return CustomerRecord(
+            row.id,
+            self._open(key, owner, "email", row.email) or "",
+            self._open(key, owner, "phone", row.phone) or "",
+            row.person_key,
+        )
 
     async def contact_owner(
         self, customer_id: int, email: str, phone: str, person_key: str
     ) -> str | None:
         """Which of ``email`` and ``phone`` belongs to another person: a customer with a
-        different confirmed person key (R4). None when both are free."""
+        different confirmed person key (R4). None when both are free. Compared by their
+        blind indexes (an e-mail address without case)."""
+        email_index = self.personal.contact_index("email", email)
+        phone_index = self.personal.contact_index("phone", phone)
         async with self._sessions() as db:
             rows = (
-                await db.scalars(
-                    select(Customer).where(
+                await db.execute(
+                    select(Customer.email_index).where(
                         Customer.id != customer_id,
                         Customer.person_key.is_not(None),
                         Customer.person_key != person_key,
-                        (Customer.email == email) | (Customer.phone == phone),
+                        (Customer.email_index == email_index)
+                        | (Customer.phone_index == phone_index),
                     )
                 )
             ).all()
-        for row in rows:
-            if row.email == email:
+        for (found,) in rows:
+            if found == email_index:
                 return "email"
         return "phone" if rows else None
 
     async def update_customer(
         self, customer_id: int, *, email: str, phone: str, person_key: str
     ) -> None:
+        personal = self.personal
+        owner = customer_owner(customer_id)
         async with self._sessions.begin() as db:
+            key = await self._key(db, owner, create=True)
             await db.execute(
                 update(Customer)
                 .where(Customer.id == customer_id)
-                .values(email=email, phone=phone, person_key=person_key)
+                .values(
+                    email=self._seal(key, owner, "email", email),
+                    phone=self._seal(key, owner, "phone", phone),
+                    email_index=personal.contact_index("email", email),
+                    phone_index=personal.contact_index("phone", phone),
+                    person_key=person_key,
+                )
             )
 
     async def add_consent(
@@ -873,29 +1012,51 @@ class Repository:
             )
 
     async def put_result(self, session_id: str, name: str, value: Any, now: float) -> None:
+        """Store a step's result, sealed with the session's key; the search's blind
+        indexes follow."""
+        owner = session_owner(session_id)
         async with self._sessions.begin() as db:
-            await db.merge(
-                StepResult(session_id=session_id, name=name, value=json.dumps(value), at=now)
-            )
+            key = await self._key(db, owner, create=True)
+            sealed = self._seal(key, owner, f"step:{name}", json.dumps(value))
+            await db.merge(StepResult(session_id=session_id, name=name, value=sealed, at=now))
             if name in SEARCHED_STEPS:
-                await index_steps(db, session_id)
+                results = await self._results(db, session_id, key, SEARCHED_STEPS)
+                await index_steps(db, session_id, results, self.personal)
+
+    async def _results(
+        self,
+        db: AsyncSession,
+        session_id: str,
+        key: bytes | None,
+        names: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        query = select(StepResult).where(StepResult.session_id == session_id)
+        if names is not None:
+            query = query.where(StepResult.name.in_(list(names)))
+        owner = session_owner(session_id)
+        out: dict[str, Any] = {}
+        for r in (await db.scalars(query)).all():
+            opened = self._open(key, owner, f"step:{r.name}", r.value)
+            if opened is not None:
+                out[r.name] = json.loads(opened)
+        return out
 
     async def results(self, session_id: str) -> dict[str, Any]:
+        """The session's step results by name, opened."""
         async with self._sessions() as db:
-            rows = (
-                await db.scalars(select(StepResult).where(StepResult.session_id == session_id))
-            ).all()
-        return {r.name: json.loads(r.value) for r in rows}
+            key = await self._key(db, session_owner(session_id))
+            return await self._results(db, session_id, key)
 
     # -- the call's evidence items ------------------------------------------------------
 
     async def add_item(
         self, session_id: str, kind: str, actor: str, data: dict[str, Any], now: float
     ) -> int:
+        owner = session_owner(session_id)
         async with self._sessions.begin() as db:
-            row = CallItem(
-                session_id=session_id, kind=kind, actor=actor[:32], at=now, data=json.dumps(data)
-            )
+            key = await self._key(db, owner, create=True)
+            sealed = self._seal(key, owner, f"item:{kind}", json.dumps(data))
+            row = CallItem(session_id=session_id, kind=kind, actor=actor[:32], at=now, data=sealed)
             db.add(row)
             await db.flush()
             if kind == "analysis":
@@ -908,10 +1069,18 @@ class Repository:
         query = select(CallItem).where(CallItem.session_id == session_id)
         if kinds is not None:
             query = query.where(CallItem.kind.in_(list(kinds)))
+        owner = session_owner(session_id)
         async with self._sessions() as db:
             rows = (await db.scalars(query.order_by(CallItem.id))).all()
+            key = await self._key(db, owner) if rows else None
         return [
-            {"id": r.id, "kind": r.kind, "actor": r.actor, "at": r.at, "data": json.loads(r.data)}
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "actor": r.actor,
+                "at": r.at,
+                "data": json.loads(self._open(key, owner, f"item:{r.kind}", r.data) or "null"),
+            }
             for r in rows
         ]
 
@@ -1277,13 +1446,17 @@ class Repository:
                 .order_by(Decision.id)
             ):
                 out[session_id]["deciders"].append({"operator": username, "outcome": outcome})
+            keys = await self._keys(db, [session_owner(i) for i in ids])
             for result in await db.scalars(
                 select(StepResult).where(
                     StepResult.session_id.in_(ids),
                     StepResult.name.in_(["personal_data", "document", "selfie"]),
                 )
             ):
-                out[result.session_id]["results"][result.name] = json.loads(result.value)
+                owner = session_owner(result.session_id)
+                opened = self._open(keys[owner], owner, f"step:{result.name}", result.value)
+                if opened is not None:
+                    out[result.session_id]["results"][result.name] = json.loads(opened)
             for item in await db.scalars(
                 select(CallItem)
                 .where(CallItem.session_id.in_(ids), CallItem.kind.in_(["gap", "analysis"]))
@@ -1292,7 +1465,11 @@ class Repository:
                 if item.kind == "gap":
                     out[item.session_id]["gaps"] += 1
                 else:
-                    out[item.session_id]["analysis"] = json.loads(item.data)
+                    owner = session_owner(item.session_id)
+                    opened = self._open(keys[owner], owner, "item:analysis", item.data)
+                    out[item.session_id]["analysis"] = (
+                        None if opened is None else json.loads(opened)
+                    )
             for session_id, status in await db.execute(
                 select(RecordingRow.session_id, RecordingRow.status).where(
                     RecordingRow.session_id.in_(ids)
@@ -1314,8 +1491,49 @@ class Repository:
     # -- certificates ---------------------------------------------------------------------
 
     async def add_certificate(self, record: CertificateRecord) -> None:
+        """Store a certificate; a session's (a customer's: its subject names the person)
+        with its subject and DER sealed by the session's key."""
         async with self._sessions.begin() as db:
-            db.add(CertificateRow(**record.__dict__))
+            values = dict(record.__dict__)
+            if record.session_id is not None:
+                owner = session_owner(record.session_id)
+                key = await self._key(db, owner, create=True)
+                if key is None:
+                    raise StorageError(
+                        f"the personal data of {owner} was destroyed",
+                        code="personal_data_destroyed",
+                    )
+                values["subject"] = self._seal(
+                    key, owner, f"subject:{record.serial}", record.subject
+                )
+                values["der"] = self.personal.seal_bytes(
+                    key, owner, f"der:{record.serial}", record.der
+                )
+            db.add(CertificateRow(**values))
+
+    async def _opened_certificates(
+        self, db: AsyncSession, rows: Sequence[CertificateRow]
+    ) -> list[CertificateRecord]:
+        """Records of ``rows``, a session's opened (subject ``""`` and no DER once its
+        key is destroyed)."""
+        keys = await self._keys(db, [session_owner(r.session_id) for r in rows if r.session_id])
+        out = []
+        for row in rows:
+            record = _certificate(row)
+            if row.session_id is not None:
+                owner = session_owner(row.session_id)
+                key = keys[owner]
+                der = record.der
+                if is_sealed_bytes(der):
+                    der = (
+                        b""
+                        if key is None
+                        else self.personal.open_bytes(key, owner, f"der:{row.serial}", der)
+                    )
+                subject = self._open(key, owner, f"subject:{row.serial}", record.subject)
+                record = dataclasses.replace(record, subject=subject or "", der=der)
+            out.append(record)
+        return out
 
     async def certificates(
         self, *, kind: str | None = None, session_id: str | None = None, revoked: bool = False
@@ -1328,13 +1546,13 @@ class Repository:
         if revoked:
             query = query.where(CertificateRow.status == "revoked")
         async with self._sessions() as db:
-            rows = await db.scalars(query.order_by(CertificateRow.created_at))
-            return [_certificate(r) for r in rows]
+            rows = (await db.scalars(query.order_by(CertificateRow.created_at))).all()
+            return await self._opened_certificates(db, rows)
 
     async def find_certificate(self, serial: str) -> CertificateRecord | None:
         async with self._sessions() as db:
             row = await db.get(CertificateRow, serial)
-            return None if row is None else _certificate(row)
+            return None if row is None else (await self._opened_certificates(db, [row]))[0]
 
     async def revoke_certificate(self, serial: str, reason: str, now: float) -> bool:
         """Mark it revoked; False when it is unknown or already revoked."""
@@ -1476,9 +1694,11 @@ class Repository:
 
     async def purge_session_data(self, session_id: str, now: float) -> dict[str, int]:
         """Destroy what names the person (after the objects' and recordings' keys are
-        gone): onboarding results, call items, the customer's contact details, the
-        consents' client address, the audit details about the session. The session,
-        its transitions and decisions (no personal data) and the audit chain stay."""
+        gone): the session's and its customer's data keys (whatever they sealed, the
+        decisions' reasons and the certificate included, no longer opens), onboarding
+        results, call items, the customer's contact details and their blind indexes,
+        the consents' client address, the audit details about the session. The
+        session, its transitions and decisions and the audit chain stay."""
         async with self._audit_lock, self._sessions.begin() as db:
             row = await db.get(SessionRow, session_id)
             if row is None:
@@ -1496,8 +1716,17 @@ class Repository:
             await db.execute(
                 update(Customer)
                 .where(Customer.id == row.customer_id)
-                .values(email="", phone="", person_key=None)
+                .values(email="", phone="", email_index=None, phone_index=None, person_key=None)
             )
+            owners = [session_owner(session_id), customer_owner(row.customer_id)]
+            await db.execute(
+                update(DataKey)
+                .where(DataKey.owner.in_(owners), DataKey.wrapped_key.is_not(None))
+                .values(wrapped_key=None, shredded_at=now)
+            )
+            if self._personal is not None:
+                for owner in owners:
+                    self._personal.forget(owner)
             await db.execute(
                 update(RecordingRow)
                 .where(RecordingRow.session_id == session_id)
@@ -1510,6 +1739,123 @@ class Repository:
             }
             await self._append_audit(db, now, "retention_purge", "system", session_id, counts)
             return counts
+
+    # -- data left in clear by older versions ---------------------------------------------
+
+    async def seal_plain_rows(self, now: float, *, batch: int = 500) -> dict[str, int]:
+        """Seal what versions before migration 0015 stored in clear (onboarding
+        results, contacts, call items, decisions' reasons, customers' certificates),
+        derive the search's blind indexes again, and destroy at once the keys made for
+        sessions already purged. Idempotent; in batches of ``batch`` rows, each in its
+        own transaction. On SQLite the write-ahead log is then emptied, so that no
+        page with a plain value survives there. Returns what was sealed, per table."""
+        personal = self.personal
+        counts = {"step_results": 0, "call_items": 0, "decisions": 0, "customers": 0}
+        counts |= {"certificates": 0, "session_search": 0}
+        plain = ~StepResult.value.startswith(TEXT_PREFIX, autoescape=True)
+        while rows := await self._plain_batch(select(StepResult).where(plain), batch):
+            async with self._sessions.begin() as db:
+                for r in rows:
+                    owner = session_owner(r.session_id)
+                    key = await self._key(db, owner, create=True)
+                    await db.execute(
+                        update(StepResult)
+                        .where(StepResult.session_id == r.session_id, StepResult.name == r.name)
+                        .values(value=self._seal(key, owner, f"step:{r.name}", r.value))
+                    )
+            counts["step_results"] += len(rows)
+        plain = ~CallItem.data.startswith(TEXT_PREFIX, autoescape=True)
+        while items := await self._plain_batch(select(CallItem).where(plain), batch):
+            async with self._sessions.begin() as db:
+                for i in items:
+                    owner = session_owner(i.session_id)
+                    key = await self._key(db, owner, create=True)
+                    sealed = self._seal(key, owner, f"item:{i.kind}", i.data)
+                    await db.execute(
+                        update(CallItem).where(CallItem.id == i.id).values(data=sealed)
+                    )
+            counts["call_items"] += len(items)
+        plain = ~Decision.reason_text.startswith(TEXT_PREFIX, autoescape=True)
+        while decisions := await self._plain_batch(select(Decision).where(plain), batch):
+            async with self._sessions.begin() as db:
+                for d in decisions:
+                    owner = session_owner(d.session_id)
+                    key = await self._key(db, owner, create=True)
+                    sealed = self._seal(key, owner, "reason_text", d.reason_text)
+                    await db.execute(
+                        update(Decision).where(Decision.id == d.id).values(reason_text=sealed)
+                    )
+            counts["decisions"] += len(decisions)
+        unindexed = select(Customer).where(
+            Customer.email_index.is_(None), (Customer.email != "") | (Customer.phone != "")
+        )
+        while customers := await self._plain_batch(unindexed, batch):
+            async with self._sessions.begin() as db:
+                for c in customers:
+                    owner = customer_owner(c.id)
+                    key = await self._key(db, owner, create=True)
+                    email, phone = c.email, c.phone
+                    await db.execute(
+                        update(Customer)
+                        .where(Customer.id == c.id)
+                        .values(
+                            email=self._seal(key, owner, "email", email),
+                            phone=self._seal(key, owner, "phone", phone),
+                            email_index=personal.contact_index("email", email),
+                            phone_index=personal.contact_index("phone", phone),
+                        )
+                    )
+            counts["customers"] += len(customers)
+        plain = CertificateRow.session_id.is_not(None) & ~CertificateRow.subject.startswith(
+            TEXT_PREFIX, autoescape=True
+        )
+        while certificates := await self._plain_batch(select(CertificateRow).where(plain), batch):
+            async with self._sessions.begin() as db:
+                for c in certificates:
+                    assert c.session_id is not None
+                    owner = session_owner(c.session_id)
+                    key = await self._key(db, owner, create=True)
+                    assert key is not None
+                    der = bytes(c.der)
+                    if not is_sealed_bytes(der):
+                        der = personal.seal_bytes(key, owner, f"der:{c.serial}", der)
+                    subject = self._seal(key, owner, f"subject:{c.serial}", c.subject)
+                    await db.execute(
+                        update(CertificateRow)
+                        .where(CertificateRow.serial == c.serial)
+                        .values(subject=subject, der=der)
+                    )
+            counts["certificates"] += len(certificates)
+        stale = select(SessionSearch).where(SessionSearch.blind.is_(False))
+        while searched := await self._plain_batch(stale, batch):
+            async with self._sessions.begin() as db:
+                for row in searched:
+                    key = await self._key(db, session_owner(row.session_id))
+                    results = await self._results(db, row.session_id, key, SEARCHED_STEPS)
+                    await index_steps(db, row.session_id, results, personal)
+            counts["session_search"] += len(searched)
+        if not any(counts.values()):
+            return counts
+        async with self._sessions.begin() as db:  # keys just made for purged sessions
+            purged = select(SessionRow.id).where(SessionRow.purged_at.is_not(None))
+            prefix = "session:"
+            await db.execute(
+                update(DataKey)
+                .where(
+                    DataKey.wrapped_key.is_not(None),
+                    DataKey.owner.startswith(prefix),
+                    func.substr(DataKey.owner, len(prefix) + 1).in_(purged),
+                )
+                .values(wrapped_key=None, shredded_at=now)
+            )
+        if self.engine.dialect.name == "sqlite":
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return counts
+
+    async def _plain_batch(self, query: Any, batch: int) -> list[Any]:
+        async with self._sessions() as db:
+            return list((await db.scalars(query.limit(batch))).all())
 
 
 def _audit_entry(row: AuditRow) -> Entry:

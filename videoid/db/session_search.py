@@ -1,18 +1,19 @@
 """What a compliance search filters on, in SQL: the filter, the search keys kept per
 session, and the conditions that select sessions by them.
 
-Names and document numbers are matched on keys derived when onboarding stores its
-results (``session_search``, migration 0014): the name as the machine readable zone
-writes it (so "Müller" finds "MUELLER"), the document number without separators. The
-keys stand where keyed blind indexes will later stand: a search compares a key it
-derives from the query with the stored one and never reads the personal data.
+Names and document numbers are matched on keyed blind indexes derived when onboarding
+stores its results (``session_search``, migrations 0014 and 0015): HMAC-SHA256 under
+the index key (:class:`~videoid.db.personal_data.PersonalData`) of each word of
+the name as the machine readable zone writes it (so "Müller" finds "MUELLER"), and of
+the document number without separators. A search derives the same indexes from the
+query and compares them with the stored ones: it never reads the personal data, and a
+name matches by whole words.
 
 Flags that come from onboarding and from the call's last analysis are kept there too,
 as space-delimited words; the others are read from their tables."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,8 +34,8 @@ from .models import (
     RecordingRow,
     SessionRow,
     SessionSearch,
-    StepResult,
 )
+from .personal_data import PersonalData, name_words
 
 STEPS = ("personal_data", "document", "selfie")
 """The onboarding results the keys are derived from."""
@@ -55,6 +56,16 @@ def query_key(word: str) -> str:
     ``_`` stay (matched literally, they find no name) rather than being dropped (which
     would turn "%" into a word every name contains)."""
     return "".join(part if part in ("%", "_") else name_key(part) for part in _WILD.split(word))
+
+
+def query_words(text: str) -> tuple[str, ...]:
+    """The normalised words of a name search (see
+    :func:`~videoid.db.personal_data.name_words`); a typed word with no letter a
+    name can have (``%``) gives ``""``, which matches nothing."""
+    out: list[str] = []
+    for part in text.split():
+        out.extend(name_words(part) or [""])
+    return tuple(out)
 
 
 def document_key(text: str) -> str:
@@ -89,9 +100,11 @@ class StepKeys:
     space-delimited with a space at each end."""
 
     @classmethod
-    def of(cls, results: Mapping[str, Any]) -> StepKeys:
+    def of(cls, results: Mapping[str, Any], personal: PersonalData | None = None) -> StepKeys:
         """From the session's stored results, by step name (as
-        ``Repository.results`` returns them)."""
+        ``Repository.results`` returns them); with ``personal``, the name and the
+        document number as blind indexes (without: the plain keys migration 0014
+        derived, which 0015 clears)."""
         fields = (results.get("personal_data") or {}).get("fields") or {}
         document = results.get("document") or {}
         mrz = document.get("mrz") or {}
@@ -104,6 +117,12 @@ class StepKeys:
         match = (results.get("selfie") or {}).get("match")
         if match is not None and not match.get("match"):
             flags.append("face_mismatch")
+        if personal is not None:
+            return cls(
+                personal.name_index(f"{given} {surname}"),
+                personal.document_index(number),
+                _words(flags),
+            )
         return cls(name_key(f"{given} {surname}"), document_key(number), _words(flags))
 
 
@@ -112,7 +131,7 @@ def analysis_flags(summary: Mapping[str, Any]) -> str:
     return _words([str(f) for f in (summary.get("signals") or {}).get("flags", ())])
 
 
-async def store_keys(db: AsyncSession, session_id: str, values: Mapping[str, str]) -> None:
+async def store_keys(db: AsyncSession, session_id: str, values: Mapping[str, str | bool]) -> None:
     """Set some of a session's keys in ``db``'s transaction, creating its row if need be;
     only the columns named are written, so onboarding and the call never undo each
     other's."""
@@ -123,19 +142,16 @@ async def store_keys(db: AsyncSession, session_id: str, values: Mapping[str, str
     )
 
 
-async def index_steps(db: AsyncSession, session_id: str) -> None:
-    """Derive the session's keys again from its onboarding results in ``db``."""
-    results = {
-        row.name: json.loads(row.value)
-        for row in await db.scalars(
-            select(StepResult).where(
-                StepResult.session_id == session_id, StepResult.name.in_(STEPS)
-            )
-        )
-    }
-    keys = StepKeys.of(results)
+async def index_steps(
+    db: AsyncSession, session_id: str, results: Mapping[str, Any], personal: PersonalData
+) -> None:
+    """Derive the session's keys again in ``db`` from its onboarding ``results``
+    (opened, by step name)."""
+    keys = StepKeys.of(results, personal)
     await store_keys(
-        db, session_id, {"name": keys.name, "document": keys.document, "step_flags": keys.flags}
+        db,
+        session_id,
+        {"name": keys.name, "document": keys.document, "step_flags": keys.flags, "blind": True},
     )
 
 
@@ -152,10 +168,12 @@ class SessionFilter:
     """Assigned to or decided by this operator."""
     session_ids: tuple[str, ...] = ()
     name_words: tuple[str, ...] = ()
-    """:func:`query_key` of each word looked for; each must be part of the name. A word
-    with an empty key (only characters no name has) matches nothing."""
+    """The blind index of each word looked for (``PersonalData.word_index`` of
+    :func:`query_words`); each must be a whole word of the name. An empty one (a word
+    with no letter a name has) matches nothing."""
     document: str | None = None
-    """:func:`document_key` of the number looked for, matched whole; empty matches nothing."""
+    """The blind index of the number looked for (``PersonalData.document_index``),
+    matched whole; empty matches nothing."""
     flag: str | None = None
     """A flag's name, as the search results show it."""
 
@@ -242,7 +260,7 @@ def conditions(where: SessionFilter, *, ordered: bool = False) -> list[ColumnEle
                     sid,
                     and_(
                         *(
-                            SessionSearch.name.like(f"%{escape_like(w)}%", escape=_LIKE_ESCAPE)
+                            SessionSearch.name.like(f"% {escape_like(w)} %", escape=_LIKE_ESCAPE)
                             for w in where.name_words
                         )
                     ),

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from ..config import Config
 from ..db import Repository
+from ..db.personal_data import PersonalData
 from ..db.repository import ObjectRecord
 from ..errors import ConfigError, StorageError
-from .envelope import EncryptedStore, KeyWrapper, LocalMasterKey
+from .envelope import EncryptedStore, KeyWrapper, LocalMasterKey, key_file
 from .envelope import _context as object_context
 
 
@@ -95,3 +96,14 @@ async def check_master_key(repo: Repository, wrapper: KeyWrapper) -> None:
                 " Refusing to start; nothing was changed.",
                 code="wrong_master_key",
             ) from err
+
+
+def personal_data(config: Config, wrapper: KeyWrapper) -> PersonalData:
+    """The personal data keys: data keys wrapped by ``wrapper`` (the objects' master
+    key), blind indexes under ``storage.index_key_file`` (``keys/index.key`` in the data
+    directory when empty, made on first start)."""
+    if config.storage.index_key_file:
+        index_key = key_file(Path(config.storage.index_key_file), create=False)
+    else:
+        index_key = key_file(config.data_path / "keys" / "index.key", create=True)
+    return PersonalData(wrapper, index_key)
