@@ -58,6 +58,7 @@ from .web_security import install as install_web_security
 logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+SOCKETS_CLOSE_SECONDS = 5.0
 QUIET_LOGGERS = ("pyhanko", "pyhanko_certvalidator")
 """Libraries whose informational and warning messages name the signer (the certificate's
 subject: name and document number): only their errors are logged."""
@@ -303,7 +304,11 @@ def create_app(
     async def close_sockets(app: web.Application) -> None:
         # Open websockets would hold the web server's shutdown for its whole timeout.
         if sio.eio.sockets:
-            await sio.eio.disconnect()
+            try:  # a socket whose client vanished mid-send can wait on its queue forever
+                async with asyncio.timeout(SOCKETS_CLOSE_SECONDS):
+                    await sio.eio.disconnect()
+            except TimeoutError:
+                logger.warning("sockets did not all close in %.0f s", SOCKETS_CLOSE_SECONDS)
         if sio.eio.service_task_handle is not None:
             await sio.shutdown()
 
