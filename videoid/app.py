@@ -20,6 +20,7 @@ from .clock import Clock, SystemClock
 from .compliance.http import ComplianceApi
 from .compliance.playback import Playback, PlaybackLinks
 from .config import Config
+from .customer_client.contact_proof import ContactProof
 from .customer_client.invitations import Invitation, Invitations
 from .customer_client.namespace import CustomerNamespace
 from .customer_client.onboarding import Onboarding
@@ -140,7 +141,15 @@ def create_app(
             await repo.close()
             raise
         pool = AnalysisPool(config.onboarding.analysis_workers)
-        onboarding = Onboarding(config, repo, center, objects, pool, clock)
+        onboarding = Onboarding(
+            config,
+            repo,
+            center,
+            objects,
+            pool,
+            clock,
+            contacts=ContactProof(config, repo, clock, sms_gateway(config), mail_gateway(config)),
+        )
         live_pool = AnalysisPool(config.live.workers) if config.live.workers > 0 else None
         match_pool = (
             AnalysisPool(config.live.match_workers)

@@ -31,6 +31,7 @@ from ..errors import RateLimited, ValidationError
 from ..media.probe import ConnectivityProbe, ProbeResult, Probes
 from ..session import PRE_CALL_STEPS, State, states_before
 from ..storage import ObjectStore
+from .contact_proof import ContactProof, ProofPending, codes_from
 from .invitations import check_contacts
 from .tax_code import valid_tax_code
 
@@ -161,6 +162,7 @@ class Onboarding:
         pool: AnalysisPool,
         clock: Clock,
         probes: Probes | None = None,
+        contacts: ContactProof | None = None,
     ) -> None:
         self._config = config
         self._repo = repo
@@ -169,6 +171,8 @@ class Onboarding:
         self._pool = pool
         self._clock = clock
         self._probes = probes or Probes()
+        self._contacts = contacts
+        """Proof of changed contacts by a code (None: the verdict at once, as before)."""
         required = {State(name) for name in config.onboarding.required_steps}
         self._before = {step: states_before(step, required) for step in PRE_CALL_STEPS}
         self._no_mrz = {entry.upper() for entry in config.onboarding.accept_without_mrz}
@@ -423,7 +427,7 @@ class Onboarding:
     async def confirm_data(self, record: SessionRecord, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ValidationError("expected an object of fields", code="invalid_request")
-        allowed = {*PERSONAL_FIELDS, "phone", "email", "tax_code"}
+        allowed = {*PERSONAL_FIELDS, "phone", "email", "tax_code", "codes"}
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise ValidationError(f"unknown fields: {', '.join(unknown)}", code="invalid_request")
@@ -463,6 +467,11 @@ class Onboarding:
             str(body.get("email", ""))[:254], str(body.get("phone", ""))[:32]
         )
         fields["email"], fields["phone"] = email, phone
+        codes = codes_from(body)
+        proven = await self._prove_contacts(record, email, phone, codes)
+        if isinstance(proven, ProofPending):
+            return proven.to_json()
+        found = proven
         now = self._clock.now()
 
         async def save() -> dict[str, Any]:
@@ -486,6 +495,8 @@ class Onboarding:
                 fields["date_of_birth"],
                 fields["nationality"],
             )
+            if self._contacts is not None:  # the proof is spent with the verdict
+                await self._contacts.spend(found)
             taken = await self._repo.contact_owner(record.customer_id, email, phone, key)
             if taken is not None:
                 raise ValidationError(
@@ -508,6 +519,26 @@ class Onboarding:
             "session %s: data confirmed, %d field(s) edited", record.id, len(value["edited"])
         )
         return {"ok": True}
+
+    async def _prove_contacts(
+        self, record: SessionRecord, email: str, phone: str, codes: dict[str, str]
+    ) -> ProofPending | list[Any]:
+        """Whether the contacts may be judged now: those equal to the ones on record
+        need no proof; a changed one needs the code sent to it (R4 without telling
+        anyone which contacts are customers'). The session's state is checked first,
+        so that no code is sent for a step that cannot be done."""
+        await self._center.step(record.id, self._before[State.DATA_CONFIRMED], _noop)
+        if self._contacts is None:
+            return []
+        customer = await self._repo.find_customer(record.customer_id)
+        changed = {
+            kind: value
+            for kind, value in (("email", email), ("phone", phone))
+            if customer is None or getattr(customer, kind) != value
+        }
+        if not changed:
+            return []
+        return await self._contacts.prove(record.id, changed, codes)
 
     # -- selfie -----------------------------------------------------------------------
 

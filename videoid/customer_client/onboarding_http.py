@@ -131,7 +131,9 @@ class OnboardingApi:
     async def data(self, request: web.Request) -> web.Response:
         record = await _customer(request)
         body = await _json(request)
-        return web.json_response(await _s(request).onboarding.confirm_data(record, body))
+        result = await _s(request).onboarding.confirm_data(record, body)
+        # 202: codes were sent to contacts to prove first; nothing is saved yet
+        return web.json_response(result, status=202 if result.get("ok") is False else 200)
 
     async def selfie(self, request: web.Request) -> web.Response:
         record = await _customer(request)
