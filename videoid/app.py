@@ -140,7 +140,7 @@ def create_app(
         except ConfigError:
             await repo.close()
             raise
-        pool = AnalysisPool(config.onboarding.analysis_workers)
+        pool = AnalysisPool(config.onboarding.analysis_workers, config.onboarding.analysis_queue)
         onboarding = Onboarding(
             config,
             repo,

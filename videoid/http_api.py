@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from .db import OperatorRecord
-from .errors import Forbidden, ValidationError, VideoidError
+from .errors import Forbidden, ServerBusy, ValidationError, VideoidError
 from .loop_monitor import LoopMonitor
 from .services import SERVICES, Services
 from .staff_reads import readable_session, staff_member
@@ -44,6 +44,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except VideoidError as err:
         response = web.json_response({"error": err.to_dict()}, status=err.status)
+        if isinstance(err, ServerBusy):
+            response.headers["Retry-After"] = str(err.retry_after_seconds)
     except web.HTTPRequestEntityTooLarge:
         response = web.json_response(
             {"error": {"code": "payload_too_large", "message": "the request is too large"}},

@@ -34,9 +34,12 @@ from ..storage import ObjectStore
 from .contact_proof import ContactProof, ProofPending, codes_from
 from .invitations import check_contacts
 from .tax_code import valid_tax_code
+from .upload_spool import SpooledUpload
 
 logger = logging.getLogger(__name__)
 
+Photo = bytes | SpooledUpload
+"""A photo as sent: its bytes, or the upload spooled to disk (read at its turn)."""
 CONSENT_DIR = Path(__file__).with_name("consent")
 CONSENT_VERSIONS = {"privacy": "2026-11", "terms": "2026-11"}
 LANGUAGES = ("en", "it", "ro", "pl")
@@ -297,15 +300,24 @@ class Onboarding:
         return taken
 
     async def _analysed(
-        self, session_id: str, kind: str, work: Callable[..., Any], *args: Any, **kwargs: Any
+        self,
+        session_id: str,
+        kind: str,
+        work: Callable[..., Any],
+        data: Photo,
+        *args: Any,
+        **kwargs: Any,
     ) -> tuple[int, int, Any]:
-        """One photo analysed in the pool (one at a time per session), its attempt taken
-        first: the attempt's id, the attempts left, the analysis. A refused or failed
-        analysis is recorded on the attempt before it raises."""
-        async with self._one_upload(session_id):
+        """One photo analysed in the pool (one at a time per session, in turn across
+        sessions), its attempt taken first: the attempt's id, the attempts left, the
+        analysis. A full pool raises ServerBusy before any attempt is taken. A refused
+        or failed analysis is recorded on the attempt before it raises."""
+        async with self._one_upload(session_id), self._pool.admit(session_id) as place:
             attempt, left = await self._take_attempt(session_id, kind)
             try:
-                result = await self._pool.run(work, *args, **kwargs)
+                async with place.wait():  # the bytes are read only now, its turn come
+                    photo = data if isinstance(data, bytes) else await data.read()
+                    result = await self._pool.run(work, photo, *args, **kwargs)
             except ValidationError as err:
                 await self._repo.finish_attempt(attempt, False, [err.code], self._clock.now())
                 raise
@@ -330,7 +342,7 @@ class Onboarding:
             self._uploading.discard(session_id)
 
     async def upload_document(
-        self, record: SessionRecord, side: str, country: str, doc_type: str, data: bytes
+        self, record: SessionRecord, side: str, country: str, doc_type: str, data: Photo
     ) -> dict[str, Any]:
         if doc_type not in DOCUMENT_TYPES:
             raise ValidationError(
@@ -542,7 +554,7 @@ class Onboarding:
 
     # -- selfie -----------------------------------------------------------------------
 
-    async def upload_selfie(self, record: SessionRecord, data: bytes) -> dict[str, Any]:
+    async def upload_selfie(self, record: SessionRecord, data: Photo) -> dict[str, Any]:
         limits = self._config.onboarding
         await self._center.step(record.id, self._before[State.SELFIE_TAKEN], _noop)
         document = (await self._repo.results(record.id)).get("document", {})
