@@ -20,6 +20,7 @@ from videoid.notify.sms import OutboxSms
 
 from .conftest import PASSWORD, PHOTOS, Server, StartServer
 from .test_browser_call import chromium
+from .test_translations import tables
 
 pytestmark = pytest.mark.browser
 
@@ -305,3 +306,32 @@ async def test_a_browser_without_webrtc_gets_specific_advice(
     assert await page.get_attribute("#advice", "data-i18n") == "adv_unsupported"
     assert "Acest browser nu poate face apeluri video" in (await page.text_content("#advice") or "")
     await ctx.close()
+
+
+async def test_the_contract_page_speaks_the_customers_language(
+    start_server: StartServer, browser: Any
+) -> None:
+    """The signed contract's page (/contract#<token>, from the activation e-mail) in the
+    browser's language, with the same language choice as the customer page; its errors
+    translated too."""
+    server = await start_server()
+    strings = tables()
+    for locale in ("it-IT", "pl-PL"):
+        lang = locale[:2]
+        texts = strings[lang]
+        page = await (await browser.new_context(locale=locale)).new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(f"{server.url}/contract#{'x' * 43}")  # a link that opens nothing
+        await page.wait_for_selector("h1[data-i18n=contract_page_title]")
+        assert await page.get_attribute("html", "lang") == lang
+        assert await page.text_content("h1") == texts["contract_page_title"]
+        assert await page.text_content("#download") == texts["contract_page_download"]
+        assert await page.title() == texts["contract_page_title"]
+        await page.click("#download")
+        await page.wait_for_selector("#status[data-i18n=err_link_invalid]")
+        assert await page.text_content("#status") == texts["err_link_invalid"]
+        await page.select_option("#lang", "ro")
+        assert await page.text_content("h1") == strings["ro"]["contract_page_title"]
+        assert await page.text_content("#status") == strings["ro"]["err_link_invalid"]
+        assert not errors, errors
