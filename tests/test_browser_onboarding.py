@@ -316,11 +316,11 @@ async def test_the_contract_page_speaks_the_customers_language(
     translated too."""
     server = await start_server()
     strings = tables()
+    errors: list[str] = []
     for locale in ("it-IT", "pl-PL"):
         lang = locale[:2]
         texts = strings[lang]
         page = await (await browser.new_context(locale=locale)).new_page()
-        errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         await page.goto(f"{server.url}/contract#{'x' * 43}")  # a link that opens nothing
         await page.wait_for_selector("h1[data-i18n=contract_page_title]")
