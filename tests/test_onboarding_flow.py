@@ -410,6 +410,35 @@ async def test_a_changed_contact_gets_the_same_answer_taken_or_free_until_proven
         assert (await client.overview())["state"] == "data_confirmed"
 
 
+async def test_parallel_requests_send_at_most_the_contact_codes_allowed(
+    start_server: StartServer, database_url: str, passport: tuple[SyntheticDocument, bytes]
+) -> None:
+    """Each contact code sent is taken in the database before it is made: 20 data steps
+    at once with a new number send at most ``contact_code_sends`` SMS."""
+    doc, photo = passport
+    server = await start_server(database_url, onboarding={"required_steps": ALL_STEPS})
+    invitation = await server.invite()
+    async with OnboardingClient(server.url, invitation.token) as client:
+        await client.consent("en")
+        await client.document("front", photo, country="UTO", doc_type="passport")
+        await client.document_done()
+        body = fields_from(doc, phone="+393475550000")
+
+        async def send() -> str:
+            try:
+                return str((await client.confirm_data(body))["verify"])
+            except OnboardingError as err:
+                return err.code
+
+        answers = await asyncio.gather(*(send() for _ in range(20)))
+    limit = server.services.config.onboarding.contact_code_sends
+    assert answers.count("['phone']") == limit, answers
+    assert answers.count("otp_send_limit") == 20 - limit, answers
+    sms = server.services.config.data_path / "outbox" / "sms.jsonl"
+    sent = [json.loads(line) for line in sms.read_text("utf-8").splitlines()]
+    assert [m["to"] for m in sent] == ["+393475550000"] * limit
+
+
 async def test_an_operator_cannot_see_a_session_not_assigned_to_them(
     start_server: StartServer,
 ) -> None:

@@ -144,7 +144,7 @@ class OnboardingConfig:
     contact_code_attempts: int = 3
     """Tries per contact code (each consumed before the code is compared)."""
     contact_code_sends: int = 3
-    """Contact codes sent per kind (e-mail, phone) in ten minutes."""
+    """Contact codes sent per kind (e-mail, phone) and session."""
     analysis_queue: int = 8
     """Photos waiting for an analysis worker (beyond those running); more are answered
     ``server_busy`` (503, Retry-After) without costing an attempt."""

@@ -10,7 +10,8 @@ The codes are :class:`~videoid.notify.codes.OneTimeCodes`: kept only as a hash, 
 to the exact contact (a code sent to one address never proves another), valid for
 ``onboarding.contact_code_minutes``, each attempt consumed in the database before the
 code is compared (``onboarding.contact_code_attempts``), at most
-``onboarding.contact_code_sends`` codes per contact kind in ten minutes.
+``onboarding.contact_code_sends`` codes per contact kind and session, each send taken
+in the database before the code is made.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..clock import Clock
 from ..config import Config
 from ..db import Repository
 from ..db.repository import CodeRecord
-from ..errors import ValidationError
+from ..errors import RateLimited, ValidationError
 from ..notify.codes import OneTimeCodes
 from ..notify.mail import MailGateway
 from ..notify.sms import SmsGateway, masked
@@ -78,6 +79,7 @@ class ContactProof:
         mail: MailGateway,
     ) -> None:
         self._config, self._sms, self._mail = config, sms, mail
+        self._repo, self._clock = repo, clock
         self._codes = OneTimeCodes(repo, clock)
 
     async def prove(
@@ -89,10 +91,22 @@ class ContactProof:
         unspent (:meth:`spend` them with the verdict). A wrong, expired or used code
         raises :class:`~videoid.notify.codes.OtpError` (field ``<kind>_code``)."""
         limits = self._config.onboarding
+        now = self._clock.now()
         missing = [kind for kind in KINDS if kind in changed and not codes.get(kind)]
         if missing:
             sent_to, expires_at = {}, 0.0
             for kind in missing:
+                # the send is taken in the database before the code is made: parallel
+                # requests send at most the limit (an SMS costs, and reaches a stranger)
+                sent = await self._repo.reserve_attempt(
+                    session_id, f"contact_code_{kind}", limits.contact_code_sends, now
+                )
+                if sent is None:
+                    raise RateLimited(
+                        "enough codes were sent; contact us if none arrived",
+                        code="otp_send_limit",
+                    )
+                await self._repo.finish_attempt(sent[0], True, [], now)
                 issued = await self._codes.issue(
                     session_id,
                     purpose(kind),
