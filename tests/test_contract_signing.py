@@ -85,12 +85,14 @@ async def certificate_and_signature(server: Server, me: Customer) -> str:
 
 
 async def test_a_contract_never_fetched_cannot_be_signed(
-    start_server: StartServer, customer_video: Path, operator_video: Path
+    database_url: str, start_server: StartServer, customer_video: Path, operator_video: Path
 ) -> None:
     """Issue 14, item 10: the signature needs the customer to have been given the very
     contract it signs (its text or its PDF); until then ``contract_not_fetched``, and
     no code or PIN attempt is spent on it."""
-    server, invitation, me = await approved(start_server, customer_video, operator_video)
+    server, invitation, me = await approved(
+        start_server, customer_video, operator_video, database_url=database_url
+    )
     assert (await me.call("POST", "/certificate"))[0] == 200
     assert (await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN}))[0] == 200
     assert (await me.call("POST", "/code"))[0] == 200
