@@ -38,8 +38,10 @@ from .upload_spool import SpooledUpload
 
 logger = logging.getLogger(__name__)
 
-Photo = bytes | SpooledUpload
-"""A photo as sent: its bytes, or the upload spooled to disk (read at its turn)."""
+Photo = bytes | SpooledUpload | Callable[[], contextlib.AbstractAsyncContextManager[SpooledUpload]]
+"""A photo as sent: its bytes, the upload spooled to disk (read at its turn), or how to
+receive it (the request's body, spooled only once the session's state and its one
+upload in flight allow it)."""
 CONSENT_DIR = Path(__file__).with_name("consent")
 CONSENT_VERSIONS = {"privacy": "2026-11", "terms": "2026-11"}
 LANGUAGES = ("en", "it", "ro", "pl")
@@ -312,7 +314,19 @@ class Onboarding:
         sessions), its attempt taken first: the attempt's id, the attempts left, the
         analysis. A full pool raises ServerBusy before any attempt is taken. A refused
         or failed analysis is recorded on the attempt before it raises."""
-        async with self._one_upload(session_id), self._pool.admit(session_id) as place:
+        async with self._one_upload(session_id), _received(data) as data:
+            return await self._analyse(session_id, kind, work, data, *args, **kwargs)
+
+    async def _analyse(
+        self,
+        session_id: str,
+        kind: str,
+        work: Callable[..., Any],
+        data: bytes | SpooledUpload,
+        *args: Any,
+        **kwargs: Any,
+    ) -> tuple[int, int, Any]:
+        async with self._pool.admit(session_id) as place:
             attempt, left = await self._take_attempt(session_id, kind)
             try:
                 async with place.wait():  # the bytes are read only now, its turn come
@@ -726,6 +740,15 @@ class Onboarding:
 
 async def _noop() -> None:
     return None
+
+
+@contextlib.asynccontextmanager
+async def _received(photo: Photo) -> AsyncIterator[bytes | SpooledUpload]:
+    if isinstance(photo, bytes | SpooledUpload):
+        yield photo
+        return
+    async with photo() as upload:
+        yield upload
 
 
 def _edited(field: str, value: str, mrz: dict[str, Any]) -> bool:

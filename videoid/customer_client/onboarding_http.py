@@ -134,14 +134,15 @@ class OnboardingApi:
     async def document(self, request: web.Request) -> web.Response:
         record = await _customer(request)
         services = _s(request)
-        async with _upload(request) as data:
-            result = await services.onboarding.upload_document(
-                record,
-                request.match_info["side"],
-                request.query.get("country", ""),
-                request.query.get("type", ""),
-                data,
-            )
+        # the body is spooled only once the step and the session's one upload in
+        # flight allow it (a refused request is not read)
+        result = await services.onboarding.upload_document(
+            record,
+            request.match_info["side"],
+            request.query.get("country", ""),
+            request.query.get("type", ""),
+            lambda: _upload(request),
+        )
         return web.json_response(result, status=200 if result["accepted"] else 422)
 
     async def document_done(self, request: web.Request) -> web.Response:
@@ -158,8 +159,7 @@ class OnboardingApi:
     async def selfie(self, request: web.Request) -> web.Response:
         record = await _customer(request)
         services = _s(request)
-        async with _upload(request) as data:
-            result = await services.onboarding.upload_selfie(record, data)
+        result = await services.onboarding.upload_selfie(record, lambda: _upload(request))
         return web.json_response(result, status=200 if result["accepted"] else 422)
 
     async def av_test(self, request: web.Request) -> web.Response:
