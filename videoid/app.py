@@ -141,15 +141,7 @@ def create_app(
             await repo.close()
             raise
         pool = AnalysisPool(config.onboarding.analysis_workers, config.onboarding.analysis_queue)
-        onboarding = Onboarding(
-            config,
-            repo,
-            center,
-            objects,
-            pool,
-            clock,
-            contacts=ContactProof(config, repo, clock, sms_gateway(config), mail_gateway(config)),
-        )
+        onboarding = Onboarding(config, repo, center, objects, pool, clock)
         live_pool = AnalysisPool(config.live.workers) if config.live.workers > 0 else None
         match_pool = (
             AnalysisPool(config.live.match_workers)
@@ -174,6 +166,7 @@ def create_app(
         )
         center.reference_photos = onboarding.reference_photos
         sms = sms_gateway(config)
+        onboarding.contacts = ContactProof(config, repo, clock, sms, mail_gateway(config))
         tools = CallTools(
             config,
             repo,

@@ -167,7 +167,6 @@ class Onboarding:
         pool: AnalysisPool,
         clock: Clock,
         probes: Probes | None = None,
-        contacts: ContactProof | None = None,
     ) -> None:
         self._config = config
         self._repo = repo
@@ -176,8 +175,8 @@ class Onboarding:
         self._pool = pool
         self._clock = clock
         self._probes = probes or Probes()
-        self._contacts = contacts
-        """Proof of changed contacts by a code (None: the verdict at once, as before)."""
+        self.contacts: ContactProof | None = None
+        """Proof of changed contacts by a code (set by the app; None: the verdict at once)."""
         required = {State(name) for name in config.onboarding.required_steps}
         self._before = {step: states_before(step, required) for step in PRE_CALL_STEPS}
         self._no_mrz = {entry.upper() for entry in config.onboarding.accept_without_mrz}
@@ -521,8 +520,8 @@ class Onboarding:
                 fields["date_of_birth"],
                 fields["nationality"],
             )
-            if self._contacts is not None:  # the proof is spent with the verdict
-                await self._contacts.spend(found)
+            if self.contacts is not None:  # the proof is spent with the verdict
+                await self.contacts.spend(found)
             taken = await self._repo.contact_owner(record.customer_id, email, phone, key)
             if taken is not None:
                 raise ValidationError(
@@ -554,17 +553,20 @@ class Onboarding:
         anyone which contacts are customers'). The session's state is checked first,
         so that no code is sent for a step that cannot be done."""
         await self._center.step(record.id, self._before[State.DATA_CONFIRMED], _noop)
-        if self._contacts is None:
+        if self.contacts is None:
             return []
         customer = await self._repo.find_customer(record.customer_id)
+        on_record = ("", "") if customer is None else (customer.email, customer.phone)
         changed = {
             kind: value
-            for kind, value in (("email", email), ("phone", phone))
-            if customer is None or getattr(customer, kind) != value
+            for kind, value, known in zip(
+                ("email", "phone"), (email, phone), on_record, strict=True
+            )
+            if value != known
         }
         if not changed:
             return []
-        return await self._contacts.prove(record.id, changed, codes)
+        return await self.contacts.prove(record.id, changed, codes)
 
     # -- selfie -----------------------------------------------------------------------
 
