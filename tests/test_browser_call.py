@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from videoid.bots.signaling_client import SignalingClient
+
 from .conftest import PASSWORD, StartServer
 
 pytestmark = pytest.mark.browser
@@ -246,3 +248,36 @@ async def test_browser_four_eyes_review_and_dashboard(
     assert decisions[1].reason_text == "Looked again at the snapshots: fine"
     assert errors == []
     await ctx.close()
+
+
+async def test_the_console_says_when_the_customer_never_joined_the_call(
+    start_server: StartServer, browser
+) -> None:
+    """Issue 14, item 9's ``customer_gone``, as the operator reads it: a call whose
+    customer never joins ends with a clear message, and the console is free again."""
+    server = await start_server(call={"connect_seconds": 2.0})
+    await server.operator("olga")
+    invitation = await server.invite()
+    page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    await page.goto(f"{server.url}/operator")
+    await page.fill("#username", "olga")
+    await page.fill("#password", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("#toggle-presence:visible")
+    await page.click("#toggle-presence")
+    await page.wait_for_selector("#presence.available")
+    customer = SignalingClient(server.url, "/customer")  # queues, then never sends media
+    await customer.connect({"token": invitation.token})
+    try:
+        await customer.request("join_queue")
+        await page.wait_for_selector("#accept:visible", timeout=15000)
+        await page.click("#accept")
+        said = page.locator("#last-decision[data-reason=customer_gone]")
+        await said.wait_for(timeout=15000)
+        assert "did not join the call in time" in (await said.text_content() or "")
+        assert await page.is_hidden("#call") and await page.is_visible("#idle")
+    finally:
+        await customer.close()
+    assert not errors, errors

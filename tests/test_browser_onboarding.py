@@ -8,6 +8,7 @@ your phone": the QR code's link opens the same session in another browser."""
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from typing import Any
 import pytest
 
 from videoid.bench.documents import SyntheticDocument, make_document, portrait_from, render
+from videoid.notify.sms import OutboxSms
 
 from .conftest import PASSWORD, PHOTOS, Server, StartServer
 from .test_browser_call import chromium
+from .test_translations import tables
 
 pytestmark = pytest.mark.browser
 
@@ -163,7 +166,25 @@ async def test_onboarding_in_the_browser_then_the_operator_sees_it(
     assert (await error.text_content()) == expected
     await page.fill("#f-surname", surname)
     await page.fill("#f-given_names", doc.given_names + " Extra")
+    # a mobile number of their own, not the invitation's: judged once the code sent to
+    # it comes back (issue 14, item 6)
+    await page.fill("#f-phone", "+393471112233")
     await page.screenshot(path=str(shots / "4-data.png"), full_page=True)
+    await page.click("#data-submit")
+    await page.wait_for_selector("#f-phone_code:visible")
+    assert await page.is_hidden("#f-email_code")
+    sent = await page.text_content('.field[data-field="phone_code"] .code-sent')
+    assert sent is not None and "+39" in sent and "1112233" not in sent, sent
+    messages = OutboxSms(server.services.sms.path).messages("+393471112233")  # type: ignore[attr-defined]
+    code = re.search(r"\b(\d{6})\b", messages[-1]["text"])
+    assert code is not None and len(messages) == 1
+    await page.fill("#f-phone_code", f"{(int(code.group(1)) + 1) % 1_000_000:06d}")
+    await page.click("#data-submit")
+    code_error = page.locator('.field[data-field="phone_code"] .field-error')
+    await code_error.wait_for()
+    assert await code_error.get_attribute("data-i18n") == "err_otp_wrong"
+    await page.screenshot(path=str(shots / "4-data-code.png"), full_page=True)
+    await page.fill("#f-phone_code", code.group(1))
     await page.click("#data-submit")
 
     # the selfie from the camera (Obama's face video), with a retake
@@ -285,3 +306,32 @@ async def test_a_browser_without_webrtc_gets_specific_advice(
     assert await page.get_attribute("#advice", "data-i18n") == "adv_unsupported"
     assert "Acest browser nu poate face apeluri video" in (await page.text_content("#advice") or "")
     await ctx.close()
+
+
+async def test_the_contract_page_speaks_the_customers_language(
+    start_server: StartServer, browser: Any
+) -> None:
+    """The signed contract's page (/contract#<token>, from the activation e-mail) in the
+    browser's language, with the same language choice as the customer page; its errors
+    translated too."""
+    server = await start_server()
+    strings = tables()
+    errors: list[str] = []
+    for locale in ("it-IT", "pl-PL"):
+        lang = locale[:2]
+        texts = strings[lang]
+        page = await (await browser.new_context(locale=locale)).new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(f"{server.url}/contract#{'x' * 43}")  # a link that opens nothing
+        await page.wait_for_selector("h1[data-i18n=contract_page_title]")
+        assert await page.get_attribute("html", "lang") == lang
+        assert await page.text_content("h1") == texts["contract_page_title"]
+        assert await page.text_content("#download") == texts["contract_page_download"]
+        assert await page.title() == texts["contract_page_title"]
+        await page.click("#download")
+        await page.wait_for_selector("#status[data-i18n=err_link_invalid]")
+        assert await page.text_content("#status") == texts["err_link_invalid"]
+        await page.select_option("#lang", "ro")
+        assert await page.text_content("h1") == strings["ro"]["contract_page_title"]
+        assert await page.text_content("#status") == strings["ro"]["err_link_invalid"]
+        assert not errors, errors

@@ -60,7 +60,7 @@ async def test_issuance_in_the_token_and_revocation_seen_at_once(
 ) -> None:
     server = await start_server()
     services = server.services
-    session_id, record = await customer(server)
+    _session_id, record = await customer(server)
     ca = await services.trust.ca()
 
     # the keys: in the token, generated there, sensitive, never extractable

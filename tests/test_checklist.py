@@ -136,3 +136,34 @@ def test_approval_waits_for_every_mandatory_item(template: ChecklistTemplate) ->
         again.answer("nope", "passed", "", 3.0, "operator:1")
     with pytest.raises(ValidationError):
         again.answer("greeting", "maybe", "", 3.0, "operator:1")
+
+
+def test_snapshot_taken_passes_only_with_a_snapshot_of_its_kind(
+    template: ChecklistTemplate,
+) -> None:
+    """Issue 14, item 10: the shipped "snapshot taken" items name their snapshot; the
+    answer "passed" needs one of that kind (and names it), "failed" needs none."""
+    checklist = template.draw("id_card", random.Random(3))
+    named = {e["id"]: e.get("snapshot") for e in checklist.entries}
+    assert named["document_front"] == "document_front"
+    assert named["document_back"] == "document_back"
+    with pytest.raises(ValidationError) as err:
+        checklist.answer("document_front", "passed", "", 1.0, "operator:1", {})
+    assert err.value.code == "snapshot_missing"
+    with pytest.raises(ValidationError) as err:  # another kind does not count
+        checklist.answer("document_front", "passed", "", 1.0, "operator:1", {"face": "obj-1"})
+    assert err.value.code == "snapshot_missing"
+    assert "document_front" not in checklist.answers
+    view = checklist.answer(
+        "document_front", "passed", "", 2.0, "operator:1", {"document_front": "obj-2"}
+    )
+    front = next(i for i in view["items"] if i["id"] == "document_front")
+    assert front["answer"]["snapshot"] == "obj-2"
+    checklist.answer("document_back", "failed", "no back shown", 3.0, "operator:1", {})
+    # items without a snapshot, and a server that takes none (live analysis off)
+    checklist.answer("greeting", "passed", "", 4.0, "operator:1", {})
+    fresh = template.draw("id_card", random.Random(3))
+    fresh.answer("document_front", "passed", "", 5.0, "operator:1", None)
+    bad = {"items": [{"id": "a", "text": "A", "snapshot": "selfie"}]}
+    with pytest.raises(ConfigError, match="unknown snapshot"):
+        ChecklistTemplate.from_dict(bad)

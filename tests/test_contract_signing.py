@@ -6,6 +6,7 @@ active. And every bad input the issue names, with its stable code (R16-R19)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import subprocess
 import sys
@@ -74,12 +75,39 @@ async def certificate_and_signature(server: Server, me: Customer) -> str:
     """The customer's steps after the approval, each answered: certificate, PIN, SMS
     code, signature. The code they signed with."""
     assert (await me.call("POST", "/certificate"))[0] == 200
+    assert (await me.call("GET", "/contract"))[0] == 200  # the text, read
     assert (await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN}))[0] == 200
     assert (await me.call("POST", "/code"))[0] == 200
     code, _ = last_code(server)
     status, body = await me.call("POST", "/sign", {"pin": PIN, "code": code})
     assert status == 200 and body["signed"], body
     return code
+
+
+async def test_a_contract_never_fetched_cannot_be_signed(
+    database_url: str, start_server: StartServer, customer_video: Path, operator_video: Path
+) -> None:
+    """Issue 14, item 10: the signature needs the customer to have been given the very
+    contract it signs (its text or its PDF); until then ``contract_not_fetched``, and
+    no code or PIN attempt is spent on it."""
+    server, invitation, me = await approved(
+        start_server, customer_video, operator_video, database_url=database_url
+    )
+    assert (await me.call("POST", "/certificate"))[0] == 200
+    assert (await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN}))[0] == 200
+    assert (await me.call("POST", "/code"))[0] == 200
+    code, _ = last_code(server)
+    for _ in range(4):  # more than the code's and the PIN's tries: none is spent
+        status, body = await me.call("POST", "/sign", {"pin": PIN, "code": code})
+        assert (status, body["error"]["code"]) == (409, "contract_not_fetched"), body
+    stored = await server.services.repo.latest_code(invitation.session_id, "signature")
+    assert stored is not None and stored.attempts == 0
+    status, contract = await me.call("GET", "/contract.pdf")  # the PDF counts as fetched
+    assert status == 200 and contract.startswith(b"%PDF")
+    fetched = (await server.services.repo.results(invitation.session_id))["contract_fetched"]
+    assert fetched["sha256"] == hashlib.sha256(contract).hexdigest() and fetched["as"] == "pdf"
+    status, body = await me.call("POST", "/sign", {"pin": PIN, "code": code})
+    assert status == 200 and body["signed"] is True, body
 
 
 async def test_certificate_pin_code_sign_and_mail(
@@ -184,6 +212,7 @@ async def test_lockout_unblock_and_revoked(
 ) -> None:
     server, invitation, me = await approved(start_server, customer_video, operator_video)
     await me.call("POST", "/certificate")
+    await me.call("GET", "/contract")
     puk = (await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN}))[1]["puk"]
     await me.call("POST", "/code")
     code, _ = last_code(server)
@@ -462,6 +491,7 @@ async def test_parallel_pins_codes_and_puks_check_at_most_the_limit(
     )
     repo, sid = server.services.repo, invitation.session_id
     serial = (await me.call("POST", "/certificate"))[1]["serial"]
+    assert (await me.call("GET", "/contract"))[0] == 200
     puk = (await me.call("POST", "/pin", {"pin": PIN, "pin_again": PIN}))[1]["puk"]
 
     async def at_once(path: str, bodies: list[dict[str, str]]) -> list[tuple[int, str, str]]:

@@ -185,6 +185,15 @@ async def run_the_call(call: Call) -> None:
         assert r.status == 200 and r.content_type == "image/jpeg"
         assert await r.read() == data
 
+    # "snapshot taken" passes only once a snapshot of that kind exists (issue 14, item 10)
+    with pytest.raises(ProtocolError) as missing:
+        await op.request("checklist_answer", {"item": "document_front", "answer": "passed"})
+    assert missing.value.code == "snapshot_missing"
+    front = await op.request("snapshot", {"kind": "document_front"})
+    view = await op.request("checklist_answer", {"item": "document_front", "answer": "passed"})
+    answered = next(i for i in view["items"] if i["id"] == "document_front")["answer"]
+    assert answered["snapshot"] == front["object"]
+
     # chat both ways
     await call.customer.signaling.request("chat", {"text": "I cannot hear you"})
     heard = await call.until("chat", lambda m: m["from"] == "customer")
@@ -222,7 +231,9 @@ async def run_the_call(call: Call) -> None:
     assert [e["event"] for e in view["otp"]] == ["sent", "wrong", "sent", "matched"]
     assert not any("code" in str(k) for e in view["otp"] for k in e)  # never the code
     # two messages, and each code read back by the customer in the chat
-    assert len(view["snapshots"]) == 1 and len(view["chat"]) == 4
+    # the face's, the document front's, and the back's the checklist's bot took
+    kinds = [s["kind"] for s in view["snapshots"]]
+    assert kinds == ["face", "document_front", "document_back"] and len(view["chat"]) == 4
 
     await op.request(
         "decide",

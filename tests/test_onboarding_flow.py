@@ -6,7 +6,9 @@ person, one contact)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import re
 from typing import Any
 
 import aiohttp
@@ -276,12 +278,30 @@ async def test_bad_files_and_fields_get_clear_codes_and_retries_are_capped(
         await client.confirm_data(fields_from(doc, nationality="ITA", tax_code="RSSMRA85T10A562S"))
 
 
+def outbox_code(server: Server, to: str) -> str:
+    """The last code the development outboxes (SMS and e-mail) hold for ``to``."""
+    outbox = server.services.config.data_path / "outbox"
+    found = ""
+    for name in ("sms.jsonl", "mail.jsonl"):
+        path = outbox / name
+        if not path.exists():
+            continue
+        for line in path.read_text("utf-8").splitlines():
+            message = json.loads(line)
+            if message["to"] == to:
+                match = re.search(r"\b(\d{6})\b", message["text"])
+                assert match is not None
+                found = match.group(1)
+    assert found, f"no code sent to {to}"
+    return found
+
+
 async def test_a_contact_of_another_person_stops_the_flow(
-    start_server: StartServer, passport: tuple[SyntheticDocument, bytes]
+    start_server: StartServer, database_url: str, passport: tuple[SyntheticDocument, bytes]
 ) -> None:
-    """R4: one person, one contact."""
+    """R4: one person, one contact; a changed contact is judged only after its proof."""
     doc, photo = passport
-    server = await onboarding_server(start_server)
+    server = await start_server(database_url, onboarding={"required_steps": ALL_STEPS})
 
     async def until_data(email: str, phone: str) -> OnboardingClient:
         invitation = await server.invite(email=email, phone=phone)
@@ -296,33 +316,127 @@ async def test_a_contact_of_another_person_stops_the_flow(
     first = await until_data("ada@example.org", "+393471234567")
     await first.confirm_data(fields_from(doc))
     await first.close()
-    # another person (other name and birth date) with the same e-mail
+    # another person (other name and birth date) invited with the same e-mail: the
+    # provider typed it, the customer did not choose it, so the verdict comes at once
     second = await until_data("ada@example.org", "+393479999999")
+    bianchi = {"surname": "Bianchi", "date_of_birth": "1970-01-01"}
     with pytest.raises(OnboardingError) as err:
-        await second.confirm_data(
-            fields_from(doc, surname="Bianchi", date_of_birth="1970-01-01", phone="+393479999999")
-        )
+        await second.confirm_data(fields_from(doc, **bianchi, phone="+393479999999"))
     assert err.value.code == "email_in_use"
+    # a number of their choosing that another customer has: first its proof
+    changed = fields_from(doc, **bianchi, email="b@example.org")
+    pending = await second.confirm_data(changed)
+    assert pending["ok"] is False and pending["verify"] == ["email", "phone"]
+    codes = {"email": outbox_code(server, "b@example.org"), "phone": ""}
+    codes["phone"] = outbox_code(server, "+393471234567")
     with pytest.raises(OnboardingError) as err:
-        await second.confirm_data(
-            fields_from(doc, surname="Bianchi", date_of_birth="1970-01-01", email="b@example.org")
-        )
+        await second.confirm_data({**changed, "codes": codes})
     assert err.value.code == "phone_in_use"
-    # with contacts of their own, they go on
-    await second.confirm_data(
-        fields_from(
-            doc,
-            surname="Bianchi",
-            date_of_birth="1970-01-01",
-            email="b@example.org",
-            phone="+393479999999",
-        )
-    )
+    # with contacts of their own, proven, they go on
+    own: dict[str, Any] = fields_from(doc, **bianchi, email="b@example.org", phone="+393479999999")
+    assert (await second.confirm_data(own))["verify"] == ["email"]
+    assert (await second.confirm_data(own))["verify"] == ["email"]  # sent again
+    own["codes"] = {"email": outbox_code(server, "b@example.org")}
+    assert await second.confirm_data(own) == {"ok": True}
     await second.close()
     # the same person again (a second identification) may use their own contacts
     third = await until_data("ada@example.org", "+393471234567")
     await third.confirm_data(fields_from(doc))
     await third.close()
+
+
+async def test_a_changed_contact_gets_the_same_answer_taken_or_free_until_proven(
+    start_server: StartServer, database_url: str, passport: tuple[SyntheticDocument, bytes]
+) -> None:
+    """Issue 14, item 6: the data step does not tell who is a customer. A contact the
+    customer types is judged only after the code sent to it comes back; the codes'
+    tries are consumed atomically (parallel wrong codes check at most the limit), and
+    the codes sent are limited."""
+    doc, photo = passport
+    server = await start_server(database_url, onboarding={"required_steps": ALL_STEPS})
+    owner = await server.invite(email="taken@example.org", phone="+393470000001")
+    async with OnboardingClient(server.url, owner.token) as client:
+        await client.consent("en")
+        await client.document("front", photo, country="UTO", doc_type="passport")
+        await client.document_done()
+        await client.confirm_data(
+            fields_from(doc, email="taken@example.org", phone="+393470000001")
+        )
+    invitation = await server.invite(email="mine@example.org", phone="+393470000002")
+    async with OnboardingClient(server.url, invitation.token) as client:
+        await client.consent("en")
+        await client.document("front", photo, country="UTO", doc_type="passport")
+        await client.document_done()
+        other = {"surname": "Rossi", "date_of_birth": "1971-03-04", "phone": "+393470000002"}
+        answers = []
+        for email in ("taken@example.org", "free@example.org"):
+            answer = await client._call(
+                "POST", "/api/onboarding/data", json=fields_from(doc, **other, email=email)
+            )
+            answers.append({k: v for k, v in answer.items() if k not in ("sent_to", "expires_at")})
+        assert answers[0] == answers[1] == {"ok": False, "verify": ["email"]}
+        assert (await client.overview())["state"] == "documents_captured"  # nothing saved
+        # 30 wrong codes at once: at most the 3 tries are compared, the rest refused
+        right = outbox_code(server, "free@example.org")
+        wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+        body: dict[str, Any] = {
+            **fields_from(doc, **other, email="free@example.org"),
+            "codes": {"email": wrong},
+        }
+
+        async def attempt() -> str:
+            try:
+                await client.confirm_data(body)
+            except OnboardingError as err:
+                return err.code
+            return "accepted"
+
+        results = await asyncio.gather(*(attempt() for _ in range(30)))
+        assert results.count("otp_wrong") + results.count("otp_locked") == 30, results
+        assert results.count("otp_wrong") <= 3, results
+        body["codes"] = {"email": right}
+        with pytest.raises(OnboardingError) as err:  # too late: that code is locked
+            await client.confirm_data(body)
+        assert err.value.code == "otp_locked"
+        # new codes, but not without end (the first and the one above were two)
+        del body["codes"]
+        assert (await client.confirm_data(body))["verify"] == ["email"]
+        with pytest.raises(OnboardingError) as err:
+            await client.confirm_data(body)
+        assert err.value.code == "otp_send_limit" and err.value.status == 429
+        # the proof of the free one: accepted (of a taken one: in use, test above)
+        body["codes"] = {"email": outbox_code(server, "free@example.org")}
+        assert await client.confirm_data(body) == {"ok": True}
+        assert (await client.overview())["state"] == "data_confirmed"
+
+
+async def test_parallel_requests_send_at_most_the_contact_codes_allowed(
+    start_server: StartServer, database_url: str, passport: tuple[SyntheticDocument, bytes]
+) -> None:
+    """Each contact code sent is taken in the database before it is made: 20 data steps
+    at once with a new number send at most ``contact_code_sends`` SMS."""
+    doc, photo = passport
+    server = await start_server(database_url, onboarding={"required_steps": ALL_STEPS})
+    invitation = await server.invite()
+    async with OnboardingClient(server.url, invitation.token) as client:
+        await client.consent("en")
+        await client.document("front", photo, country="UTO", doc_type="passport")
+        await client.document_done()
+        body = fields_from(doc, phone="+393475550000")
+
+        async def send() -> str:
+            try:
+                return str((await client.confirm_data(body))["verify"])
+            except OnboardingError as err:
+                return err.code
+
+        answers = await asyncio.gather(*(send() for _ in range(20)))
+    limit = server.services.config.onboarding.contact_code_sends
+    assert answers.count("['phone']") == limit, answers
+    assert answers.count("otp_send_limit") == 20 - limit, answers
+    sms = server.services.config.data_path / "outbox" / "sms.jsonl"
+    sent = [json.loads(line) for line in sms.read_text("utf-8").splitlines()]
+    assert [m["to"] for m in sent] == ["+393475550000"] * limit
 
 
 async def test_an_operator_cannot_see_a_session_not_assigned_to_them(

@@ -3,24 +3,45 @@
 Workers are started lazily (spawned, not forked: the server process holds threads
 and sockets) and load the face models on first use. ``run`` awaits a module-level
 function in a worker and returns its plain-data result.
+
+Customers' photos go through :meth:`AnalysisPool.admit` first: a place is held for the
+photo (at most ``workers + queue`` at once; beyond, :class:`~videoid.errors.ServerBusy`
+with a Retry-After), and the photos waiting are started in turn across sessions
+(:class:`~videoid.fair_queue.FairQueue`), so that one customer's many photos do not
+hold back another's (issue 14, item 4).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import math
 import multiprocessing
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
+from .errors import ServerBusy
+from .fair_queue import FairQueue
+
 T = TypeVar("T")
+
+UNBOUNDED = 1 << 30
 
 
 class AnalysisPool:
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, queue: int = UNBOUNDED) -> None:
         self._workers = max(1, workers)
         self._executor: ProcessPoolExecutor | None = None
+        self._limit = self._workers + max(0, queue)
+        self._held = 0
+        """Places held by admitted jobs (waiting or running)."""
+        self._waiting: FairQueue[asyncio.Future[None]] = FairQueue(self._limit)
+        self._running = 0
+        self._seconds: deque[float] = deque(maxlen=16)
+        """How long the last jobs took (for the Retry-After of a refusal)."""
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._executor is None:
@@ -30,6 +51,37 @@ class AnalysisPool:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    @contextlib.asynccontextmanager
+    async def admit(self, owner: str) -> AsyncIterator[Turn]:
+        """Hold a place for one job of ``owner`` (a session), or raise ServerBusy at
+        once when every place is held; the job waits its turn with :meth:`Turn.wait`."""
+        if self._held >= self._limit:
+            busy = ServerBusy("our server is busy with other photos; try again in a moment")
+            busy.retry_after_seconds = self.retry_after_seconds()
+            raise busy
+        self._held += 1
+        try:
+            yield Turn(self, owner)
+        finally:
+            self._held -= 1
+
+    def retry_after_seconds(self) -> int:
+        """When a place is likely to be free: the photos ahead over the workers, times
+        the recent time per photo (at least one second)."""
+        each = sum(self._seconds) / len(self._seconds) if self._seconds else 1.0
+        return max(1, math.ceil(each * self._held / self._workers))
+
+    def _start_next(self) -> None:
+        while self._running < self._workers:
+            popped = self._waiting.pop()
+            if popped is None:
+                return
+            _, turn = popped
+            if turn.done():  # its caller gave up while waiting
+                continue
+            self._running += 1
+            turn.set_result(None)
+
     async def warm(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` (a model loader) once per worker, so the first real job is fast."""
         await asyncio.gather(*(self.run(fn) for _ in range(self._workers)))
@@ -38,3 +90,36 @@ class AnalysisPool:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+
+
+class Turn:
+    """An admitted job's place in the pool."""
+
+    def __init__(self, pool: AnalysisPool, owner: str) -> None:
+        self._pool, self._owner = pool, owner
+
+    @contextlib.asynccontextmanager
+    async def wait(self) -> AsyncIterator[None]:
+        """Wait until it is this job's turn (in turn across owners), then hold one of
+        the workers until the block ends."""
+        pool = self._pool
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[None] = loop.create_future()
+        pool._waiting.push(self._owner, turn)
+        pool._start_next()
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():  # given a worker, then cancelled
+                pool._running -= 1
+                pool._start_next()
+            else:
+                pool._waiting.remove(self._owner, turn)
+            raise
+        started = loop.time()
+        try:
+            yield
+        finally:
+            pool._seconds.append(loop.time() - started)
+            pool._running -= 1
+            pool._start_next()

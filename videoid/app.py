@@ -20,6 +20,7 @@ from .clock import Clock, SystemClock
 from .compliance.http import ComplianceApi
 from .compliance.playback import Playback, PlaybackLinks
 from .config import Config
+from .customer_client.contact_proof import ContactProof
 from .customer_client.invitations import Invitation, Invitations
 from .customer_client.namespace import CustomerNamespace
 from .customer_client.onboarding import Onboarding
@@ -156,7 +157,7 @@ def create_app(
         sealed = await repo.seal_plain_rows(clock.now())  # left in clear by older versions
         if any(sealed.values()):
             logger.info("personal data sealed at start-up: %s", sealed)
-        pool = AnalysisPool(config.onboarding.analysis_workers)
+        pool = AnalysisPool(config.onboarding.analysis_workers, config.onboarding.analysis_queue)
         onboarding = Onboarding(config, repo, center, objects, pool, clock)
         live_pool = AnalysisPool(config.live.workers) if config.live.workers > 0 else None
         match_pool = (
@@ -182,6 +183,7 @@ def create_app(
         )
         center.reference_photos = onboarding.reference_photos
         sms = sms_gateway(config)
+        onboarding.contacts = ContactProof(config, repo, clock, sms, mail_gateway(config))
         tools = CallTools(
             config,
             repo,

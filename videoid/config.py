@@ -179,6 +179,15 @@ class OnboardingConfig:
     (then ``certificate_window_closed``)."""
     contract_link_hours: float = 24.0
     """How long the signed contract's download link, sent by e-mail, is valid (once)."""
+    contact_code_minutes: float = 10.0
+    """How long a code sent to prove a changed e-mail address or mobile number is valid."""
+    contact_code_attempts: int = 3
+    """Tries per contact code (each consumed before the code is compared)."""
+    contact_code_sends: int = 3
+    """Contact codes sent per kind (e-mail, phone) and session."""
+    analysis_queue: int = 8
+    """Photos waiting for an analysis worker (beyond those running); more are answered
+    ``server_busy`` (503, Retry-After) without costing an attempt."""
 
 
 @dataclass(frozen=True)

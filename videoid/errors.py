@@ -78,6 +78,8 @@ class ServerBusy(VideoidError):
 
     code = "server_busy"
     status = 503
+    retry_after_seconds = 5
+    """Sent as the answer's Retry-After header."""
 
 
 class TokenUnavailable(ServerBusy):

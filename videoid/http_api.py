@@ -17,7 +17,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from .db import OperatorRecord
-from .errors import Forbidden, ValidationError, for_client
+from .errors import Forbidden, ServerBusy, ValidationError, for_client
 from .loop_monitor import LoopMonitor
 from .services import SERVICES, Services
 from .staff_reads import readable_session, staff_member
@@ -60,6 +60,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception as err:  # every error is JSON with a code, never its own text
         public = for_client(err, f"{request.method} {request.path}")
         response = web.json_response({"error": public.to_dict()}, status=public.status)
+        if isinstance(public, ServerBusy):
+            response.headers["Retry-After"] = str(public.retry_after_seconds)
     if not request.path.startswith("/socket.io"):
         response.headers.update(SECURITY_HEADERS)
     if request.path.startswith(("/api/", "/join")) and "Cache-Control" not in response.headers:

@@ -99,7 +99,7 @@ class OnboardingClient:
     async def document_done(self) -> dict[str, Any]:
         return await self._call("POST", "/api/onboarding/document-done")
 
-    async def confirm_data(self, fields: dict[str, str]) -> dict[str, Any]:
+    async def confirm_data(self, fields: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/api/onboarding/data", json=fields)
 
     async def selfie(self, data: bytes) -> dict[str, Any]:

@@ -31,11 +31,17 @@ from ..errors import RateLimited, ValidationError
 from ..media.probe import ConnectivityProbe, ProbeResult, Probes
 from ..session import PRE_CALL_STEPS, State, states_before
 from ..storage import ObjectStore
+from .contact_proof import ContactProof, ProofPending, codes_from
 from .invitations import check_contacts
 from .tax_code import valid_tax_code
+from .upload_spool import SpooledUpload
 
 logger = logging.getLogger(__name__)
 
+Photo = bytes | SpooledUpload | Callable[[], contextlib.AbstractAsyncContextManager[SpooledUpload]]
+"""A photo as sent: its bytes, the upload spooled to disk (read at its turn), or how to
+receive it (the request's body, spooled only once the session's state and its one
+upload in flight allow it)."""
 CONSENT_DIR = Path(__file__).with_name("consent")
 CONSENT_VERSIONS = {"privacy": "2026-11", "terms": "2026-11"}
 LANGUAGES = ("en", "it", "ro", "pl")
@@ -169,6 +175,8 @@ class Onboarding:
         self._pool = pool
         self._clock = clock
         self._probes = probes or Probes()
+        self.contacts: ContactProof | None = None
+        """Proof of changed contacts by a code (set by the app; None: the verdict at once)."""
         required = {State(name) for name in config.onboarding.required_steps}
         self._before = {step: states_before(step, required) for step in PRE_CALL_STEPS}
         self._no_mrz = {entry.upper() for entry in config.onboarding.accept_without_mrz}
@@ -295,15 +303,36 @@ class Onboarding:
         return taken
 
     async def _analysed(
-        self, session_id: str, kind: str, work: Callable[..., Any], *args: Any, **kwargs: Any
+        self,
+        session_id: str,
+        kind: str,
+        work: Callable[..., Any],
+        data: Photo,
+        *args: Any,
+        **kwargs: Any,
     ) -> tuple[int, int, Any]:
-        """One photo analysed in the pool (one at a time per session), its attempt taken
-        first: the attempt's id, the attempts left, the analysis. A refused or failed
-        analysis is recorded on the attempt before it raises."""
-        async with self._one_upload(session_id):
+        """One photo analysed in the pool (one at a time per session, in turn across
+        sessions), its attempt taken first: the attempt's id, the attempts left, the
+        analysis. A full pool raises ServerBusy before any attempt is taken. A refused
+        or failed analysis is recorded on the attempt before it raises."""
+        async with self._one_upload(session_id), _received(data) as data:
+            return await self._analyse(session_id, kind, work, data, *args, **kwargs)
+
+    async def _analyse(
+        self,
+        session_id: str,
+        kind: str,
+        work: Callable[..., Any],
+        data: bytes | SpooledUpload,
+        *args: Any,
+        **kwargs: Any,
+    ) -> tuple[int, int, Any]:
+        async with self._pool.admit(session_id) as place:
             attempt, left = await self._take_attempt(session_id, kind)
             try:
-                result = await self._pool.run(work, *args, **kwargs)
+                async with place.wait():  # the bytes are read only now, its turn come
+                    photo = data if isinstance(data, bytes) else await data.read()
+                    result = await self._pool.run(work, photo, *args, **kwargs)
             except ValidationError as err:
                 await self._repo.finish_attempt(attempt, False, [err.code], self._clock.now())
                 raise
@@ -328,7 +357,7 @@ class Onboarding:
             self._uploading.discard(session_id)
 
     async def upload_document(
-        self, record: SessionRecord, side: str, country: str, doc_type: str, data: bytes
+        self, record: SessionRecord, side: str, country: str, doc_type: str, data: Photo
     ) -> dict[str, Any]:
         if doc_type not in DOCUMENT_TYPES:
             raise ValidationError(
@@ -425,7 +454,7 @@ class Onboarding:
     async def confirm_data(self, record: SessionRecord, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ValidationError("expected an object of fields", code="invalid_request")
-        allowed = {*PERSONAL_FIELDS, "phone", "email", "tax_code"}
+        allowed = {*PERSONAL_FIELDS, "phone", "email", "tax_code", "codes"}
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise ValidationError(f"unknown fields: {', '.join(unknown)}", code="invalid_request")
@@ -465,6 +494,11 @@ class Onboarding:
             str(body.get("email", ""))[:254], str(body.get("phone", ""))[:32]
         )
         fields["email"], fields["phone"] = email, phone
+        codes = codes_from(body)
+        proven = await self._prove_contacts(record, email, phone, codes)
+        if isinstance(proven, ProofPending):
+            return proven.to_json()
+        found = proven
         now = self._clock.now()
 
         async def save() -> dict[str, Any]:
@@ -488,6 +522,8 @@ class Onboarding:
                 fields["date_of_birth"],
                 fields["nationality"],
             )
+            if self.contacts is not None:  # the proof is spent with the verdict
+                await self.contacts.spend(found)
             taken = await self._repo.contact_owner(record.customer_id, email, phone, key)
             if taken is not None:
                 raise ValidationError(
@@ -511,9 +547,32 @@ class Onboarding:
         )
         return {"ok": True}
 
+    async def _prove_contacts(
+        self, record: SessionRecord, email: str, phone: str, codes: dict[str, str]
+    ) -> ProofPending | list[Any]:
+        """Whether the contacts may be judged now: those equal to the ones on record
+        need no proof; a changed one needs the code sent to it (R4 without telling
+        anyone which contacts are customers'). The session's state is checked first,
+        so that no code is sent for a step that cannot be done."""
+        await self._center.step(record.id, self._before[State.DATA_CONFIRMED], _noop)
+        if self.contacts is None:
+            return []
+        customer = await self._repo.find_customer(record.customer_id)
+        on_record = ("", "") if customer is None else (customer.email, customer.phone)
+        changed = {
+            kind: value
+            for kind, value, known in zip(
+                ("email", "phone"), (email, phone), on_record, strict=True
+            )
+            if value != known
+        }
+        if not changed:
+            return []
+        return await self.contacts.prove(record.id, changed, codes)
+
     # -- selfie -----------------------------------------------------------------------
 
-    async def upload_selfie(self, record: SessionRecord, data: bytes) -> dict[str, Any]:
+    async def upload_selfie(self, record: SessionRecord, data: Photo) -> dict[str, Any]:
         limits = self._config.onboarding
         await self._center.step(record.id, self._before[State.SELFIE_TAKEN], _noop)
         document = (await self._repo.results(record.id)).get("document", {})
@@ -686,6 +745,15 @@ class Onboarding:
 
 async def _noop() -> None:
     return None
+
+
+@contextlib.asynccontextmanager
+async def _received(photo: Photo) -> AsyncIterator[bytes | SpooledUpload]:
+    if isinstance(photo, bytes | SpooledUpload):
+        yield photo
+        return
+    async with photo() as upload:
+        yield upload
 
 
 def _edited(field: str, value: str, mrz: dict[str, Any]) -> bool:

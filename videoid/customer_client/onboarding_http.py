@@ -6,7 +6,9 @@ upload progress. See docs/protocol.md."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import qrcode
@@ -21,6 +23,7 @@ from ..services import SERVICES, Services
 from ..session import PRE_CALL_STEPS, State
 from ..staff_reads import readable_session
 from .invitations import Invitation
+from .upload_spool import SpooledUpload, too_large
 
 JSON_LIMIT = 16_384
 BEFORE_QUEUE = (State.CREATED, *PRE_CALL_STEPS)
@@ -71,6 +74,23 @@ async def _body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+@contextlib.asynccontextmanager
+async def _upload(request: web.Request) -> AsyncIterator[SpooledUpload]:
+    """A photo's body spooled to a size-capped temporary file as it arrives (never
+    whole in memory); refused at once when its announced length is too large."""
+    services = _s(request)
+    limit = services.config.onboarding.max_upload_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit)
+    upload = await SpooledUpload.receive(
+        request.content, limit, services.config.data_path / "uploads"
+    )
+    try:
+        yield upload
+    finally:
+        upload.close()
+
+
 def _address(request: web.Request) -> str:
     return request.remote or ""
 
@@ -114,13 +134,14 @@ class OnboardingApi:
     async def document(self, request: web.Request) -> web.Response:
         record = await _customer(request)
         services = _s(request)
-        data = await _body(request, services.config.onboarding.max_upload_bytes)
+        # the body is spooled only once the step and the session's one upload in
+        # flight allow it (a refused request is not read)
         result = await services.onboarding.upload_document(
             record,
             request.match_info["side"],
             request.query.get("country", ""),
             request.query.get("type", ""),
-            data,
+            lambda: _upload(request),
         )
         return web.json_response(result, status=200 if result["accepted"] else 422)
 
@@ -131,13 +152,14 @@ class OnboardingApi:
     async def data(self, request: web.Request) -> web.Response:
         record = await _customer(request)
         body = await _json(request)
-        return web.json_response(await _s(request).onboarding.confirm_data(record, body))
+        result = await _s(request).onboarding.confirm_data(record, body)
+        # 202: codes were sent to contacts to prove first; nothing is saved yet
+        return web.json_response(result, status=202 if result.get("ok") is False else 200)
 
     async def selfie(self, request: web.Request) -> web.Response:
         record = await _customer(request)
         services = _s(request)
-        data = await _body(request, services.config.onboarding.max_upload_bytes)
-        result = await services.onboarding.upload_selfie(record, data)
+        result = await services.onboarding.upload_selfie(record, lambda: _upload(request))
         return web.json_response(result, status=200 if result["accepted"] else 422)
 
     async def av_test(self, request: web.Request) -> web.Response:

@@ -26,11 +26,10 @@ from ..notify import SmsGateway
 from ..notify.codes import OneTimeCodes
 from ..notify.sms import masked
 from ..storage import ObjectStore
-from .checklist import Checklist, ChecklistTemplate
+from .checklist import SNAPSHOT_KINDS, Checklist, ChecklistTemplate
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_KINDS = ("face", "document_front", "document_back", "document_tilted", "other")
 OTP_PURPOSE = "call_readback"
 
 
@@ -96,7 +95,10 @@ class CallTools:
         self, session_id: str, item_id: str, answer: str, note: str, by: str
     ) -> dict[str, Any]:
         checklist = await self.checklist(session_id)
-        view = checklist.answer(item_id, answer, note, self._clock.now(), by)
+        snapshots = None  # with the live analysis off there are no frames to take
+        if self._center.live_pool is not None:
+            snapshots = {s["kind"]: s["object"] for s in await self.snapshots(session_id)}
+        view = checklist.answer(item_id, answer, note, self._clock.now(), by, snapshots)
         await self._repo.add_item(session_id, "checklist", by, view, self._clock.now())
         return view
 

@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import ConfigError, ValidationError
 
 KINDS = ("confirm", "date_time", "random_action", "otp", "security_features")
+SNAPSHOT_KINDS = ("face", "document_front", "document_back", "document_tilted", "other")
 ANSWERS = ("passed", "failed")
 DEFAULT_FILE = Path(__file__).with_name("checklist.toml")
 
@@ -44,6 +45,8 @@ class ItemTemplate:
     text: str
     kind: str
     mandatory: bool
+    snapshot: str = ""
+    """A snapshot of this kind must exist before the item may pass ("snapshot taken")."""
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,17 @@ class ChecklistTemplate:
                     str(item["text"]),
                     str(item.get("kind", "confirm")),
                     bool(item.get("mandatory", True)),
+                    str(item.get("snapshot", "")),
                 )
             except (KeyError, TypeError) as err:
                 raise fail(f"item {i + 1} needs an id and a text") from err
             if t.kind not in KINDS:
                 raise fail(f"item {t.id}: unknown kind {t.kind!r} (one of {', '.join(KINDS)})")
+            if t.snapshot and t.snapshot not in SNAPSHOT_KINDS:
+                raise fail(
+                    f"item {t.id}: unknown snapshot {t.snapshot!r} "
+                    f"(one of {', '.join(SNAPSHOT_KINDS)})"
+                )
             if any(o.id == t.id for o in items):
                 raise fail(f"item id {t.id!r} is used twice")
             items.append(t)
@@ -138,6 +147,8 @@ class ChecklistTemplate:
             }
             if item.kind == "random_action":
                 entry["action"] = rng.choice(self.actions)
+            if item.snapshot:
+                entry["snapshot"] = item.snapshot
             entries.append(entry)
         return Checklist(document_type, entries)
 
@@ -157,7 +168,19 @@ class Checklist:
     entries: list[dict[str, Any]]
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def answer(self, item_id: str, answer: str, note: str, at: float, by: str) -> dict[str, Any]:
+    def answer(
+        self,
+        item_id: str,
+        answer: str,
+        note: str,
+        at: float,
+        by: str,
+        snapshots: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Record an answer. ``snapshots``: the latest snapshot of each kind taken in
+        this session (kind → object id), or None where the server takes none (live
+        analysis off); an item that names a snapshot passes only when one of its kind
+        exists (``snapshot_missing``), and its answer names it."""
         entry = self.entry(item_id)
         if answer not in ANSWERS:
             raise ValidationError("answer is passed or failed", code="invalid_answer")
@@ -167,7 +190,15 @@ class Checklist:
                 "(the operator may mark it failed)",
                 code="checklist_item_automatic",
             )
-        self.answers[item_id] = {"answer": answer, "note": note[:500], "at": at, "by": by}
+        recorded: dict[str, Any] = {"answer": answer, "note": note[:500], "at": at, "by": by}
+        kind = entry.get("snapshot")
+        if kind and answer == "passed" and snapshots is not None:
+            if kind not in snapshots:
+                raise ValidationError(
+                    f"take the {kind.replace('_', ' ')} snapshot first", code="snapshot_missing"
+                )
+            recorded["snapshot"] = snapshots[kind]
+        self.answers[item_id] = recorded
         return self.to_json()
 
     def entry(self, item_id: str) -> dict[str, Any]:

@@ -381,6 +381,7 @@
 
   function showData() {
     show("screen-data");
+    hideCodes();
     const prefill = overview.prefill || {};
     $("f-nationality").dataset.want = prefill.nationality || "";
     fillCountries();
@@ -421,8 +422,37 @@
     return true;
   }
 
-  $("data-form").onsubmit = async (e) => {
-    e.preventDefault();
+  // A changed e-mail or mobile number is judged only once the code sent to it comes back
+  // (nobody learns from this page whether a contact belongs to someone else).
+  const CODE_KINDS = ["email", "phone"];
+
+  function codeField(kind) { return document.querySelector(`.field[data-field="${kind}_code"]`); }
+
+  function showCodes(answer) {
+    $("contact-codes").hidden = false;
+    for (const kind of CODE_KINDS) {
+      const field = codeField(kind), wanted = answer.verify.includes(kind);
+      field.hidden = !wanted;
+      if (!wanted) { $("f-" + kind + "_code").value = ""; continue; }
+      const to = (answer.sent_to || {})[kind];
+      if (to) { $("f-" + kind + "_code").value = ""; say(field.querySelector(".code-sent"), "codes_sent_to", { to }); }
+    }
+    const first = CODE_KINDS.find((kind) => !codeField(kind).hidden);
+    if (first) $("f-" + first + "_code").focus();
+  }
+
+  function hideCodes() {
+    $("contact-codes").hidden = true;
+    for (const kind of CODE_KINDS) { codeField(kind).hidden = true; $("f-" + kind + "_code").value = ""; }
+  }
+
+  for (const kind of CODE_KINDS) {
+    // a code proves the contact it was sent to, not the one typed after it
+    $("f-" + kind).addEventListener("input", () => { if (!codeField(kind).hidden) hideCodes(); });
+    $("f-" + kind + "_code").addEventListener("input", () => fieldError(kind + "_code", null));
+  }
+
+  async function sendData(withCodes) {
     clearError();
     const body = {};
     for (const name of FIELDS) {
@@ -431,18 +461,38 @@
       if (name === "tax_code" && $("tax-code-field").hidden) continue;
       body[name] = value;
     }
-    $("data-submit").disabled = true;
-    try { await api("POST", "/api/onboarding/data", body); route(); }
+    if (withCodes && !$("contact-codes").hidden) {
+      body.codes = {};
+      for (const kind of CODE_KINDS) {
+        fieldError(kind + "_code", null);
+        if (!codeField(kind).hidden) body.codes[kind] = $("f-" + kind + "_code").value.trim();
+      }
+    }
+    $("data-submit").disabled = $("codes-resend").disabled = true;
+    try {
+      const answer = await api("POST", "/api/onboarding/data", body);
+      if (answer.ok === false) showCodes(answer);
+      else { hideCodes(); route(); }
+    }
     catch (err) {
       const name = err.field || { invalid_email: "email", invalid_phone: "phone", email_in_use: "email",
         phone_in_use: "phone", invalid_tax_code: "tax_code" }[err.code];
-      if (name && fieldError(name, err)) {
+      if (name && name.endsWith("_code") && fieldError(name, err)) {
+        $("f-" + name).focus();
+      } else if (name && fieldError(name, err)) {
         if (name === "tax_code") $("tax-code-field").hidden = false;
         $("f-" + name).focus();
-        if (err.code.endsWith("_in_use")) fail(err);
+        if (err.code.endsWith("_in_use")) { hideCodes(); fail(err); }
       } else handleStepError(err);
     }
-    $("data-submit").disabled = false;
+    $("data-submit").disabled = $("codes-resend").disabled = false;
+  }
+
+  $("codes-resend").onclick = () => sendData(false);
+
+  $("data-form").onsubmit = async (e) => {
+    e.preventDefault();
+    await sendData(true);
   };
 
   // -- selfie ----------------------------------------------------------------------------------

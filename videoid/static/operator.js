@@ -10,6 +10,11 @@
     document_unclear: "Document features unclear",
   };
   let REASONS = {};
+  // why a call ended, said plainly (the server's call_ended reasons)
+  const CALL_ENDED = {
+    customer_left: "The customer left the call.",
+    customer_gone: "The customer did not join the call in time. The session went back to them; nobody is waiting for you.",
+  };
   let socket = null, presence = "paused", offered = null, countdown = null, inCall = null;
   let pc = null, stream = null;
 
@@ -76,7 +81,11 @@
       $("last-decision").hidden = false;
       $("last-decision").textContent = w.reason === "customer_left" ? "The customer left the queue." :
         w.reason === "offer_timeout" ? "The offer timed out; you are paused." : "Offer withdrawn."; });
-    socket.on("call_ended", () => endCall("The customer left the call."));
+    socket.on("call_ended", (ended) => {
+      const reason = (ended && ended.reason) || "";
+      endCall(CALL_ENDED[reason] || "The call has ended.");
+      $("last-decision").dataset.reason = reason;
+    });
   }
 
   function setPresence(p) {

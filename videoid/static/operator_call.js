@@ -109,10 +109,24 @@ window.videoid = window.videoid || {};
         // the code's item passes only when the code matches; the operator may fail it
         const choices = item.kind === "otp" ? [["failed", "✗", "bad"]] : [["passed", "✓", "ok"], ["failed", "✗", "bad"]];
         if (item.kind === "otp") li.append(el("span", "muted", " — passes when the code matches"));
+        // "snapshot taken": the server passes it only with a snapshot of its kind; the
+        // tick takes one now (the document is being shown) unless one was taken already
+        if (item.snapshot) li.append(el("span", "muted", ` — ✓ takes the ${item.snapshot.replace("_", " ")} snapshot if there is none yet`));
         for (const [answer, label2, cls] of choices) {
           const b = el("button", "small " + cls, label2);
           b.title = answer; b.dataset.answer = answer;
-          b.onclick = async () => { const r = await ask("checklist_answer", { item: item.id, answer }); renderChecklist(r, false); };
+          b.onclick = async () => {
+            b.disabled = true;
+            try {
+              if (answer === "passed" && item.snapshot && !document.querySelector(`#snap-thumbs img[data-kind="${item.snapshot}"]`)) {
+                // a server without live analysis takes no snapshots (and asks for none):
+                // a refusal here is left to the answer's own
+                const s = await videoid.request(socket, "snapshot", { kind: item.snapshot }).catch(() => null);
+                if (s) $("snap-thumbs").prepend(addSnapshot(s, sessionId));
+              }
+              const r = await ask("checklist_answer", { item: item.id, answer }); renderChecklist(r, false);
+            } finally { b.disabled = false; }
+          };
           li.append(b);
         }
       }

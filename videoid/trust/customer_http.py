@@ -76,7 +76,7 @@ class SigningApi:
 
     async def _pdf(self, request: web.Request, signed: bool) -> web.Response:
         record = await _customer(request)
-        data = await _s(request).signing.document(record.id, signed)
+        data = await _s(request).signing.download(record.id, signed)
         name = "contract-signed.pdf" if signed else "contract.pdf"
         return web.Response(
             body=data,

@@ -27,6 +27,7 @@ import logging
 from typing import Any
 
 from asn1crypto import x509
+from sqlalchemy.exc import IntegrityError
 
 from ..call_center import CallCenter
 from ..clock import Clock
@@ -64,6 +65,10 @@ def _binding(contract: bytes) -> str:
 def _signed_and_complete(machine: Any, at: float) -> None:
     machine.sign_contract(at)
     machine.complete(at)
+
+
+CONTRACT_FETCHED = "contract_fetched"
+"""The step result noting the digest of the contract the customer was last given."""
 
 
 class SigningError(CaError):
@@ -233,11 +238,38 @@ class ContractSigning:
         return str(consents[-1]["language"]) if consents else "en"
 
     async def pages(self, session_id: str) -> dict[str, Any]:
-        """The contract's text, page by page, as the PDF lays it out."""
+        """The contract's text, page by page, as the PDF lays it out (shown to the
+        customer: the signature may follow, on this contract)."""
         contract = (await self._repo.results(session_id)).get("contract")
         if contract is None:
             raise SigningError("ask for the certificate first", code="no_contract")
+        await self._fetched(session_id, contract["sha256"], "pages")
         return {"pages": contract["pages"], "sha256": contract["sha256"]}
+
+    async def download(self, session_id: str, signed: bool) -> bytes:
+        """The contract's PDF for the customer; the unsigned one is noted as fetched."""
+        data = await self.document(session_id, signed)
+        if not signed:
+            await self._fetched(session_id, _binding(data), "pdf")
+        return data
+
+    async def _fetched(self, session_id: str, digest: str, how: str) -> None:
+        """Note that the customer was given the contract of ``digest`` (issue 14: no
+        signature on a contract never fetched)."""
+        now = self._clock.now()
+        try:
+            await self._repo.put_result(
+                session_id, CONTRACT_FETCHED, {"sha256": digest, "as": how, "at": now}, now
+            )
+        except IntegrityError:  # another fetch noted the same contract at that moment
+            pass
+
+    async def _check_fetched(self, session_id: str, unsigned: bytes) -> None:
+        fetched = (await self._repo.results(session_id)).get(CONTRACT_FETCHED) or {}
+        if fetched.get("sha256") != _binding(unsigned):
+            raise SigningError(
+                "read the contract first: open it, then sign", code="contract_not_fetched"
+            )
 
     async def document(self, session_id: str, signed: bool) -> bytes:
         kind = "signed_contract" if signed else "contract"
@@ -354,12 +386,15 @@ class ContractSigning:
     async def sign(self, session_id: str, pin: str, code: str) -> dict[str, Any]:
         certificate = await self._ready(session_id)
         serial = certificate.serial
+        unsigned = await self.document(session_id, signed=False)
+        # only a contract the customer was given (its text or its PDF), this very one;
+        # no code or PIN attempt is spent before
+        await self._check_fetched(session_id, unsigned)
         state = await self._pin_state(serial)
         refused = pins.refusal(state)  # locked or blocked: no code attempt is spent on it
         if refused is not None:
             await self._refused(session_id, refused.code, pin_checked=False)
             raise refused
-        unsigned = await self.document(session_id, signed=False)
         # the code first: without it the PIN is not checked, and the answer says nothing
         # of it (a right PIN and a wrong one get the same otp_* answer)
         try:
