@@ -31,6 +31,7 @@ from .loop_monitor import LoopMonitor
 from .notify import sms_gateway
 from .notify.mail import mail_gateway
 from .operator_console.accounts import Accounts, generate_password
+from .operator_console.accounts_http import AccountsApi
 from .operator_console.call_tools import CallTools
 from .operator_console.checklist import ChecklistTemplate
 from .operator_console.namespace import OperatorNamespace
@@ -122,11 +123,6 @@ def create_app(
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         make_private(config.data_path)
         repo = await Repository.open(config.database_url)
-        accounts = Accounts(
-            repo,
-            config.operators,
-            key=key_file(config.data_path / "keys" / "login.key", create=True),
-        )
         steps = required_steps(config)
         invitations = Invitations(repo, config, steps)
         notifier = SocketNotifier(sio)
@@ -139,6 +135,12 @@ def create_app(
         except ConfigError:
             await repo.close()
             raise
+        accounts = Accounts(
+            repo,
+            config.operators,
+            key=key_file(config.data_path / "keys" / "login.key", create=True),
+            wrapper=objects.files.wrapper,  # wraps the staff's TOTP secrets
+        )
         pool = AnalysisPool(config.onboarding.analysis_workers)
         onboarding = Onboarding(config, repo, center, objects, pool, clock)
         live_pool = AnalysisPool(config.live.workers) if config.live.workers > 0 else None
@@ -212,7 +214,9 @@ def create_app(
             anchors,
         )
         sio.register_namespace(CustomerNamespace(config, invitations, center, tools, clock))
-        sio.register_namespace(OperatorNamespace(config, accounts, center, tools, clock))
+        operator_namespace = OperatorNamespace(config, accounts, center, tools, clock)
+        sio.register_namespace(operator_namespace)
+        accounts.revoked = operator_namespace.drop_operator
         await center.recover()
         resealed = await evidence.recover(clock.now())
         if resealed:
@@ -291,6 +295,7 @@ def create_app(
     app.router.add_routes(HttpApi().routes())
     app.router.add_routes(OnboardingApi().routes())
     app.router.add_routes(ReviewsApi().routes())
+    app.router.add_routes(AccountsApi().routes())
     app.router.add_routes(ComplianceApi().routes())
     app.router.add_routes(TrustApi().routes())
     app.router.add_routes(SigningApi().routes())

@@ -82,16 +82,15 @@ class OperatorNamespace(GuardedNamespace):
         self._login_cookie = CookiePolicy.from_config(config.server).login_cookie
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = login_token(environ, auth, self._login_cookie)
         try:
-            operator = await self._accounts.authenticate(
-                login_token(environ, auth, self._login_cookie), self._clock.now()
-            )
+            operator = await self._accounts.authenticate(token, self._clock.now())
             if operator.role not in CALL_ROLES:
                 raise Forbidden("the operator console is for operators and supervisors")
             view = await self._center.operator_connected(operator, sid)
         except VideoidError as err:
             raise socketio.exceptions.ConnectionRefusedError(err.message, err.to_dict()) from None
-        await self.save_session(sid, {"operator_id": operator.id})
+        await self.save_session(sid, {"operator_id": operator.id, "token": token})
         await self.enter_room(sid, f"operator:{operator.id}")
         await self.enter_room(sid, "operators")
         hello = {**view, "queue": self._center.snapshot(), "reasons": self._tools.reasons()}
@@ -133,8 +132,14 @@ class OperatorNamespace(GuardedNamespace):
         return {}
 
     async def on_decide(self, sid: str, payload: Decide) -> dict[str, Any]:
+        operator_id = await self._require(sid)
+        # the login must still be valid, with a recent second-factor proof
+        token = await self.session_value(sid, "token")
+        now = self._clock.now()
+        await self._accounts.authenticate(token if isinstance(token, str) else None, now)
+        await self._accounts.require_recent_proof(token if isinstance(token, str) else None, now)
         return await self._center.decide(
-            await self._require(sid),
+            operator_id,
             payload.session_id,
             payload.outcome,
             payload.reason_code,
@@ -181,4 +186,16 @@ class OperatorNamespace(GuardedNamespace):
         operator_id = await self._operator_id(sid)
         if operator_id is None:
             raise VideoidError("log in first", code="unauthorized")
+        token = await self.session_value(sid, "token")
+        if isinstance(token, str):  # working in the console is using the login
+            await self._accounts.note_use(token, self._clock.now())
         return operator_id
+
+    async def drop_operator(self, operator_id: int) -> None:
+        """Disconnects every connection of this account (its logins were ended)."""
+        room = f"operator:{operator_id}"
+        sids = [sid for sid, _ in self.server.manager.get_participants(self.namespace, room)]
+        for sid in sids:
+            await self.disconnect(sid)
+        if sids:
+            logger.info("operator %d: %d connections dropped", operator_id, len(sids))
