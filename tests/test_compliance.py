@@ -21,7 +21,7 @@ import pytest
 
 from videoid.bench.search_bench import fill
 from videoid.bots.customer_bot import CustomerBot
-from videoid.bots.operator_bot import OperatorBot
+from videoid.bots.operator_bot import OperatorBot, login_answer
 from videoid.compliance.search import FLAGS, OUTCOMES, Query, search
 from videoid.db import Repository
 from videoid.documents.mrz import mrz_name
@@ -76,10 +76,7 @@ async def recorded_call(
 
 async def login(http: aiohttp.ClientSession, server: Server, username: str) -> None:
     """Logs in with the session's cookie jar; its POSTs then carry the CSRF token."""
-    async with http.post(
-        f"{server.url}/api/operator/login", json={"username": username, "password": PASSWORD}
-    ) as r:
-        assert r.status == 200, await r.text()
+    await login_answer(server.url, username, PASSWORD, http=http)
     csrf = {c.key: c.value for c in http.cookie_jar}["videoid_csrf"]
     http.headers["X-CSRF-Token"] = csrf  # type: ignore[index]
 

@@ -102,32 +102,38 @@ async def login(
 
 
 async def login_answer(
-    server: str, username: str, password: str, authenticator: Authenticator | None = None
+    server: str,
+    username: str,
+    password: str,
+    authenticator: Authenticator | None = None,
+    http: aiohttp.ClientSession | None = None,
 ) -> dict[str, Any]:
     """:func:`login`, with the server's whole answer (``recovery_codes`` after an
-    enrolment)."""
+    enrolment); through ``http`` (its cookie jar gets the login cookie) if given."""
+    if http is None:
+        async with aiohttp.ClientSession() as own:
+            return await login_answer(server, username, password, authenticator, own)
     keys = authenticator or AUTHENTICATOR
     base = server.rstrip("/")
-    async with aiohttp.ClientSession() as http:
-        passed = await _post(
-            http, f"{base}/api/operator/login", {"username": username, "password": password}
-        )
-        if passed["second_factor"] == "enrol":
-            query = parse_qs(urlsplit(passed["otpauth_uri"]).query)
-            secret = totp.secret_from_text(query["secret"][0])
-            step = _oldest_step(time.time())
-            keys.enrolled(server, username, secret, step)
-            code = totp.code_at(secret, step)
-        else:
-            code = await keys.code(server, username)
-        out = await _post(
-            http,
-            f"{base}/api/operator/login/second-factor",
-            {"challenge": passed["challenge"], "code": code},
-        )
-        if "recovery_codes" in out:
-            keys.recovery_codes[_key(server, username)] = list(out["recovery_codes"])
-        return out
+    passed = await _post(
+        http, f"{base}/api/operator/login", {"username": username, "password": password}
+    )
+    if passed["second_factor"] == "enrol":
+        query = parse_qs(urlsplit(passed["otpauth_uri"]).query)
+        secret = totp.secret_from_text(query["secret"][0])
+        step = _oldest_step(time.time())
+        keys.enrolled(server, username, secret, step)
+        code = totp.code_at(secret, step)
+    else:
+        code = await keys.code(server, username)
+    out = await _post(
+        http,
+        f"{base}/api/operator/login/second-factor",
+        {"challenge": passed["challenge"], "code": code},
+    )
+    if "recovery_codes" in out:
+        keys.recovery_codes[_key(server, username)] = list(out["recovery_codes"])
+    return out
 
 
 async def answer_checklist(
@@ -171,12 +177,16 @@ class OperatorBot:
     min_video_frames: int = 1
     on_video_frame: Any = None
     calls: list[CallResult] = field(default_factory=list)
+    authenticator: Authenticator | None = None
+    """Holds the account's TOTP secret (the process's :data:`AUTHENTICATOR` if None)."""
 
     def __post_init__(self) -> None:
         self.signaling = SignalingClient(self.server, "/operator")
 
     async def connect(self) -> dict[str, Any]:
-        token = self.token = await login(self.server, self.username, self.password)
+        token = self.token = await login(
+            self.server, self.username, self.password, self.authenticator
+        )
         await self.signaling.connect({"token": token})
         hello = await self.signaling.next("hello", 10)
         self.reasons: dict[str, list[str]] = hello.get("reasons", {})

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -270,13 +270,20 @@ class StaffFactors:
             ).first()
         return None if row is None else LoginState(row[0], row[1], row[2], row[3])
 
-    async def touch(self, token_hash: str, last_seen: float) -> None:
+    async def touch(self, token_hash: str, last_seen: float) -> bool:
+        """Notes a use of the login; whether it still exists."""
         async with self._begin("note the login's use") as conn:
-            await conn.execute(
+            done = await conn.execute(
                 update(OperatorLogin)
-                .where(OperatorLogin.token_hash == token_hash, OperatorLogin.last_seen < last_seen)
-                .values(last_seen=last_seen)
+                .where(OperatorLogin.token_hash == token_hash)
+                .values(
+                    last_seen=case(
+                        (OperatorLogin.last_seen < last_seen, last_seen),
+                        else_=OperatorLogin.last_seen,
+                    )
+                )
             )
+        return done.rowcount == 1
 
     async def verified(self, token_hash: str, now: float) -> bool:
         """Records a second-factor proof of a login; whether it still exists."""

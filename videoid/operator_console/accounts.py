@@ -331,21 +331,24 @@ class Accounts:
             await self._write_use(hashed, now)
         return operator
 
-    async def note_use(self, token: str, now: float) -> None:
+    async def note_use(self, token: str, now: float) -> bool:
         """A use of the login other than a request (a console's Socket.IO event): in
-        memory, written at most every :data:`TOUCH_EVERY_SECONDS`."""
+        memory, written at most every :data:`TOUCH_EVERY_SECONDS`. False when the
+        write found the login gone (ended by another process: the command line)."""
         hashed = token_hash(token)
         self._seen[hashed] = now
         if now - self._written.get(hashed, 0.0) >= TOUCH_EVERY_SECONDS:
-            await self._write_use(hashed, now)
+            return await self._write_use(hashed, now)
+        return True
 
-    async def _write_use(self, hashed: str, now: float) -> None:
+    async def _write_use(self, hashed: str, now: float) -> bool:
         self._written[hashed] = now
-        await self.factors.touch(hashed, now)
+        alive = await self.factors.touch(hashed, now)
         if len(self._seen) > 1000:  # logins long unused, or gone
             horizon = max(self._config.idle_minutes * 60, TOUCH_EVERY_SECONDS * 2)
             self._seen = {h: at for h, at in self._seen.items() if now - at <= horizon}
             self._written = {h: at for h, at in self._written.items() if h in self._seen}
+        return alive
 
     async def logout(self, token: str) -> None:
         self._seen.pop(token_hash(token), None)

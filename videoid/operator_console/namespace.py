@@ -187,8 +187,11 @@ class OperatorNamespace(GuardedNamespace):
         if operator_id is None:
             raise VideoidError("log in first", code="unauthorized")
         token = await self.session_value(sid, "token")
-        if isinstance(token, str):  # working in the console is using the login
-            await self._accounts.note_use(token, self._clock.now())
+        # working in the console is using the login; a login ended elsewhere (the
+        # command line) drops the connection at the next write of its use
+        if isinstance(token, str) and not await self._accounts.note_use(token, self._clock.now()):
+            await self.disconnect(sid)
+            raise VideoidError("your login has ended; log in again", code="unauthorized")
         return operator_id
 
     async def drop_operator(self, operator_id: int) -> None:
