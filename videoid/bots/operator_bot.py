@@ -80,8 +80,13 @@ def _key(server: str, username: str) -> str:
     return f"{server.rstrip('/')}|{username}"
 
 
-async def _post(http: aiohttp.ClientSession, url: str, body: dict[str, str]) -> dict[str, Any]:
-    async with http.post(url, json=body) as response:
+async def _post(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, str],
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    async with http.post(url, json=body, headers=headers) as response:
         out: dict[str, Any] = await response.json()
         if response.status != 200:
             error = out.get("error", {})
@@ -136,6 +141,20 @@ async def login_answer(
     return out
 
 
+async def reauthenticate(
+    server: str, username: str, token: str, authenticator: Authenticator | None = None
+) -> None:
+    """A fresh second-factor proof for a login (``POST /api/operator/reauth``)."""
+    code = await (authenticator or AUTHENTICATOR).code(server, username)
+    async with aiohttp.ClientSession() as http:
+        await _post(
+            http,
+            f"{server.rstrip('/')}/api/operator/reauth",
+            {"code": code},
+            {"Authorization": f"Bearer {token}"},
+        )
+
+
 async def answer_checklist(
     client: SignalingClient, items: list[dict[str, Any]], *, otp: str, others: str = "passed"
 ) -> None:
@@ -179,6 +198,8 @@ class OperatorBot:
     calls: list[CallResult] = field(default_factory=list)
     authenticator: Authenticator | None = None
     """Holds the account's TOTP secret (the process's :data:`AUTHENTICATOR` if None)."""
+    reauthentications: int = 0
+    """Codes given because a decision asked for a fresh second factor."""
 
     def __post_init__(self) -> None:
         self.signaling = SignalingClient(self.server, "/operator")
@@ -191,6 +212,19 @@ class OperatorBot:
         hello = await self.signaling.next("hello", 10)
         self.reasons: dict[str, list[str]] = hello.get("reasons", {})
         return hello
+
+    async def decide(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Sends the decision; when the server asks for a fresh second factor
+        (``reauthentication_required``), gives a code and sends it again, as the
+        console does."""
+        try:
+            return await self.signaling.request("decide", payload)
+        except ProtocolError as err:
+            if err.code != "reauthentication_required":
+                raise
+        self.reauthentications += 1
+        await reauthenticate(self.server, self.username, self.token, self.authenticator)
+        return await self.signaling.request("decide", payload)
 
     async def set_presence(self, status: str) -> None:
         await self.signaling.request("set_presence", {"status": status})
@@ -221,9 +255,8 @@ class OperatorBot:
             if self.checklist:  # every decision needs the checklist answered
                 await self.run_checklist(timeout_seconds, approving=self.decision == "approved")
             reason = self.reason_code or self.reasons.get(self.decision, ["unknown"])[0]
-            await self.signaling.request(
-                "decide",
-                {"session_id": session_id, "outcome": self.decision, "reason_code": reason},
+            await self.decide(
+                {"session_id": session_id, "outcome": self.decision, "reason_code": reason}
             )
             counter = peer.counters.get("video")
             result = CallResult(

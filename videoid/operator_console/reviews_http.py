@@ -97,6 +97,8 @@ class ReviewsApi:
     async def decide(self, request: web.Request) -> web.Response:
         supervisor = await self._supervisor(request)
         services = _s(request)
+        # a decision needs a recent second-factor proof (reauthentication_required)
+        await services.accounts.require_recent_proof(login_token(request), services.clock.now())
         try:
             body = await request.json()
         except ValueError as err:
