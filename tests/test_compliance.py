@@ -266,7 +266,7 @@ async def test_browser_compliance_console(
     """A compliance officer in a real browser: search, open, play both sides (frames
     play, seeking works, the operator's side follows), verify, export; each action
     lands in the audit log."""
-    from .test_browser_call import chromium
+    from .test_browser_call import chromium, console_login
 
     server = await start_server(live={"workers": 0})
     services = server.services
@@ -281,9 +281,7 @@ async def test_browser_compliance_console(
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         await page.goto(f"{server.url}/compliance")
-        await page.fill("#username", "carla")
-        await page.fill("#password", PASSWORD)
-        await page.click("#login-form button[type=submit]")
+        await console_login(page, server.url, "carla")
         row = f"#results tr[data-session='{session_id}']"
         await page.wait_for_selector(row, timeout=10000)
 

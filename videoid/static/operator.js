@@ -35,15 +35,8 @@
     catch (e) { $("screen-login").hidden = false; }
   }
 
-  $("login-form").onsubmit = async (ev) => {
-    ev.preventDefault();
-    clearError();
-    try {
-      const r = await api("/api/operator/login", { username: $("username").value, password: $("password").value });
-      $("password").value = "";
-      connect(r.operator);
-    } catch (e) { fail(e.message || "Login failed."); }
-  };
+  // the password, then a code (an authenticator enrolled at the first login)
+  videoid.staffLogin(api, fail, clearError, (r) => connect(r.operator));
 
   $("logout").onclick = async () => { await api("/api/operator/logout", {}); location.reload(); };
 
@@ -146,8 +139,9 @@
       if (!(REASONS[outcome] || []).includes(reason)) reason = (REASONS[outcome] || [""])[0];
       for (const b of ["approve", "reject", "suspend"]) $(b).disabled = true;
       try {
-        await videoid.request(socket, "decide", { session_id: inCall, outcome, reason_code: reason,
-          reason_text: $("reason-text").value });
+        // a decision needs a recent second-factor proof: asked for here, then sent again
+        await videoid.withReauth(api, () => videoid.request(socket, "decide", { session_id: inCall,
+          outcome, reason_code: reason, reason_text: $("reason-text").value }));
         endCall(`Decision saved: ${outcome} (${reason}).`);
       } catch (e) { fail(e.message); gateDecisions(); }
     };

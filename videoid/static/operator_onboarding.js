@@ -27,7 +27,11 @@ window.videoid = window.videoid || {};
     const r = await fetch(path, { method: body ? "POST" : "GET", credentials: "same-origin",
       headers, body: body && JSON.stringify(body) });
     const data = await r.json().catch(() => ({}));
-    if (!r.ok) throw (data.error || { code: "http_" + r.status, message: r.statusText });
+    if (!r.ok) {
+      // a login unused too long has ended: back to the login
+      if (data.error && data.error.code === "login_expired") location.reload();
+      throw (data.error || { code: "http_" + r.status, message: r.statusText });
+    }
     return data;
   };
 

@@ -70,7 +70,9 @@ window.videoid = window.videoid || {};
       if (!(reasons[outcome] || []).includes(reason)) reason = reasons[outcome][0];
       for (const b of ["review-approve", "review-reject"]) $(b).disabled = true;
       try {
-        const r = await api(`/api/reviews/${current}/decision`, { outcome, reason_code: reason, reason_text: $("review-text").value });
+        // a decision needs a recent second-factor proof: asked for here, then sent again
+        const r = await videoid.withReauth(api, () => api(`/api/reviews/${current}/decision`,
+          { outcome, reason_code: reason, reason_text: $("review-text").value }));
         $("review-result").hidden = false; $("review-result").className = "status ok";
         $("review-result").textContent = `Decision saved: ${r.state} (${videoid.reasonLabel(reason)}).`;
         $("review-text").value = "";
