@@ -77,9 +77,10 @@ async def test_browser_login_with_enrolment_accounts_and_reauthentication(
     assert "disabled" in (await page.text_content(row) or "")
     await page.screenshot(path=str(tmp_path / "accounts.png"), full_page=True)
 
-    # olga's console lost its connection; her password step is refused
-    await other.wait_for_selector("#presence.offline", timeout=10000)
-    await other.reload()
+    # olga's console was told and went back to the login; her password step is refused
+    await other.wait_for_url("**/operator?ended=revoked", timeout=10000)
+    await other.wait_for_selector("#screen-login:visible")
+    assert "ended" in (await other.text_content("#error") or "")
     await other.fill("#username", "olga")
     await other.fill("#password", PASSWORD)
     await other.click("#login-form button[type=submit]")

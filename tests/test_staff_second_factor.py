@@ -206,3 +206,31 @@ async def test_a_decision_after_the_reauthentication_window_needs_a_code(
                    if to == "approved")  # fmt: skip
     proofs = [e for e in await repo.audit_of("") if e["action"] == "reauthenticated"]
     assert len(proofs) == 1 and proofs[0]["at"] <= decided
+
+
+async def test_an_open_console_left_unused_is_told_and_dropped(start_server: StartServer) -> None:
+    server = await start_server(operators={"idle_minutes": 1.5 / 60})
+    await server.operator("olga")
+    token = await login(server.url, "olga", PASSWORD)
+    client = SignalingClient(server.url, "/operator")
+    await client.connect({"token": token})
+    try:
+        await client.next("hello", 10)
+        await client.request("set_presence", {"status": "available"})  # in use
+        ended = await client.next("login_ended", 10)  # within the 5 s check after 1.5 s
+        assert ended == {"reason": "login_expired"}
+        for _ in range(50):
+            if not client.sio.connected:
+                break
+            await asyncio.sleep(0.1)
+        assert not client.sio.connected
+        assert server.services.center.snapshot()["operators"]["available"] == 0
+    finally:
+        await client.close()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{server.url}/api/operator/me", headers={"Authorization": f"Bearer {token}"}
+        ) as r,
+    ):
+        assert r.status == 401

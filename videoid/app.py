@@ -58,6 +58,8 @@ from .web_security import install as install_web_security
 logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+IDLE_CHECK_SECONDS = 5.0
+"""How often open consoles are checked for an idle login."""
 QUIET_LOGGERS = ("pyhanko", "pyhanko_certvalidator")
 """Libraries whose informational and warning messages name the signer (the certificate's
 subject: name and document number): only their errors are logged."""
@@ -236,6 +238,7 @@ def create_app(
             app[FIRST_START] = FirstStart("admin", password, invitation)
         stopping = asyncio.Event()
         ticker = asyncio.create_task(_tick(center, stopping))
+        idler = asyncio.create_task(_drop_idle(operator_namespace, stopping))
         purger = asyncio.create_task(
             _purge(retention, clock, config.retention.purge_every_hours, stopping)
         )
@@ -266,7 +269,7 @@ def create_app(
             # the periodic jobs finish what they are doing (a query cut off mid-way
             # leaves a connection to be torn down) and stop
             stopping.set()
-            await asyncio.gather(ticker, purger, anchorer, extender)
+            await asyncio.gather(ticker, idler, purger, anchorer, extender)
             await center.close()
             await evidence.close()
             await onboarding.close()
@@ -403,6 +406,15 @@ async def _extend(
             logger.exception("signatures: the archive timestamp round failed; it runs again later")
         if await _pause(stopping, max(60.0, every_hours * 3600)):
             return
+
+
+async def _drop_idle(namespace: OperatorNamespace, stopping: asyncio.Event) -> None:
+    """Open consoles whose login went unused for ``operators.idle_minutes`` end."""
+    while not await _pause(stopping, IDLE_CHECK_SECONDS):
+        try:
+            await namespace.drop_idle()
+        except Exception:
+            logger.exception("idle check failed")
 
 
 async def _tick(center: CallCenter, stopping: asyncio.Event) -> None:

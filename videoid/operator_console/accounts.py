@@ -315,11 +315,7 @@ class Accounts:
         last_seen = max(state.last_seen, self._seen.get(hashed, 0.0))
         idle_seconds = self._config.idle_minutes * 60
         if idle_seconds > 0 and now - last_seen > idle_seconds:
-            self._seen.pop(hashed, None)
-            await self._repo.delete_login(hashed)
-            await self._repo.append_audit(
-                now, "login_expired", f"operator:{state.operator_id}", "", {"idle": True}
-            )
+            await self._expire(hashed, state.operator_id, now)
             raise AuthError(
                 "your login ended after a time unused; log in again", code="login_expired"
             )
@@ -331,15 +327,42 @@ class Accounts:
             await self._write_use(hashed, now)
         return operator
 
-    async def note_use(self, token: str, now: float) -> bool:
+    async def note_use(self, token: str, operator_id: int, now: float) -> bool:
         """A use of the login other than a request (a console's Socket.IO event): in
-        memory, written at most every :data:`TOUCH_EVERY_SECONDS`. False when the
-        write found the login gone (ended by another process: the command line)."""
+        memory, written at most every :data:`TOUCH_EVERY_SECONDS`. False when the login
+        has ended: unused for ``idle_minutes`` (it ends now), or gone when the write
+        found it (ended by another process: the command line)."""
+        if await self.expire_if_idle(token, operator_id, now):
+            return False
         hashed = token_hash(token)
         self._seen[hashed] = now
         if now - self._written.get(hashed, 0.0) >= TOUCH_EVERY_SECONDS:
             return await self._write_use(hashed, now)
         return True
+
+    def in_use(self, token: str, now: float) -> None:
+        """The login is in use now (an operator in a call), noted in memory only."""
+        self._seen[token_hash(token)] = now
+
+    async def expire_if_idle(self, token: str, operator_id: int, now: float) -> bool:
+        """Ends the login if this process last saw it used ``idle_minutes`` ago or more
+        (an open console nobody works in); whether it did."""
+        hashed = token_hash(token)
+        last = self._seen.get(hashed)
+        idle_seconds = self._config.idle_minutes * 60
+        if last is None or idle_seconds <= 0 or now - last <= idle_seconds:
+            return False
+        await self._expire(hashed, operator_id, now)
+        return True
+
+    async def _expire(self, hashed: str, operator_id: int, now: float) -> None:
+        self._seen.pop(hashed, None)
+        self._written.pop(hashed, None)
+        await self._repo.delete_login(hashed)
+        await self._repo.append_audit(
+            now, "login_expired", f"operator:{operator_id}", "", {"idle": True}
+        )
+        logger.info("operator %d: login ended unused", operator_id)
 
     async def _write_use(self, hashed: str, now: float) -> bool:
         self._written[hashed] = now

@@ -172,6 +172,29 @@ class OperatorNamespace(GuardedNamespace):
         operator_id = await self._require(sid)
         return await self._tools.call_view(self._center.call_of(operator_id))
 
+    async def drop_idle(self) -> int:
+        """Ends the logins of open consoles unused for ``operators.idle_minutes`` and
+        disconnects them (so that nobody absent is offered a customer); how many."""
+        now = self._clock.now()
+        dropped = 0
+        for sid, _ in list(self.server.manager.get_participants(self.namespace, "operators")):
+            token = await self.session_value(sid, "token")
+            operator_id = await self._operator_id(sid)
+            if not isinstance(token, str) or operator_id is None:
+                continue
+            if self._center.operator_session(operator_id) is not None:
+                self._accounts.in_use(token, now)  # in a call: at work
+                continue
+            if await self._accounts.expire_if_idle(token, operator_id, now):
+                await self._end(sid, "login_expired")
+                dropped += 1
+        return dropped
+
+    async def _end(self, sid: str, reason: str) -> None:
+        """Tells the console its login ended (``login_ended``), then disconnects it."""
+        await self.emit("login_ended", {"reason": reason}, to=sid)
+        await self.disconnect(sid)
+
     def _call(self, operator_id: int) -> str:
         session_id = self._center.operator_session(operator_id)
         if session_id is None:
@@ -189,9 +212,11 @@ class OperatorNamespace(GuardedNamespace):
         token = await self.session_value(sid, "token")
         # working in the console is using the login; a login ended elsewhere (the
         # command line) drops the connection at the next write of its use
-        if isinstance(token, str) and not await self._accounts.note_use(token, self._clock.now()):
-            await self.disconnect(sid)
-            raise VideoidError("your login has ended; log in again", code="unauthorized")
+        if isinstance(token, str) and not await self._accounts.note_use(
+            token, operator_id, self._clock.now()
+        ):
+            await self._end(sid, "login_expired")
+            raise VideoidError("your login has ended; log in again", code="login_expired")
         return operator_id
 
     async def drop_operator(self, operator_id: int) -> None:
@@ -199,6 +224,6 @@ class OperatorNamespace(GuardedNamespace):
         room = f"operator:{operator_id}"
         sids = [sid for sid, _ in self.server.manager.get_participants(self.namespace, room)]
         for sid in sids:
-            await self.disconnect(sid)
+            await self._end(sid, "revoked")
         if sids:
             logger.info("operator %d: %d connections dropped", operator_id, len(sids))

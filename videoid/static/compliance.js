@@ -56,6 +56,7 @@
     $("who").textContent = `${who.username} (${who.role})`;
     if (who.role !== "compliance") { fail("This console is for compliance officers."); return; }
     $("screen-console").hidden = false;
+    videoid.keepAlive(api);
     search();
   }
 

@@ -30,9 +30,16 @@
 
   const api = videoid.api;
 
+  const ENDED = { login_expired: "Your login ended after a time unused: log in again.",
+    revoked: "Your login was ended (account changed by a supervisor): log in again." };
+
   async function start() {
     try { const me = await api("/api/operator/me"); connect(me.operator); }
-    catch (e) { $("screen-login").hidden = false; }
+    catch (e) {
+      $("screen-login").hidden = false;
+      const ended = new URLSearchParams(location.search).get("ended");
+      if (ENDED[ended]) fail(ENDED[ended]);
+    }
   }
 
   // the password, then a code (an authenticator enrolled at the first login)
@@ -55,6 +62,9 @@
     });
     socket.on("disconnect", () => { setPresence("offline"); if (inCall) endCall("Connection lost."); });
     socket.on("error", (e) => fail(e.message));
+    // the server ended the login (unused too long, or a supervisor's change): to the login
+    socket.on("login_ended", (e) => { location.replace(`/operator?ended=${encodeURIComponent(e.reason)}`); });
+    videoid.keepAlive(api);
     socket.on("hello", (h) => {
       REASONS = h.reasons || {};
       videoid.fillReasons($("reason"), REASONS, ["approved", "rejected", "suspended"]);

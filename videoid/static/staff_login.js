@@ -57,6 +57,18 @@ window.videoid = window.videoid || {};
     return await send();
   };
 
+  // working in the page is using the login (operators.idle_minutes): a click, a key or
+  // a move of the pointer is told to the server at most once a minute
+  videoid.keepAlive = function (api) {
+    let last = Date.now();
+    const used = () => {
+      if (Date.now() - last < 60000) return;
+      last = Date.now();
+      api("/api/operator/me").catch(() => {});
+    };
+    for (const name of ["pointerdown", "pointermove", "keydown"]) document.addEventListener(name, used, { passive: true });
+  };
+
   function askCode(api) {
     return new Promise((resolve, reject) => {
       const dialog = $("reauth-dialog");
