@@ -190,7 +190,7 @@ async def test_server_cli_and_bots_complete_a_call(
             return {a["username"]: a for a in json.loads(out.strip().splitlines()[-1])}
 
         listed = await accounts()
-        assert listed["admin"]["enrolled"] and listed["admin"]["logins"] == 1
+        assert listed["admin"]["enrolled"] and listed["admin"]["logins"] == 2  # the bot's, ours
         assert not listed["olga"]["enrolled"] and not listed["olga"]["disabled"]
         for action in ("disable", "reset-password", "reset-2fa", "revoke-logins"):
             code, out = await run("operator", action, "--username", "admin", *where)
@@ -206,7 +206,7 @@ async def test_server_cli_and_bots_complete_a_call(
         code, out = await run("operator", "enable", "--username", "admin", *where)
         assert code == 0, out
         code, out = await run("operator", "reset-password", "--username", "admin", *where)
-        fresh = re.search(r"password: (\S+)", out).group(1)  # type: ignore[union-attr]
+        fresh = re.search(r"^password: (\S+)", out, re.M).group(1)  # type: ignore[union-attr]
         assert fresh != password
         # enrolled anew at the next login, with the new password
         assert (await login_answer(url, "admin", fresh, Authenticator()))["recovery_codes"]

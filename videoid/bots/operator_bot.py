@@ -39,17 +39,14 @@ class Authenticator:
     def __post_init__(self) -> None:
         if self.path is not None and self.path.exists():
             for line in self.path.read_text().splitlines():
-                key, _, secret = line.rpartition(" ")
-                if key:
-                    self.secrets[key] = totp.secret_from_text(secret)
+                key, secret, step = line.rsplit(" ", 2)
+                self.secrets[key] = totp.secret_from_text(secret)
+                self.last_steps[key] = int(step)
 
     def enrolled(self, server: str, username: str, secret: bytes, step: int) -> None:
         key = _key(server, username)
         self.secrets[key], self.last_steps[key] = secret, step
-        if self.path is not None:
-            self.path.touch(mode=0o600)
-            lines = [f"{k} {totp.secret_text(v)}" for k, v in self.secrets.items()]
-            self.path.write_text("\n".join(lines) + "\n")
+        self._save()
 
     async def code(self, server: str, username: str) -> str:
         """The code of the next unused step, within the server's window."""
@@ -63,7 +60,19 @@ class Authenticator:
         if wait_seconds > 0:  # until the server's window reaches the step
             await asyncio.sleep(wait_seconds + 0.2)
         self.last_steps[key] = step
+        self._save()
         return totp.code_at(secret, step)
+
+    def _save(self) -> None:
+        # the secret and the last step given (a code is accepted once), per account
+        if self.path is None:
+            return
+        self.path.touch(mode=0o600)
+        lines = [
+            f"{k} {totp.secret_text(v)} {self.last_steps.get(k, 0)}"
+            for k, v in self.secrets.items()
+        ]
+        self.path.write_text("\n".join(lines) + "\n")
 
 
 AUTHENTICATOR = Authenticator()
