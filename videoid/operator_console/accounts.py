@@ -4,7 +4,13 @@ A login is counted in the database before its password is hashed, per username a
 per client address (:mod:`videoid.db.login_attempts`); hashing runs in a bounded pool
 of its own (:mod:`.hashing_pool`). An unknown username takes the same path as a known
 one: counted under its own key, hashed at the same cost, answered with the same codes,
-and audited without what was typed."""
+and audited without what was typed.
+
+A right password gives no login yet but a challenge: the login comes with a TOTP code
+(:mod:`.totp`) or a recovery code, counted like a password before it is checked; an
+account without a second factor enrols one first (its secret wrapped by the master
+key). A login unused for ``idle_minutes`` ends; a decision needs a second-factor proof
+of the login at most ``reauth_minutes`` old (:meth:`Accounts.require_recent_proof`)."""
 
 from __future__ import annotations
 
