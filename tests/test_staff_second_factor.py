@@ -18,6 +18,7 @@ from videoid.bots.operator_bot import (
     login_answer,
 )
 from videoid.bots.signaling_client import SignalingClient
+from videoid.db.staff_factors import StaffFactors
 from videoid.operator_console import totp
 
 from .conftest import PASSWORD, Server, StartServer
@@ -234,3 +235,54 @@ async def test_an_open_console_left_unused_is_told_and_dropped(start_server: Sta
         ) as r,
     ):
         assert r.status == 401
+
+
+async def test_migration_keeps_accounts_logins_and_what_refers_to_them(tmp_path: Path) -> None:
+    """Migration 0016 on a database of 0014: the lockout's columns go without copying the
+    operators' table (sessions refer to it), logins get their last use and proof, and
+    it goes back down."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from videoid.db import Repository
+    from videoid.db.repository import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as db:
+        db.exec_driver_sql("PRAGMA foreign_keys=ON")
+        cfg.attributes["connection"] = db
+        command.upgrade(cfg, "0014")
+        db.exec_driver_sql(
+            "INSERT INTO operators (id, username, password_hash, role, created_at,"
+            " failed_logins, locked_until) VALUES (7, 'olga', 'h', 'operator', 1.0, 2, 5.0)"
+        )
+        db.exec_driver_sql("INSERT INTO operator_logins VALUES ('" + "t" * 64 + "', 7, 3.0, 9e9)")
+        db.exec_driver_sql(
+            "INSERT INTO customers (id, email, phone, created_at) VALUES (1, '', '', 1.0)"
+        )
+        db.exec_driver_sql(
+            "INSERT INTO identification_sessions (id, customer_id, state, ready_state,"
+            " invite_token_hash, invite_expires_at, operator_id, created_at, updated_at)"
+            " VALUES ('s', 1, 'approved', 'created', 'x', 2.0, 7, 1.0, 1.0)"
+        )
+    engine.dispose()
+    repo = await Repository.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        found = await repo.find_operator(id=7)
+        assert found is not None and (found.disabled, found.enrolled) == (False, False)
+        session = await repo.find_session(id="s")
+        assert session is not None and session.operator_id == 7
+        state = await StaffFactors(repo.engine).login_state("t" * 64)
+        assert state is not None and (state.last_seen, state.verified_at) == (3.0, 3.0)
+    finally:
+        await repo.close()
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as db:
+        cfg.attributes["connection"] = db
+        command.downgrade(cfg, "0014")
+        assert db.exec_driver_sql("SELECT count(*) FROM operators").scalar() == 1
+    engine.dispose()
