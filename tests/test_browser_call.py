@@ -103,8 +103,15 @@ async def test_browser_call_with_the_operators_tools(
 ) -> None:
     """One whole call in the operator console: live signals, a challenge, a snapshot and
     its zoom, chat both ways, the SMS code read back (from the development outbox, as the
-    customer would read it from their phone), the checklist, and the approval it unlocks."""
-    server = await start_server(live={"challenge_seconds": 3.0})
+    customer would read it from their phone), the checklist, and the approval it unlocks,
+    after a code the console asks for (the login's is older than ``reauth_minutes``)."""
+    import asyncio
+
+    from videoid.bots.operator_bot import AUTHENTICATOR
+
+    server = await start_server(
+        live={"challenge_seconds": 3.0}, operators={"reauth_minutes": 5 / 60}
+    )
     await server.operator("olga")
     invitation = await server.invite(phone="+393471234567")
     shots = tmp_path / "shots"
@@ -120,6 +127,7 @@ async def test_browser_call_with_the_operators_tools(
 
     await operator.goto(f"{server.url}/operator")
     await console_login(operator, server.url, "olga")
+    logged_in = time.time()
     await operator.wait_for_selector("#toggle-presence:visible")
     await operator.click("#toggle-presence")
     await operator.wait_for_selector("#presence.available")
@@ -192,7 +200,12 @@ async def test_browser_call_with_the_operators_tools(
     await customer.screenshot(path=str(shots / "customer-call.png"))
 
     await operator.select_option("#reason", "identity_verified")
+    await operator.fill("#reason-text", "all checks passed")
+    await asyncio.sleep(max(0.0, logged_in + 5.5 - time.time()))  # past reauth_minutes
     await operator.click("#approve")
+    await operator.wait_for_selector("#reauth-dialog[open]")
+    await operator.fill("#reauth-code", await AUTHENTICATOR.code(server.url, "olga"))
+    await operator.click("#reauth-form button[type=submit]")
     await customer.wait_for_selector("body[data-outcome=approved]", timeout=10000)
     assert "successful" in (await customer.text_content("#outcome-title") or "")
     await operator.wait_for_selector("#last-decision:visible")
@@ -200,7 +213,9 @@ async def test_browser_call_with_the_operators_tools(
     record = await server.services.repo.find_session(id=invitation.session_id)
     assert record is not None and record.state == "approved"
     decisions = await server.services.repo.decisions(invitation.session_id)
-    assert [(d.outcome, d.reason_code) for d in decisions] == [("approved", "identity_verified")]
+    assert [(d.outcome, d.reason_code, d.reason_text) for d in decisions] == [
+        ("approved", "identity_verified", "all checks passed")
+    ]
     items = await server.services.repo.items(invitation.session_id, ["checklist"])
     assert items[-1]["data"]["complete"] is True
     assert errors == []
@@ -212,13 +227,15 @@ async def test_browser_four_eyes_review_and_dashboard(
     start_server: StartServer, browser, customer_video: Path, operator_video: Path, tmp_path: Path
 ) -> None:
     """A supervisor in the console: the dashboard's figures, then the review of a session
-    another operator suspended, seeing what the operator saw, and deciding it (R15)."""
+    another operator suspended, seeing what the operator saw, and deciding it (R15); the
+    decision comes after the re-authentication window, so the console asks for a code
+    first and then sends it, the note as typed (R22)."""
     import asyncio
 
     from videoid.bots.customer_bot import CustomerBot
-    from videoid.bots.operator_bot import OperatorBot
+    from videoid.bots.operator_bot import AUTHENTICATOR, OperatorBot
 
-    server = await start_server()
+    server = await start_server(operators={"reauth_minutes": 2 / 60})
     await server.operator("olga")
     await server.operator("sam", role="supervisor")
     invitation = await server.invite()
@@ -236,6 +253,7 @@ async def test_browser_four_eyes_review_and_dashboard(
     page.on("pageerror", lambda e: errors.append(str(e)))
     await page.goto(f"{server.url}/operator")
     await console_login(page, server.url, "sam")
+    logged_in = time.time()
     await page.wait_for_selector("#tabs:visible")
 
     await page.click("#tab-dashboard")
@@ -257,7 +275,11 @@ async def test_browser_four_eyes_review_and_dashboard(
     assert "frames analysed" in (await page.text_content("#review-call") or "")
     await page.select_option("#review-reason", "identity_verified")
     await page.fill("#review-text", "Looked again at the snapshots: fine")
+    await asyncio.sleep(max(0.0, logged_in + 2.5 - time.time()))  # past reauth_minutes
     await page.click("#review-approve")
+    await page.wait_for_selector("#reauth-dialog[open]")
+    await page.fill("#reauth-code", await AUTHENTICATOR.code(server.url, "sam"))
+    await page.click("#reauth-form button[type=submit]")
     await page.wait_for_selector("#review-result:visible", timeout=10000)
     assert "approved" in (await page.text_content("#review-result") or "")
     await page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
