@@ -192,6 +192,17 @@ async def test_an_unused_login_ends(start_server: StartServer) -> None:
             assert (r.status, (await r.json())["error"]["code"]) == (401, "login_expired")
         async with http.get(me) as r:
             assert r.status == 401
+    # a console's own refreshes (the dashboard's) are no use: it ends all the same
+    await server.operator("sam", role="supervisor")
+    token = await login(server.url, "sam", PASSWORD)
+    headers = {"Authorization": f"Bearer {token}", "X-Background-Request": "1"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        statuses = []
+        for _ in range(8):
+            await asyncio.sleep(0.4)
+            async with http.get(f"{server.url}/api/dashboard") as r:
+                statuses.append((r.status, (await r.json()).get("error", {}).get("code")))
+    assert statuses[0] == (200, None) and (401, "login_expired") in statuses, statuses
 
 
 async def test_a_decision_after_the_reauthentication_window_needs_a_code(

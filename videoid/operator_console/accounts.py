@@ -307,10 +307,12 @@ class Accounts:
                 "enter a code of your authenticator to confirm", code="reauthentication_required"
             )
 
-    async def authenticate(self, token: str | None, now: float) -> OperatorRecord:
-        """The operator a login token belongs to; notes the login's use. Raises
-        :class:`AuthError` (``unauthorized``, ``login_expired`` after
-        ``idle_minutes`` unused)."""
+    async def authenticate(
+        self, token: str | None, now: float, *, use: bool = True
+    ) -> OperatorRecord:
+        """The operator a login token belongs to; notes the login's use (unless not
+        ``use``: a page's own refresh). Raises :class:`AuthError` (``unauthorized``,
+        ``login_expired`` after ``idle_minutes`` unused)."""
         if not token or len(token) > 128:
             raise AuthError("log in first", code="unauthorized")
         hashed = token_hash(token)
@@ -328,6 +330,9 @@ class Accounts:
         operator = await self._repo.find_operator(id=state.operator_id)
         if operator is None or operator.disabled:
             raise AuthError("your login has ended; log in again", code="unauthorized")
+        if not use:
+            self._seen.setdefault(hashed, last_seen)  # the idle check of open consoles
+            return operator
         self._seen[hashed] = now
         if now - max(state.last_seen, self._written.get(hashed, 0.0)) >= TOUCH_EVERY_SECONDS:
             await self._write_use(hashed, now)

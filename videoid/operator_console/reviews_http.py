@@ -30,7 +30,12 @@ class ReviewsApi:
 
     async def _supervisor(self, request: web.Request) -> OperatorRecord:
         services = _s(request)
-        operator = await services.accounts.authenticate(login_token(request), services.clock.now())
+        # the console's own refreshes (the dashboard's every 5 s) are not a use of the
+        # login: an unattended console still ends after operators.idle_minutes
+        background = request.headers.get("X-Background-Request") == "1"
+        operator = await services.accounts.authenticate(
+            login_token(request), services.clock.now(), use=not background
+        )
         if operator.role != "supervisor":
             raise Forbidden("reviews are for supervisors")
         return operator

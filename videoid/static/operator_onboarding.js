@@ -22,8 +22,11 @@ window.videoid = window.videoid || {};
     return found ? found.slice(found.indexOf("=") + 1) : "";
   }
   // the operator pages' HTTP requests (the login cookie); rejects with the server's error
-  videoid.api = async function (path, body) {
+  // background: a refresh the page made on its own (X-Background-Request), which does
+  // not count as using the login
+  videoid.api = async function (path, body, background) {
     const headers = body ? { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() } : {};
+    if (background) headers["X-Background-Request"] = "1";
     const r = await fetch(path, { method: body ? "POST" : "GET", credentials: "same-origin",
       headers, body: body && JSON.stringify(body) });
     const data = await r.json().catch(() => ({}));
