@@ -171,6 +171,7 @@ async def test_disabled_account_cannot_log_in_and_its_socket_is_dropped(
             listed = {a["username"]: a for a in (await r.json())["accounts"]}
     assert listed["olga"]["disabled"] and listed["olga"]["logins"] == 0
     assert listed["sam"]["enrolled"] and listed["sam"]["recovery_codes_left"] == 10
+    assert listed["sam"]["own"] and not listed["olga"]["own"]
     audit = [e["action"] for e in await server.services.repo.audit_of(f"operator:{olga_id}")]
     assert "account_disable" in audit
     assert (await post(f"{base}/{olga_id}/enable", {}, sam))[0] == 200

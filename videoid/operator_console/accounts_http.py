@@ -76,7 +76,7 @@ class AccountsApi:
         return AccountAdmin(services.repo, services.accounts), f"operator:{supervisor.id}"
 
     async def list(self, request: web.Request) -> web.Response:
-        admin, _ = await self._admin(request)
+        admin, actor = await self._admin(request)
         accounts = await admin.list(_s(request).clock.now())
         return web.json_response(
             {
@@ -90,6 +90,7 @@ class AccountsApi:
                         "recovery_codes_left": a.recovery_codes_left,
                         "logins": a.logins,
                         "last_seen": a.last_seen,
+                        "own": actor == f"operator:{a.id}",
                     }
                     for a in accounts
                 ]

@@ -7,7 +7,7 @@ window.videoid = window.videoid || {};
 (function () {
   const $ = (id) => document.getElementById(id);
   const ACTIONS = [
-    ["disable", "Disable", (a) => !a.disabled],
+    ["disable", "Disable", (a) => !a.disabled && !a.own],
     ["enable", "Enable", (a) => a.disabled],
     ["reset-password", "Reset password", () => true],
     ["reset-2fa", "Reset second factor", (a) => a.enrolled],
