@@ -50,6 +50,33 @@ async def chromium(y4m: Path) -> AsyncIterator[Any]:
         await browser.close()
 
 
+async def console_login(page: Any, base: str, username: str) -> None:
+    """Logs in on a staff console's page as a person would: the password, then a code
+    of the authenticator (:data:`AUTHENTICATOR`); at the account's first login the key
+    is read from the enrolment screen (what a person's app scans from the QR code), its
+    code confirmed, and the recovery codes acknowledged."""
+    from videoid.bots.operator_bot import AUTHENTICATOR
+    from videoid.operator_console import totp
+
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-form button[type=submit]")
+    await page.wait_for_selector("#screen-second-factor:visible")
+    if await page.is_visible("#enrol"):
+        secret = totp.secret_from_text(await page.text_content("#enrol-secret") or "")
+        step = totp.step_at(time.time())
+        AUTHENTICATOR.enrolled(base, username, secret, step)
+        await page.fill("#code", totp.code_at(secret, step))
+        await page.click("#code-form button[type=submit]")
+        await page.wait_for_selector("#screen-recovery:visible")
+        assert len(await page.query_selector_all("#recovery-codes li")) == 10
+        await page.click("#recovery-done")
+    else:
+        await page.fill("#code", await AUTHENTICATOR.code(base, username))
+        await page.click("#code-form button[type=submit]")
+    await page.wait_for_selector("#screen-second-factor", state="hidden")
+
+
 @pytest.fixture
 async def browser(customer_y4m: Path) -> AsyncIterator[Any]:
     async with chromium(customer_y4m) as launched:
@@ -78,8 +105,15 @@ async def test_browser_call_with_the_operators_tools(
 ) -> None:
     """One whole call in the operator console: live signals, a challenge, a snapshot and
     its zoom, chat both ways, the SMS code read back (from the development outbox, as the
-    customer would read it from their phone), the checklist, and the approval it unlocks."""
-    server = await start_server(live={"challenge_seconds": 3.0})
+    customer would read it from their phone), the checklist, and the approval it unlocks,
+    after a code the console asks for (the login's is older than ``reauth_minutes``)."""
+    import asyncio
+
+    from videoid.bots.operator_bot import AUTHENTICATOR
+
+    server = await start_server(
+        live={"challenge_seconds": 3.0}, operators={"reauth_minutes": 5 / 60}
+    )
     await server.operator("olga")
     invitation = await server.invite(phone="+393471234567")
     shots = tmp_path / "shots"
@@ -94,9 +128,8 @@ async def test_browser_call_with_the_operators_tools(
         page.on("pageerror", lambda e: errors.append(str(e)))
 
     await operator.goto(f"{server.url}/operator")
-    await operator.fill("#username", "olga")
-    await operator.fill("#password", PASSWORD)
-    await operator.click("button[type=submit]")
+    await console_login(operator, server.url, "olga")
+    logged_in = time.time()
     await operator.wait_for_selector("#toggle-presence:visible")
     await operator.click("#toggle-presence")
     await operator.wait_for_selector("#presence.available")
@@ -169,7 +202,12 @@ async def test_browser_call_with_the_operators_tools(
     await customer.screenshot(path=str(shots / "customer-call.png"))
 
     await operator.select_option("#reason", "identity_verified")
+    await operator.fill("#reason-text", "all checks passed")
+    await asyncio.sleep(max(0.0, logged_in + 5.5 - time.time()))  # past reauth_minutes
     await operator.click("#approve")
+    await operator.wait_for_selector("#reauth-dialog[open]")
+    await operator.fill("#reauth-code", await AUTHENTICATOR.code(server.url, "olga"))
+    await operator.click("#reauth-form button[type=submit]")
     await customer.wait_for_selector("body[data-outcome=approved]", timeout=10000)
     assert "successful" in (await customer.text_content("#outcome-title") or "")
     await operator.wait_for_selector("#last-decision:visible")
@@ -177,7 +215,9 @@ async def test_browser_call_with_the_operators_tools(
     record = await server.services.repo.find_session(id=invitation.session_id)
     assert record is not None and record.state == "approved"
     decisions = await server.services.repo.decisions(invitation.session_id)
-    assert [(d.outcome, d.reason_code) for d in decisions] == [("approved", "identity_verified")]
+    assert [(d.outcome, d.reason_code, d.reason_text) for d in decisions] == [
+        ("approved", "identity_verified", "all checks passed")
+    ]
     items = await server.services.repo.items(invitation.session_id, ["checklist"])
     assert items[-1]["data"]["complete"] is True
     assert errors == []
@@ -189,13 +229,15 @@ async def test_browser_four_eyes_review_and_dashboard(
     start_server: StartServer, browser, customer_video: Path, operator_video: Path, tmp_path: Path
 ) -> None:
     """A supervisor in the console: the dashboard's figures, then the review of a session
-    another operator suspended, seeing what the operator saw, and deciding it (R15)."""
+    another operator suspended, seeing what the operator saw, and deciding it (R15); the
+    decision comes after the re-authentication window, so the console asks for a code
+    first and then sends it, the note as typed (R22)."""
     import asyncio
 
     from videoid.bots.customer_bot import CustomerBot
-    from videoid.bots.operator_bot import OperatorBot
+    from videoid.bots.operator_bot import AUTHENTICATOR, OperatorBot
 
-    server = await start_server()
+    server = await start_server(operators={"reauth_minutes": 2 / 60})
     await server.operator("olga")
     await server.operator("sam", role="supervisor")
     invitation = await server.invite()
@@ -212,9 +254,8 @@ async def test_browser_four_eyes_review_and_dashboard(
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     await page.goto(f"{server.url}/operator")
-    await page.fill("#username", "sam")
-    await page.fill("#password", PASSWORD)
-    await page.click("button[type=submit]")
+    await console_login(page, server.url, "sam")
+    logged_in = time.time()
     await page.wait_for_selector("#tabs:visible")
 
     await page.click("#tab-dashboard")
@@ -236,7 +277,11 @@ async def test_browser_four_eyes_review_and_dashboard(
     assert "frames analysed" in (await page.text_content("#review-call") or "")
     await page.select_option("#review-reason", "identity_verified")
     await page.fill("#review-text", "Looked again at the snapshots: fine")
+    await asyncio.sleep(max(0.0, logged_in + 2.5 - time.time()))  # past reauth_minutes
     await page.click("#review-approve")
+    await page.wait_for_selector("#reauth-dialog[open]")
+    await page.fill("#reauth-code", await AUTHENTICATOR.code(server.url, "sam"))
+    await page.click("#reauth-form button[type=submit]")
     await page.wait_for_selector("#review-result:visible", timeout=10000)
     assert "approved" in (await page.text_content("#review-result") or "")
     await page.screenshot(path=str(tmp_path / "review.png"), full_page=True)

@@ -18,8 +18,8 @@ import pytest
 from videoid.bench.documents import SyntheticDocument, make_document, portrait_from, render
 from videoid.notify.sms import OutboxSms
 
-from .conftest import PASSWORD, PHOTOS, Server, StartServer
-from .test_browser_call import chromium
+from .conftest import PHOTOS, Server, StartServer
+from .test_browser_call import chromium, console_login
 from .test_translations import tables
 
 pytestmark = pytest.mark.browser
@@ -54,9 +54,7 @@ async def operator_desk(server: Server, browser: Any) -> Any:
     ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await ctx.new_page()
     await page.goto(f"{server.url}/operator")
-    await page.fill("#username", "olga")
-    await page.fill("#password", PASSWORD)
-    await page.click("button[type=submit]")
+    await console_login(page, server.url, "olga")
     await page.wait_for_selector("#toggle-presence:visible")
     return page
 

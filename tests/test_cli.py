@@ -4,6 +4,7 @@ invitation; `videoid invite` and `videoid operator add` work; the two bots compl
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from videoid.bench.documents import make_document, portrait_from, render
+from videoid.bots.operator_bot import Authenticator, login, login_answer
 from videoid.db import Repository
 from videoid.db.personal_data import PersonalData
 
@@ -116,6 +118,8 @@ async def test_server_cli_and_bots_complete_a_call(
                 "60",
                 "--video",
                 str(operator_video),
+                "--totp-file",
+                str(tmp_path / "totp"),
                 stdin=password + "\n",
                 timeout_seconds=90,
             )
@@ -175,6 +179,40 @@ async def test_server_cli_and_bots_complete_a_call(
 
         async with aiohttp.ClientSession() as http, http.get(f"{url}/api/health") as r:
             assert (await r.json())["status"] == "ok"
+
+        # the bot kept the secret it enrolled: it logs in again with it
+        token = await login(url, "admin", password, Authenticator(tmp_path / "totp"))
+        assert (tmp_path / "totp").stat().st_mode & 0o077 == 0
+        where = ("--data-dir", str(data))
+
+        async def accounts() -> dict[str, dict[str, object]]:
+            code, out = await run("operator", "list", "--json", *where)
+            assert code == 0, out
+            return {a["username"]: a for a in json.loads(out.strip().splitlines()[-1])}
+
+        listed = await accounts()
+        assert listed["admin"]["enrolled"] and listed["admin"]["logins"] == 2  # the bot's, ours
+        assert not listed["olga"]["enrolled"] and not listed["olga"]["disabled"]
+        for action in ("disable", "reset-password", "reset-2fa", "revoke-logins"):
+            code, out = await run("operator", action, "--username", "admin", *where)
+            assert code == 0 and f"{action}: admin done" in out, out
+        listed = await accounts()
+        assert listed["admin"]["disabled"] and not listed["admin"]["enrolled"]
+        assert listed["admin"]["logins"] == 0
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{url}/api/operator/me", headers={"Authorization": f"Bearer {token}"}) as r,
+        ):
+            assert r.status == 401  # its login ended
+        code, out = await run("operator", "enable", "--username", "admin", *where)
+        assert code == 0, out
+        code, out = await run("operator", "reset-password", "--username", "admin", *where)
+        fresh = re.search(r"^password: (\S+)", out, re.M).group(1)  # type: ignore[union-attr]
+        assert fresh != password
+        # enrolled anew at the next login, with the new password
+        assert (await login_answer(url, "admin", fresh, Authenticator()))["recovery_codes"]
+        code, out = await run("operator", "disable", "--username", "nobody", *where)
+        assert code != 0 and "account_not_found" in out, out
     finally:
         server.terminate()
         await server.wait()

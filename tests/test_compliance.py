@@ -21,7 +21,7 @@ import pytest
 
 from videoid.bench.search_bench import fill
 from videoid.bots.customer_bot import CustomerBot
-from videoid.bots.operator_bot import OperatorBot
+from videoid.bots.operator_bot import OperatorBot, login_answer
 from videoid.compliance.search import FLAGS, OUTCOMES, Query, search
 from videoid.db import Repository
 from videoid.db.personal_data import PersonalData, name_words
@@ -76,10 +76,7 @@ async def recorded_call(
 
 async def login(http: aiohttp.ClientSession, server: Server, username: str) -> None:
     """Logs in with the session's cookie jar; its POSTs then carry the CSRF token."""
-    async with http.post(
-        f"{server.url}/api/operator/login", json={"username": username, "password": PASSWORD}
-    ) as r:
-        assert r.status == 200, await r.text()
+    await login_answer(server.url, username, PASSWORD, http=http)
     csrf = {c.key: c.value for c in http.cookie_jar}["videoid_csrf"]
     http.headers["X-CSRF-Token"] = csrf  # type: ignore[index]
 
@@ -269,7 +266,7 @@ async def test_browser_compliance_console(
     """A compliance officer in a real browser: search, open, play both sides (frames
     play, seeking works, the operator's side follows), verify, export; each action
     lands in the audit log."""
-    from .test_browser_call import chromium
+    from .test_browser_call import chromium, console_login
 
     server = await start_server(live={"workers": 0})
     services = server.services
@@ -284,9 +281,7 @@ async def test_browser_compliance_console(
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         await page.goto(f"{server.url}/compliance")
-        await page.fill("#username", "carla")
-        await page.fill("#password", PASSWORD)
-        await page.click("#login-form button[type=submit]")
+        await console_login(page, server.url, "carla")
         row = f"#results tr[data-session='{session_id}']"
         await page.wait_for_selector(row, timeout=10000)
 

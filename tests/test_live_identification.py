@@ -19,7 +19,7 @@ from PIL import Image
 from videoid.bots.customer_bot import CustomerBot
 from videoid.bots.face_video import make_face_video
 from videoid.bots.media_client import ClientPeer
-from videoid.bots.operator_bot import OperatorBot, answer_checklist
+from videoid.bots.operator_bot import OperatorBot, answer_checklist, login
 from videoid.bots.signaling_client import ProtocolError, SignalingClient
 
 from .conftest import ASSETS, PASSWORD, PHOTOS, Server, StartServer
@@ -434,10 +434,7 @@ async def test_four_eyes_review_of_a_suspended_session(
 
     async def as_user(name: str) -> aiohttp.ClientSession:
         http = aiohttp.ClientSession()
-        async with http.post(
-            f"{server.url}/api/operator/login", json={"username": name, "password": PASSWORD}
-        ) as r:
-            token = (await r.json())["token"]
+        token = await login(server.url, name, PASSWORD)
         http.headers["Authorization"] = f"Bearer {token}"  # type: ignore[index]
         return http
 

@@ -95,12 +95,8 @@ async def test_operators_and_logins(repo: Repository) -> None:
         await repo.add_operator("bob", "hash", "admin", 2.0)
     found = await repo.find_operator(username="olga")
     assert found is not None and found.id == op and found.role == "operator"
-    await repo.record_login_failure(op, 99.0)
-    found = await repo.find_operator(id=op)
-    assert found is not None and (found.failed_logins, found.locked_until) == (1, 99.0)
+    assert (found.disabled, found.enrolled) == (False, False)
     await repo.add_login(op, "t" * 64, 10.0, 20.0)
-    found = await repo.find_operator(id=op)
-    assert found is not None and (found.failed_logins, found.locked_until) == (0, None)
     assert (await repo.find_login("t" * 64, 15.0)) is not None
     assert await repo.find_login("t" * 64, 20.0) is None  # expired
     await repo.delete_login("t" * 64)

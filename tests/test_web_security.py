@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from videoid.bots.operator_bot import AUTHENTICATOR, login_answer
 from videoid.db.session_search import SessionFilter
 from videoid.socket_server import RefusalLog
 from videoid.web_security import csrf_token
@@ -23,12 +24,24 @@ EVIL = "http://evil.example"
 
 async def cookie_login(http: aiohttp.ClientSession, server: Server, username: str) -> str:
     """Logs in with the session's cookie jar; the login token."""
+    token: str = (await login_answer(server.url, username, PASSWORD, http=http))["token"]
+    return token
+
+
+async def two_steps(
+    http: aiohttp.ClientSession, base: str, username: str
+) -> aiohttp.ClientResponse:
+    """A login's two requests by hand (the account enrolled already): the response of
+    the second, which sets the cookies."""
     async with http.post(
-        f"{server.url}/api/operator/login", json={"username": username, "password": PASSWORD}
+        f"{base}/api/operator/login", json={"username": username, "password": PASSWORD}
     ) as r:
         assert r.status == 200, await r.text()
-        token: str = (await r.json())["token"]
-    return token
+        challenge = (await r.json())["challenge"]
+    code = await AUTHENTICATOR.code(base, username)
+    return await http.post(
+        f"{base}/api/operator/login/second-factor", json={"challenge": challenge, "code": code}
+    )
 
 
 async def invitations(server: Server) -> int:
@@ -114,10 +127,9 @@ async def test_host_cookies_and_hsts_behind_https(start_server: StartServer) -> 
     secure = await start_server(server={"public_url": "https://videoid.example"})
     for server in (plain, secure):
         await server.operator("sam", role="supervisor")
+        await login_answer(server.url, "sam", PASSWORD)  # enrolled
     async with aiohttp.ClientSession() as http:
-        async with http.post(
-            f"{plain.url}/api/operator/login", json={"username": "sam", "password": PASSWORD}
-        ) as r:
+        async with await two_steps(http, plain.url, "sam") as r:
             assert r.status == 200
             cookies = r.headers.getall("Set-Cookie")
             assert "Strict-Transport-Security" not in r.headers
@@ -128,9 +140,7 @@ async def test_host_cookies_and_hsts_behind_https(start_server: StartServer) -> 
         async with http.get(f"{plain.url}/operator") as r:
             assert "Strict-Transport-Security" not in r.headers
 
-        async with http.post(
-            f"{secure.url}/api/operator/login", json={"username": "sam", "password": PASSWORD}
-        ) as r:
+        async with await two_steps(http, secure.url, "sam") as r:
             assert r.status == 200
             token = (await r.json())["token"]
             cookies = r.headers.getall("Set-Cookie")

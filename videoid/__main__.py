@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import json
 import logging
@@ -122,6 +123,37 @@ def cmd_operator_add(args: argparse.Namespace) -> None:
         print(f"password: {password}")
 
 
+def cmd_operator_list(args: argparse.Namespace) -> None:
+    from .operator_console.account_admin import AccountAdmin
+
+    async def work(repo: Any, accounts: Any, invitations: Any) -> Any:
+        return await AccountAdmin(repo, accounts).list(SystemClock().now())
+
+    rows = asyncio.run(_with_services(_config(args), work))
+    if args.json:
+        print(json.dumps([dataclasses.asdict(row) for row in rows]))
+        return
+    for r in rows:
+        state = "disabled" if r.disabled else "active"
+        factor = f"2fa ({r.recovery_codes_left} recovery codes)" if r.enrolled else "no 2fa"
+        print(f"{r.id:>5} {r.username:<24} {r.role:<11} {state:<8} {factor}, {r.logins} logins")
+
+
+def cmd_operator_manage(args: argparse.Namespace) -> None:
+    from .operator_console.account_admin import AccountAdmin
+
+    async def work(repo: Any, accounts: Any, invitations: Any) -> Any:
+        admin = AccountAdmin(repo, accounts)
+        return await admin.act(
+            args.action, await admin.find(username=args.username), "system", SystemClock().now()
+        )
+
+    password = asyncio.run(_with_services(_config(args), work))
+    print(f"{args.action}: {args.username} done")
+    if password is not None:
+        print(f"password: {password}")
+
+
 def cmd_bot_customer(args: argparse.Namespace) -> None:
     from .bots.customer_bot import CustomerBot, OnboardingInput
 
@@ -179,7 +211,7 @@ def cmd_bot_customer(args: argparse.Namespace) -> None:
 
 
 def cmd_bot_operator(args: argparse.Namespace) -> None:
-    from .bots.operator_bot import OperatorBot
+    from .bots.operator_bot import Authenticator, OperatorBot
 
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else args.password
     if not password:
@@ -188,6 +220,7 @@ def cmd_bot_operator(args: argparse.Namespace) -> None:
         args.server,
         args.username,
         password,
+        authenticator=Authenticator(Path(args.totp_file)) if args.totp_file else None,
         video=args.video,
         decision={"approve": "approved", "reject": "rejected", "suspend": "suspended"}[
             args.decision
@@ -697,6 +730,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from standard input (else prompt or generate)",
     )
     p.set_defaults(func=cmd_operator_add)
+    p = with_config(op.add_parser("list", help="list the accounts"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_operator_list)
+    for action, text in (
+        ("disable", "disable an account (its logins end)"),
+        ("enable", "enable a disabled account"),
+        ("reset-password", "give an account a new generated password (its logins end)"),
+        ("reset-2fa", "forget an account's second factor (enrolled again at its next login)"),
+        ("revoke-logins", "end every login of an account"),
+    ):
+        p = with_config(op.add_parser(action, help=text))
+        p.add_argument("--username", required=True)
+        p.set_defaults(func=cmd_operator_manage)
 
     bot = sub.add_parser("bot", help="protocol bots").add_subparsers(dest="role", required=True)
     p = bot.add_parser("customer", help="follow an invitation through a call")
@@ -728,6 +774,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--username", required=True)
     p.add_argument("--password")
     p.add_argument("--password-stdin", action="store_true")
+    p.add_argument(
+        "--totp-file",
+        help="where the bot keeps the account's TOTP secret (enrolled at its first login)",
+    )
     p.add_argument("--video", help="video file used as the camera (default: none)")
     p.add_argument("--decision", choices=("approve", "reject", "suspend"), default="approve")
     p.add_argument("--calls", type=int, default=1, help="how many calls to take")

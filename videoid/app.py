@@ -33,6 +33,7 @@ from .loop_monitor import LoopMonitor
 from .notify import sms_gateway
 from .notify.mail import mail_gateway
 from .operator_console.accounts import Accounts, generate_password
+from .operator_console.accounts_http import AccountsApi
 from .operator_console.call_tools import CallTools
 from .operator_console.checklist import ChecklistTemplate
 from .operator_console.namespace import OperatorNamespace
@@ -60,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 SOCKETS_CLOSE_SECONDS = 5.0
+IDLE_CHECK_SECONDS = 5.0
+"""How often open consoles are checked for an idle login."""
 QUIET_LOGGERS = ("pyhanko", "pyhanko_certvalidator")
 """Libraries whose informational and warning messages name the signer (the certificate's
 subject: name and document number): only their errors are logged."""
@@ -136,11 +139,6 @@ def create_app(
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         make_private(config.data_path)
         repo = await Repository.open(config.database_url)
-        accounts = Accounts(
-            repo,
-            config.operators,
-            key=key_file(config.data_path / "keys" / "login.key", create=True),
-        )
         steps = required_steps(config)
         invitations = Invitations(repo, config, steps)
         notifier = SocketNotifier(sio)
@@ -157,6 +155,12 @@ def create_app(
         sealed = await repo.seal_plain_rows(clock.now())  # left in clear by older versions
         if any(sealed.values()):
             logger.info("personal data sealed at start-up: %s", sealed)
+        accounts = Accounts(
+            repo,
+            config.operators,
+            key=key_file(config.data_path / "keys" / "login.key", create=True),
+            wrapper=objects.files.wrapper,  # wraps the staff's TOTP secrets
+        )
         pool = AnalysisPool(config.onboarding.analysis_workers, config.onboarding.analysis_queue)
         onboarding = Onboarding(config, repo, center, objects, pool, clock)
         live_pool = AnalysisPool(config.live.workers) if config.live.workers > 0 else None
@@ -231,7 +235,9 @@ def create_app(
             anchors,
         )
         sio.register_namespace(CustomerNamespace(config, invitations, center, tools, clock))
-        sio.register_namespace(OperatorNamespace(config, accounts, center, tools, clock))
+        operator_namespace = OperatorNamespace(config, accounts, center, tools, clock)
+        sio.register_namespace(operator_namespace)
+        accounts.revoked = operator_namespace.drop_operator
         await center.recover()
         resealed = await evidence.recover(clock.now())
         if resealed:
@@ -256,6 +262,7 @@ def create_app(
             app[FIRST_START] = FirstStart("admin", password, invitation)
         stopping = asyncio.Event()
         ticker = asyncio.create_task(_tick(center, stopping))
+        idler = asyncio.create_task(_drop_idle(operator_namespace, stopping))
         purger = asyncio.create_task(
             _purge(retention, clock, config.retention.purge_every_hours, stopping)
         )
@@ -286,7 +293,7 @@ def create_app(
             # the periodic jobs finish what they are doing (a query cut off mid-way
             # leaves a connection to be torn down) and stop
             stopping.set()
-            await asyncio.gather(ticker, purger, anchorer, extender)
+            await asyncio.gather(ticker, idler, purger, anchorer, extender)
             await center.close()
             await evidence.close()
             await onboarding.close()
@@ -319,6 +326,7 @@ def create_app(
     app.router.add_routes(HttpApi().routes())
     app.router.add_routes(OnboardingApi().routes())
     app.router.add_routes(ReviewsApi().routes())
+    app.router.add_routes(AccountsApi().routes())
     app.router.add_routes(ComplianceApi().routes())
     app.router.add_routes(TrustApi().routes())
     app.router.add_routes(SigningApi().routes())
@@ -426,6 +434,15 @@ async def _extend(
             logger.exception("signatures: the archive timestamp round failed; it runs again later")
         if await _pause(stopping, max(60.0, every_hours * 3600)):
             return
+
+
+async def _drop_idle(namespace: OperatorNamespace, stopping: asyncio.Event) -> None:
+    """Open consoles whose login went unused for ``operators.idle_minutes`` end."""
+    while not await _pause(stopping, IDLE_CHECK_SECONDS):
+        try:
+            await namespace.drop_idle()
+        except Exception:
+            logger.exception("idle check failed")
 
 
 async def _tick(center: CallCenter, stopping: asyncio.Event) -> None:

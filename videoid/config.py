@@ -73,6 +73,13 @@ class OperatorsConfig:
     """Threads hashing passwords (Argon2id, 46 MiB and about 50 ms of one core each)."""
     hash_queue: int = 32
     """Logins waiting for a hashing thread at most; more are refused with ``server_busy``."""
+    idle_minutes: float = 15.0
+    """A login unused this long ends (``login_expired``); 0: no idle timeout."""
+    reauth_minutes: float = 10.0
+    """A decision (and account management) needs a second-factor proof of the login at
+    most this old; otherwise ``reauthentication_required`` until a code is given."""
+    totp_issuer: str = "videoid"
+    """The issuer authenticator apps show beside the account's name."""
 
 
 @dataclass(frozen=True)

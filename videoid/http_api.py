@@ -148,21 +148,15 @@ class HttpApi:
         )
 
     async def login(self, request: web.Request) -> web.Response:
+        # the password step: the login itself comes with the second factor
+        # (/api/operator/login/second-factor, operator_console/accounts_http.py)
+        from .operator_console.accounts_http import password_passed_json
+
         body = await read_json(request, {"username": 64, "password": 256})
-        login = await _s(request).accounts.login(
+        passed = await _s(request).accounts.login(
             body["username"], body["password"], _s(request).clock.now(), address=request.remote
         )
-        response = web.json_response(
-            {
-                "token": login.token,
-                "expires_at": login.expires_at,
-                "operator": _operator_json(login.operator),
-            }
-        )
-        request.app[WEB_SECURITY].set_login(
-            response, login.token, int(_s(request).config.operators.login_ttl_hours * 3600)
-        )
-        return response
+        return web.json_response(password_passed_json(passed))
 
     async def logout(self, request: web.Request) -> web.Response:
         token = login_token(request)

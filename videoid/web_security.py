@@ -36,7 +36,7 @@ HOST_PREFIX = "__Host-"
 no other host (a sibling subdomain, a plain-http page) can set or overwrite them."""
 HSTS = "max-age=31536000"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-TOKENLESS_PATHS = frozenset({"/api/operator/login"})
+TOKENLESS_PATHS = frozenset({"/api/operator/login", "/api/operator/login/second-factor"})
 """Cookie-free by nature: a login request is not authenticated by the login cookie (a
 stale one may come with it); it still passes the Origin check."""
 

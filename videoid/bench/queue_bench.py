@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from ..app import create_app
-from ..bots.operator_bot import answer_checklist, login
+from ..bots.operator_bot import Authenticator, answer_checklist, login
 from ..bots.signaling_client import SignalingClient
 from ..config import load_config
 from ..services import SERVICES
@@ -58,12 +58,14 @@ class _Customer:
 
 
 async def _run(args: argparse.Namespace, tmp: Path) -> None:
+    port, authenticator = _free_port(), Authenticator()  # the same staff, both rounds
     for round_name in ("first start, no calls measured", "after a restart"):
-        await _round(args, tmp, round_name)
+        await _round(args, tmp, round_name, port, authenticator)
 
 
-async def _round(args: argparse.Namespace, tmp: Path, name: str) -> None:
-    port = _free_port()
+async def _round(
+    args: argparse.Namespace, tmp: Path, name: str, port: int, authenticator: Authenticator
+) -> None:
     config = load_config(
         environ={},
         overrides={
@@ -88,7 +90,7 @@ async def _round(args: argparse.Namespace, tmp: Path, name: str) -> None:
             if await services.repo.find_operator(username=username) is None:
                 await services.accounts.add(username, PASSWORD, "operator", time.time())
             client = SignalingClient(url, "/operator")
-            await client.connect({"token": await login(url, username, PASSWORD)})
+            await client.connect({"token": await login(url, username, PASSWORD, authenticator)})
             operators.append(client)
         customers = []
         for i in range(args.customers):

@@ -57,7 +57,12 @@ class LoginAttempts:
                         .where(R.key == limit.key, R.free_at <= now)
                         .values(
                             failures=self._failures_after(now),
-                            free_at=now + self._delay(limit, now),
+                            # no wait due: free_at stays, so that a parallel attempt
+                            # whose clock was read a moment earlier is not refused
+                            free_at=case(
+                                (self._delay(limit, now) > 0, now + self._delay(limit, now)),
+                                else_=R.free_at,
+                            ),
                             at=now,
                         )
                     )

@@ -27,8 +27,12 @@ class Operator(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[float] = mapped_column(Float)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A disabled account cannot log in (migration 0016)."""
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """The TOTP secret wrapped by the master key; None: no second factor enrolled."""
+    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The last time step whose code was accepted: a code is accepted once."""
 
 
 class OperatorLogin(Base):
@@ -37,6 +41,37 @@ class OperatorLogin(Base):
     operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id", ondelete="CASCADE"))
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    """Last use, written at most once a minute (the idle timeout reads it)."""
+    verified_at: Mapped[float] = mapped_column(Float)
+    """The last second-factor proof of this login (decisions need a recent one)."""
+
+
+class LoginChallenge(Base):
+    """A password that passed, waiting for its second factor (migration 0016)."""
+
+    __tablename__ = "login_challenges"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator_id: Mapped[int] = mapped_column(
+        ForeignKey("operators.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8))
+    """``totp`` (a code of the enrolled secret) or ``enrol`` (confirm a new secret)."""
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """``enrol``: the new secret, wrapped by the master key."""
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class RecoveryCode(Base):
+    """A recovery code of the second factor, stored hashed, usable once."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("operator_id", "code_hash"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class LoginThrottleRow(Base):

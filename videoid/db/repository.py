@@ -85,8 +85,10 @@ class OperatorRecord:
     username: str
     role: str
     password_hash: str
-    failed_logins: int
-    locked_until: float | None
+    disabled: bool = False
+    """A disabled account cannot log in."""
+    enrolled: bool = False
+    """Whether it has a second factor (TOTP)."""
 
 
 @dataclass(frozen=True)
@@ -344,7 +346,7 @@ class Repository:
                     password_hash=password_hash,
                     role=role,
                     created_at=now,
-                    failed_logins=0,
+                    disabled=False,
                 )
                 db.add(row)
                 await db.flush()
@@ -372,16 +374,13 @@ class Repository:
         if row is None:
             return None
         return OperatorRecord(
-            row.id, row.username, row.role, row.password_hash, row.failed_logins, row.locked_until
+            row.id,
+            row.username,
+            row.role,
+            row.password_hash,
+            bool(row.disabled),
+            row.totp_secret is not None,
         )
-
-    async def record_login_failure(self, operator_id: int, locked_until: float | None) -> None:
-        async with self._sessions.begin() as db:
-            await db.execute(
-                update(Operator)
-                .where(Operator.id == operator_id)
-                .values(failed_logins=Operator.failed_logins + 1, locked_until=locked_until)
-            )
 
     async def add_login(
         self,
@@ -393,16 +392,20 @@ class Repository:
         password_hash: str | None = None,
     ) -> None:
         async with self._sessions.begin() as db:
-            values: dict[str, object] = {"failed_logins": 0, "locked_until": None}
             if password_hash is not None:
-                values["password_hash"] = password_hash
-            await db.execute(update(Operator).where(Operator.id == operator_id).values(**values))
+                await db.execute(
+                    update(Operator)
+                    .where(Operator.id == operator_id)
+                    .values(password_hash=password_hash)
+                )
             db.add(
                 OperatorLogin(
                     token_hash=token_hash,
                     operator_id=operator_id,
                     created_at=now,
                     expires_at=expires_at,
+                    last_seen=now,
+                    verified_at=now,
                 )
             )
 

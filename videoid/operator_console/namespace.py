@@ -82,16 +82,15 @@ class OperatorNamespace(GuardedNamespace):
         self._login_cookie = CookiePolicy.from_config(config.server).login_cookie
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = login_token(environ, auth, self._login_cookie)
         try:
-            operator = await self._accounts.authenticate(
-                login_token(environ, auth, self._login_cookie), self._clock.now()
-            )
+            operator = await self._accounts.authenticate(token, self._clock.now())
             if operator.role not in CALL_ROLES:
                 raise Forbidden("the operator console is for operators and supervisors")
             view = await self._center.operator_connected(operator, sid)
         except VideoidError as err:
             raise socketio.exceptions.ConnectionRefusedError(err.message, err.to_dict()) from None
-        await self.save_session(sid, {"operator_id": operator.id})
+        await self.save_session(sid, {"operator_id": operator.id, "token": token})
         await self.enter_room(sid, f"operator:{operator.id}")
         await self.enter_room(sid, "operators")
         hello = {**view, "queue": self._center.snapshot(), "reasons": self._tools.reasons()}
@@ -133,8 +132,14 @@ class OperatorNamespace(GuardedNamespace):
         return {}
 
     async def on_decide(self, sid: str, payload: Decide) -> dict[str, Any]:
+        operator_id = await self._require(sid)
+        # the login must still be valid, with a recent second-factor proof
+        token = await self.session_value(sid, "token")
+        now = self._clock.now()
+        await self._accounts.authenticate(token if isinstance(token, str) else None, now)
+        await self._accounts.require_recent_proof(token if isinstance(token, str) else None, now)
         return await self._center.decide(
-            await self._require(sid),
+            operator_id,
             payload.session_id,
             payload.outcome,
             payload.reason_code,
@@ -167,6 +172,29 @@ class OperatorNamespace(GuardedNamespace):
         operator_id = await self._require(sid)
         return await self._tools.call_view(self._center.call_of(operator_id))
 
+    async def drop_idle(self) -> int:
+        """Ends the logins of open consoles unused for ``operators.idle_minutes`` and
+        disconnects them (so that nobody absent is offered a customer); how many."""
+        now = self._clock.now()
+        dropped = 0
+        for sid, _ in list(self.server.manager.get_participants(self.namespace, "operators")):
+            token = await self.session_value(sid, "token")
+            operator_id = await self._operator_id(sid)
+            if not isinstance(token, str) or operator_id is None:
+                continue
+            if self._center.operator_session(operator_id) is not None:
+                self._accounts.in_use(token, now)  # in a call: at work
+                continue
+            if await self._accounts.expire_if_idle(token, operator_id, now):
+                await self._end(sid, "login_expired")
+                dropped += 1
+        return dropped
+
+    async def _end(self, sid: str, reason: str) -> None:
+        """Tells the console its login ended (``login_ended``), then disconnects it."""
+        await self.emit("login_ended", {"reason": reason}, to=sid)
+        await self.disconnect(sid)
+
     def _call(self, operator_id: int) -> str:
         session_id = self._center.operator_session(operator_id)
         if session_id is None:
@@ -181,4 +209,21 @@ class OperatorNamespace(GuardedNamespace):
         operator_id = await self._operator_id(sid)
         if operator_id is None:
             raise VideoidError("log in first", code="unauthorized")
+        token = await self.session_value(sid, "token")
+        # working in the console is using the login; a login ended elsewhere (the
+        # command line) drops the connection at the next write of its use
+        if isinstance(token, str) and not await self._accounts.note_use(
+            token, operator_id, self._clock.now()
+        ):
+            await self._end(sid, "login_expired")
+            raise VideoidError("your login has ended; log in again", code="login_expired")
         return operator_id
+
+    async def drop_operator(self, operator_id: int) -> None:
+        """Disconnects every connection of this account (its logins were ended)."""
+        room = f"operator:{operator_id}"
+        sids = [sid for sid, _ in self.server.manager.get_participants(self.namespace, room)]
+        for sid in sids:
+            await self._end(sid, "revoked")
+        if sids:
+            logger.info("operator %d: %d connections dropped", operator_id, len(sids))

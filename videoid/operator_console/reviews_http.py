@@ -30,7 +30,12 @@ class ReviewsApi:
 
     async def _supervisor(self, request: web.Request) -> OperatorRecord:
         services = _s(request)
-        operator = await services.accounts.authenticate(login_token(request), services.clock.now())
+        # the console's own refreshes (the dashboard's every 5 s) are not a use of the
+        # login: an unattended console still ends after operators.idle_minutes
+        background = request.headers.get("X-Background-Request") == "1"
+        operator = await services.accounts.authenticate(
+            login_token(request), services.clock.now(), use=not background
+        )
         if operator.role != "supervisor":
             raise Forbidden("reviews are for supervisors")
         return operator
@@ -97,6 +102,8 @@ class ReviewsApi:
     async def decide(self, request: web.Request) -> web.Response:
         supervisor = await self._supervisor(request)
         services = _s(request)
+        # a decision needs a recent second-factor proof (reauthentication_required)
+        await services.accounts.require_recent_proof(login_token(request), services.clock.now())
         try:
             body = await request.json()
         except ValueError as err:

@@ -21,7 +21,11 @@
     const r = await fetch(path, { method: body ? "POST" : "GET", credentials: "same-origin",
       headers, body: body && JSON.stringify(body) });
     const data = await r.json().catch(() => ({}));
-    if (!r.ok) throw (data.error || { code: "http_" + r.status, message: r.statusText });
+    if (!r.ok) {
+      // a login unused too long has ended: back to the login
+      if (data.error && data.error.code === "login_expired") location.reload();
+      throw (data.error || { code: "http_" + r.status, message: r.statusText });
+    }
     return data;
   }
   function fail(message) { const e = $("error"); e.textContent = message; e.hidden = false; }
@@ -42,13 +46,8 @@
     catch (e) { $("screen-login").hidden = false; }
   }
 
-  $("login-form").onsubmit = async (ev) => {
-    ev.preventDefault(); clearError();
-    try {
-      const r = await api("/api/operator/login", { username: $("username").value, password: $("password").value });
-      $("password").value = ""; show(r);
-    } catch (e) { fail(e.message || "Login failed."); }
-  };
+  // the password, then a code (an authenticator enrolled at the first login)
+  videoid.staffLogin(api, fail, clearError, show);
   $("logout").onclick = async () => { await api("/api/operator/logout", {}); location.reload(); };
 
   function show(me) {
@@ -57,6 +56,7 @@
     $("who").textContent = `${who.username} (${who.role})`;
     if (who.role !== "compliance") { fail("This console is for compliance officers."); return; }
     $("screen-console").hidden = false;
+    videoid.keepAlive(api);
     search();
   }
 

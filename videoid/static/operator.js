@@ -35,20 +35,20 @@
 
   const api = videoid.api;
 
+  const ENDED = { login_expired: "Your login ended after a time unused: log in again.",
+    revoked: "Your login was ended (account changed by a supervisor): log in again." };
+
   async function start() {
     try { const me = await api("/api/operator/me"); connect(me.operator); }
-    catch (e) { $("screen-login").hidden = false; }
+    catch (e) {
+      $("screen-login").hidden = false;
+      const ended = new URLSearchParams(location.search).get("ended");
+      if (ENDED[ended]) fail(ENDED[ended]);
+    }
   }
 
-  $("login-form").onsubmit = async (ev) => {
-    ev.preventDefault();
-    clearError();
-    try {
-      const r = await api("/api/operator/login", { username: $("username").value, password: $("password").value });
-      $("password").value = "";
-      connect(r.operator);
-    } catch (e) { fail(e.message || "Login failed."); }
-  };
+  // the password, then a code (an authenticator enrolled at the first login)
+  videoid.staffLogin(api, fail, clearError, (r) => connect(r.operator));
 
   $("logout").onclick = async () => { await api("/api/operator/logout", {}); location.reload(); };
 
@@ -67,6 +67,9 @@
     });
     socket.on("disconnect", () => { setPresence("offline"); if (inCall) endCall("Connection lost."); });
     socket.on("error", (e) => fail(e.message));
+    // the server ended the login (unused too long, or a supervisor's change): to the login
+    socket.on("login_ended", (e) => { location.replace(`/operator?ended=${encodeURIComponent(e.reason)}`); });
+    videoid.keepAlive(api);
     socket.on("hello", (h) => {
       REASONS = h.reasons || {};
       videoid.fillReasons($("reason"), REASONS, ["approved", "rejected", "suspended"]);
@@ -155,8 +158,9 @@
       if (!(REASONS[outcome] || []).includes(reason)) reason = (REASONS[outcome] || [""])[0];
       for (const b of ["approve", "reject", "suspend"]) $(b).disabled = true;
       try {
-        await videoid.request(socket, "decide", { session_id: inCall, outcome, reason_code: reason,
-          reason_text: $("reason-text").value });
+        // a decision needs a recent second-factor proof: asked for here, then sent again
+        await videoid.withReauth(api, () => videoid.request(socket, "decide", { session_id: inCall,
+          outcome, reason_code: reason, reason_text: $("reason-text").value }));
         endCall(`Decision saved: ${outcome} (${reason}).`);
       } catch (e) { fail(e.message); gateDecisions(); }
     };

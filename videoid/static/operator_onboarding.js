@@ -22,12 +22,19 @@ window.videoid = window.videoid || {};
     return found ? found.slice(found.indexOf("=") + 1) : "";
   }
   // the operator pages' HTTP requests (the login cookie); rejects with the server's error
-  videoid.api = async function (path, body) {
+  // background: a refresh the page made on its own (X-Background-Request), which does
+  // not count as using the login
+  videoid.api = async function (path, body, background) {
     const headers = body ? { "Content-Type": "application/json", "X-CSRF-Token": csrfToken() } : {};
+    if (background) headers["X-Background-Request"] = "1";
     const r = await fetch(path, { method: body ? "POST" : "GET", credentials: "same-origin",
       headers, body: body && JSON.stringify(body) });
     const data = await r.json().catch(() => ({}));
-    if (!r.ok) throw (data.error || { code: "http_" + r.status, message: r.statusText });
+    if (!r.ok) {
+      // a login unused too long has ended: back to the login
+      if (data.error && data.error.code === "login_expired") location.reload();
+      throw (data.error || { code: "http_" + r.status, message: r.statusText });
+    }
     return data;
   };
 

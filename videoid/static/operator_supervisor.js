@@ -20,15 +20,15 @@ window.videoid = window.videoid || {};
     }
     clearInterval(dashTimer);
     if (id === "screen-reviews") loadReviews().catch(fail);
-    if (id === "screen-dashboard") { loadDashboard().catch(fail); dashTimer = setInterval(() => loadDashboard().catch(() => {}), 5000); }
+    if (id === "screen-dashboard") { loadDashboard().catch(fail); dashTimer = setInterval(() => loadDashboard(true).catch(() => {}), 5000); }
     if (id === "screen-desk") $("onboarding-home").append($("onboarding"));
   }
   for (const b of document.querySelectorAll("#tabs .tab")) b.onclick = () => showTab(b.dataset.tab);
 
   // -- reviews ----------------------------------------------------------------------------------
 
-  async function loadReviews() {
-    const { reviews } = await api("/api/reviews");
+  async function loadReviews(background) {
+    const { reviews } = await api("/api/reviews", undefined, background);
     $("review-count").textContent = reviews.length;
     const body = $("reviews"); body.textContent = "";
     for (const r of reviews) {
@@ -70,7 +70,9 @@ window.videoid = window.videoid || {};
       if (!(reasons[outcome] || []).includes(reason)) reason = reasons[outcome][0];
       for (const b of ["review-approve", "review-reject"]) $(b).disabled = true;
       try {
-        const r = await api(`/api/reviews/${current}/decision`, { outcome, reason_code: reason, reason_text: $("review-text").value });
+        // a decision needs a recent second-factor proof: asked for here, then sent again
+        const r = await videoid.withReauth(api, () => api(`/api/reviews/${current}/decision`,
+          { outcome, reason_code: reason, reason_text: $("review-text").value }));
         $("review-result").hidden = false; $("review-result").className = "status ok";
         $("review-result").textContent = `Decision saved: ${r.state} (${videoid.reasonLabel(reason)}).`;
         $("review-text").value = "";
@@ -97,8 +99,10 @@ window.videoid = window.videoid || {};
     });
   }
 
-  async function loadDashboard() {
-    const d = await api("/api/dashboard");
+  // background: a refresh nobody asked for, which does not count as using the login
+  // (operators.idle_minutes)
+  async function loadDashboard(background) {
+    const d = await api("/api/dashboard", undefined, background);
     const now = d.now, today = d.today;
     $("dash-waiting").textContent = now.waiting;
     $("dash-longest").textContent = dur(now.longest_wait_seconds);
@@ -125,9 +129,9 @@ window.videoid = window.videoid || {};
     start(socket) {
       if (videoid.supervisor.started) return;
       videoid.supervisor.started = true;
-      socket.on("reviews_changed", () => loadReviews().catch(() => {}));
-      socket.on("queue_snapshot", () => { if ($("tabs").dataset.tab === "screen-dashboard") loadDashboard().catch(() => {}); });
-      loadReviews().catch(() => {});
+      socket.on("reviews_changed", () => loadReviews(true).catch(() => {}));
+      socket.on("queue_snapshot", () => { if ($("tabs").dataset.tab === "screen-dashboard") loadDashboard(true).catch(() => {}); });
+      loadReviews(true).catch(() => {});
     },
     started: false,
   };
