@@ -307,9 +307,7 @@ async def test_the_console_says_when_the_customer_never_joined_the_call(
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     await page.goto(f"{server.url}/operator")
-    await page.fill("#username", "olga")
-    await page.fill("#password", PASSWORD)
-    await page.click("button[type=submit]")
+    await console_login(page, server.url, "olga")
     await page.wait_for_selector("#toggle-presence:visible")
     await page.click("#toggle-presence")
     await page.wait_for_selector("#presence.available")
