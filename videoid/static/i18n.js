@@ -6,6 +6,10 @@ window.videoid = window.videoid || {};
 videoid.STRINGS = {
   en: {
     err_token_full: "The certificate cannot be issued right now. Try again later.",
+    err_token_unavailable: "Our signing service is busy. Try again in a moment.",
+    err_key_ambiguous: "Your signature key cannot be used right now. Please contact us.",
+    err_key_not_found: "Your signature key cannot be found. Please contact us.",
+    err_storage_full: "We could not save this just now. Nothing you did before is lost; please try again later.",
     err_token_error: "The certificate service has a problem. Try again later.",
     sign_step_request: "Certificate",
     sign_step_contract: "Contract",
@@ -221,6 +225,10 @@ videoid.STRINGS = {
   },
   it: {
     err_token_full: "Il certificato non può essere emesso ora. Riprova più tardi.",
+    err_token_unavailable: "Il servizio di firma è occupato. Riprova tra poco.",
+    err_key_ambiguous: "La tua chiave di firma non può essere usata ora. Contattaci.",
+    err_key_not_found: "La tua chiave di firma non è stata trovata. Contattaci.",
+    err_storage_full: "Non è stato possibile salvare ora. Nulla di ciò che hai fatto prima è perso; riprova più tardi.",
     err_token_error: "Il servizio dei certificati ha un problema. Riprova più tardi.",
     sign_step_request: "Certificato",
     sign_step_contract: "Contratto",
@@ -436,6 +444,10 @@ videoid.STRINGS = {
   },
   ro: {
     err_token_full: "Certificatul nu poate fi emis acum. Încearcă mai târziu.",
+    err_token_unavailable: "Serviciul de semnare este ocupat. Încearcă din nou în câteva momente.",
+    err_key_ambiguous: "Cheia ta de semnătură nu poate fi folosită acum. Te rugăm să ne contactezi.",
+    err_key_not_found: "Cheia ta de semnătură nu a fost găsită. Te rugăm să ne contactezi.",
+    err_storage_full: "Nu am putut salva acum. Nimic din ce ai făcut înainte nu s-a pierdut; încearcă din nou mai târziu.",
     err_token_error: "Serviciul de certificate are o problemă. Încearcă mai târziu.",
     sign_step_request: "Certificat",
     sign_step_contract: "Contract",
@@ -651,6 +663,10 @@ videoid.STRINGS = {
   },
   pl: {
     err_token_full: "Certyfikatu nie można teraz wydać. Spróbuj później.",
+    err_token_unavailable: "Usługa podpisu jest zajęta. Spróbuj ponownie za chwilę.",
+    err_key_ambiguous: "Twojego klucza podpisu nie można teraz użyć. Skontaktuj się z nami.",
+    err_key_not_found: "Nie znaleziono Twojego klucza podpisu. Skontaktuj się z nami.",
+    err_storage_full: "Nie udało się teraz zapisać. Nic z tego, co zrobiłeś wcześniej, nie zostało utracone; spróbuj później.",
     err_token_error: "Usługa certyfikatów ma problem. Spróbuj później.",
     sign_step_request: "Certyfikat",
     sign_step_contract: "Umowa",
