@@ -142,3 +142,34 @@ async def test_codes_expire_are_single_use_bound_and_limited(tmp_path: Path) -> 
             await codes.redeem(sid, "signature", contract_a, "12 456", 5)
     finally:
         await repo.close()
+
+
+async def test_parallel_sends_make_at_most_the_limit_of_codes(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Every limit is consumed atomically: 30 requests for a code at once (the signing
+    code, the call's SMS code) make exactly ``max_sends`` codes, the rest answer
+    ``otp_send_limit``, on SQLite and PostgreSQL."""
+    import asyncio
+
+    clock = FakeClock()
+    url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'codes.db'}"
+    repo = await Repository.open(url)
+    repo.protect(PersonalData.local(tmp_path / "keys"))
+    try:
+        sid = await session(repo, clock)
+        codes = OneTimeCodes(repo, clock)
+
+        async def ask() -> str:
+            try:
+                await codes.issue(sid, "signing", "a" * 64, 300, max_sends=3)
+            except RateLimited as err:
+                return err.code
+            return "sent"
+
+        answers = await asyncio.gather(*(ask() for _ in range(30)))
+        assert answers.count("sent") == 3, answers
+        assert set(answers) == {"sent", "otp_send_limit"}
+        assert await repo.count_codes(sid, "signing", 0.0) == 3
+    finally:
+        await repo.close()

@@ -1097,9 +1097,33 @@ class Repository:
         code_hash: str,
         now: float,
         expires_at: float,
-    ) -> int:
-        """Store a new code; earlier unused codes of the same purpose stop counting."""
+        *,
+        max_sends: int | None = None,
+        since: float = 0.0,
+    ) -> int | None:
+        """Store a new code; earlier unused codes of the same purpose stop counting.
+        With ``max_sends``: None (nothing stored) when that many codes of the purpose
+        were made since ``since``; the session's row is written first, which serialises
+        concurrent requests (SQLite's write lock, PostgreSQL's row lock), so N parallel
+        requests store at most the limit."""
         async with self._sessions.begin() as db:
+            if max_sends is not None:
+                await db.execute(
+                    update(SessionRow)
+                    .where(SessionRow.id == session_id)
+                    .values(updated_at=SessionRow.updated_at)
+                )
+                sent = await db.scalar(
+                    select(func.count())
+                    .select_from(OneTimeCode)
+                    .where(
+                        OneTimeCode.session_id == session_id,
+                        OneTimeCode.purpose == purpose,
+                        OneTimeCode.created_at >= since,
+                    )
+                )
+                if int(sent or 0) >= max_sends:
+                    return None
             await db.execute(
                 update(OneTimeCode)
                 .where(

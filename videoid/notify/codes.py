@@ -57,13 +57,16 @@ class OneTimeCodes:
         in ``per_seconds``."""
         now = self._clock.now()
         if await self._repo.count_codes(session_id, purpose, now - per_seconds) >= max_sends:
-            raise RateLimited(
-                "enough codes were sent; wait before asking for another", code="otp_send_limit"
-            )
+            raise _send_limit()  # before the hash's cost; the limit itself is held below
         code = f"{secrets.randbelow(10**6):06d}"
         code_hash = await asyncio.to_thread(_hasher.hash, code)
         expires = now + valid_seconds
-        code_id = await self._repo.add_code(session_id, purpose, binding, code_hash, now, expires)
+        code_id = await self._repo.add_code(
+            session_id, purpose, binding, code_hash, now, expires,
+            max_sends=max_sends, since=now - per_seconds,
+        )  # fmt: skip
+        if code_id is None:  # parallel requests took the last sends meanwhile
+            raise _send_limit()
         return IssuedCode(code, code_id, expires)
 
     async def redeem(
@@ -141,3 +144,9 @@ def _matches(code_hash: str, code: str) -> bool:
         return bool(_hasher.verify(code_hash, code))
     except argon2.exceptions.VerificationError:
         return False
+
+
+def _send_limit() -> RateLimited:
+    return RateLimited(
+        "enough codes were sent; wait before asking for another", code="otp_send_limit"
+    )
