@@ -35,6 +35,7 @@ from .test_contract_signing import approved, certificate_and_signature
 SURNAME, GIVEN = "Zabriskie", "Philippa"
 NUMBER, BORN = "ZX4839201", "1979-04-23"
 EMAIL, PHONE = "ada@example.org", "+393471234567"  # what run_call's invitation uses
+ADDRESS = "203.0.113.77"  # the consent's client address
 FIELDS = {
     "surname": SURNAME,
     "given_names": GIVEN,
@@ -60,6 +61,7 @@ def needles() -> dict[str, list[bytes]]:
         "phone": [PHONE.encode(), PHONE[1:].encode()],
         "MRZ": [line.encode() for line in MRZ],
         "a purged session's reason": [PURGED_REASON.encode()],
+        "client address": [ADDRESS.encode()],
     }
 
 
@@ -149,6 +151,10 @@ async def test_a_whole_flow_keeps_no_personal_data_in_clear(
     await services.repo.put_result(sid, "personal_data", {"fields": FIELDS, "edited": []}, now)
     mrz = {"document_number": NUMBER, "surname": SURNAME.upper(), "lines": MRZ}
     await services.repo.put_result(sid, "document", {"mrz": mrz, "warnings": []}, now)
+    await services.repo.add_consent(
+        sid, document="privacy", version="1", language="en", text_sha256="0" * 64,
+        client_address=ADDRESS, now=now,
+    )  # fmt: skip
     await certificate_and_signature(server, me)
     await services.evidence.settle()
     await server.operator("carla", role="compliance")
@@ -162,6 +168,7 @@ async def test_a_whole_flow_keeps_no_personal_data_in_clear(
         (await services.repo.find_session(id=sid)).customer_id  # type: ignore[union-attr]
     )
     assert customer is not None and (customer.email, customer.phone) == (EMAIL, PHONE)
+    assert ADDRESS in [c["client_address"] for c in await services.repo.consents(sid)]
     items = {
         i.name: i.data
         for i in await collect(

@@ -172,7 +172,8 @@ class Consent(Base):
     version: Mapped[str] = mapped_column(String(32))
     language: Mapped[str] = mapped_column(String(8))
     text_sha256: Mapped[str] = mapped_column(String(64))
-    client_address: Mapped[str] = mapped_column(String(64))
+    client_address: Mapped[str] = mapped_column(Text)
+    """Sealed with the session's data key (an address is personal data)."""
     at: Mapped[float] = mapped_column(Float)
 
 

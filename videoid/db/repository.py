@@ -775,6 +775,8 @@ class Repository:
         now: float,
     ) -> None:
         async with self._sessions.begin() as db:
+            owner = session_owner(session_id)
+            key = await self._key(db, owner, create=True)
             db.add(
                 Consent(
                     session_id=session_id,
@@ -782,7 +784,7 @@ class Repository:
                     version=version,
                     language=language,
                     text_sha256=text_sha256,
-                    client_address=client_address[:64],
+                    client_address=self._seal(key, owner, "client_address", client_address[:64]),
                     at=now,
                 )
             )
@@ -794,13 +796,15 @@ class Repository:
                     select(Consent).where(Consent.session_id == session_id).order_by(Consent.id)
                 )
             ).all()
+            owner = session_owner(session_id)
+            key = await self._key(db, owner)
         return [
             {
                 "document": r.document,
                 "version": r.version,
                 "language": r.language,
                 "text_sha256": r.text_sha256,
-                "client_address": r.client_address,
+                "client_address": self._open(key, owner, "client_address", r.client_address) or "",
                 "at": r.at,
             }
             for r in rows
@@ -1777,7 +1781,9 @@ class Repository:
         own transaction. On SQLite the write-ahead log is then emptied, so that no
         page with a plain value survives there. Returns what was sealed, per table."""
         personal = self.personal
-        counts = {"step_results": 0, "call_items": 0, "decisions": 0, "customers": 0}
+        counts = {
+            "step_results": 0, "consents": 0, "call_items": 0, "decisions": 0, "customers": 0
+        }  # fmt: skip
         counts |= {"certificates": 0, "session_search": 0}
         plain = ~StepResult.value.startswith(TEXT_PREFIX, autoescape=True)
         while rows := await self._plain_batch(select(StepResult).where(plain), batch):
@@ -1802,6 +1808,19 @@ class Repository:
                         update(CallItem).where(CallItem.id == i.id).values(data=sealed)
                     )
             counts["call_items"] += len(items)
+        plain = (Consent.client_address != "") & ~Consent.client_address.startswith(
+            TEXT_PREFIX, autoescape=True
+        )
+        while consents := await self._plain_batch(select(Consent).where(plain), batch):
+            async with self._sessions.begin() as db:
+                for c in consents:
+                    owner = session_owner(c.session_id)
+                    key = await self._key(db, owner, create=True)
+                    sealed = self._seal(key, owner, "client_address", c.client_address)
+                    await db.execute(
+                        update(Consent).where(Consent.id == c.id).values(client_address=sealed)
+                    )
+            counts["consents"] += len(consents)
         plain = ~Decision.reason_text.startswith(TEXT_PREFIX, autoescape=True)
         while decisions := await self._plain_batch(select(Decision).where(plain), batch):
             async with self._sessions.begin() as db:
