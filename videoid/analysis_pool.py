@@ -16,19 +16,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import math
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from .errors import ServerBusy
+from .errors import AnalysisUnavailable, ServerBusy
 from .fair_queue import FairQueue
 
 T = TypeVar("T")
 
 UNBOUNDED = 1 << 30
+
+logger = logging.getLogger(__name__)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In each worker, first: the kernel kills the worker when the server dies, however
+    it dies (PR_SET_PDEATHSIG); a watchdog thread covers the moment before that was set
+    and systems without it. A killed server leaves no worker behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class AnalysisPool:
@@ -44,12 +71,30 @@ class AnalysisPool:
         """How long the last jobs took (for the Retry-After of a refusal)."""
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                self._workers, mp_context=multiprocessing.get_context("spawn")
-            )
+        """``fn(*args, **kwargs)`` in a worker. A pool whose worker died (killed, out of
+        memory) is replaced by a new one and the job run once more there; a job that
+        kills its worker twice fails with ``analysis_unavailable``."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        job = functools.partial(fn, *args, **kwargs)
+        for attempt in (1, 2):
+            executor = self._executor
+            if executor is None:
+                executor = self._executor = ProcessPoolExecutor(
+                    self._workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_die_with_parent,
+                    initargs=(os.getpid(),),
+                )
+            try:
+                return await loop.run_in_executor(executor, job)
+            except BrokenProcessPool:
+                if self._executor is executor:  # the first to notice replaces it
+                    self._executor = None
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    logger.error("analysis pool: a worker died; the pool was replaced")
+                if attempt == 2:
+                    raise AnalysisUnavailable() from None
+        raise AssertionError("unreachable")
 
     @contextlib.asynccontextmanager
     async def admit(self, owner: str) -> AsyncIterator[Turn]:

@@ -82,6 +82,12 @@ class ServerBusy(VideoidError):
     """Sent as the answer's Retry-After header."""
 
 
+class AnalysisUnavailable(ServerBusy):
+    """The photo could not be analysed just now; please try again in a moment."""
+
+    code = "analysis_unavailable"
+
+
 class TokenUnavailable(ServerBusy):
     """The key store did not answer in time; try again in a moment."""
 

@@ -27,7 +27,7 @@ from ..config import Config
 from ..db import Repository, SessionRecord
 from ..documents import analysis
 from ..documents.mrz import mrz_name
-from ..errors import RateLimited, ValidationError
+from ..errors import AnalysisUnavailable, RateLimited, ValidationError
 from ..media.probe import ConnectivityProbe, ProbeResult, Probes
 from ..session import PRE_CALL_STEPS, State, states_before
 from ..storage import ObjectStore
@@ -335,6 +335,9 @@ class Onboarding:
                     result = await self._pool.run(work, photo, *args, **kwargs)
             except ValidationError as err:
                 await self._repo.finish_attempt(attempt, False, [err.code], self._clock.now())
+                raise
+            except AnalysisUnavailable:  # our workers failed, not the photo
+                await self._repo.release_attempt(attempt)
                 raise
             except BaseException:
                 await self._repo.finish_attempt(attempt, False, ["failed"], self._clock.now())

@@ -1007,6 +1007,11 @@ class Repository:
                 .values(accepted=accepted, problems=json.dumps(list(problems)), at=now)
             )
 
+    async def release_attempt(self, attempt_id: int) -> None:
+        """Give a reserved attempt back (the server, not the photo, failed)."""
+        async with self._sessions.begin() as db:
+            await db.execute(delete(CaptureAttempt).where(CaptureAttempt.id == attempt_id))
+
     async def count_attempts(self, session_id: str, kind: str) -> int:
         async with self._sessions() as db:
             return int(

@@ -6,6 +6,7 @@ window.videoid = window.videoid || {};
 videoid.STRINGS = {
   en: {
     err_token_full: "The certificate cannot be issued right now. Try again later.",
+    err_analysis_unavailable: "We could not check this photo just now. Please send it again in a moment.",
     err_token_unavailable: "Our signing service is busy. Try again in a moment.",
     err_key_ambiguous: "Your signature key cannot be used right now. Please contact us.",
     err_key_not_found: "Your signature key cannot be found. Please contact us.",
@@ -225,6 +226,7 @@ videoid.STRINGS = {
   },
   it: {
     err_token_full: "Il certificato non può essere emesso ora. Riprova più tardi.",
+    err_analysis_unavailable: "Non è stato possibile controllare questa foto ora. Inviala di nuovo tra poco.",
     err_token_unavailable: "Il servizio di firma è occupato. Riprova tra poco.",
     err_key_ambiguous: "La tua chiave di firma non può essere usata ora. Contattaci.",
     err_key_not_found: "La tua chiave di firma non è stata trovata. Contattaci.",
@@ -444,6 +446,7 @@ videoid.STRINGS = {
   },
   ro: {
     err_token_full: "Certificatul nu poate fi emis acum. Încearcă mai târziu.",
+    err_analysis_unavailable: "Nu am putut verifica această fotografie acum. Trimite-o din nou în câteva momente.",
     err_token_unavailable: "Serviciul de semnare este ocupat. Încearcă din nou în câteva momente.",
     err_key_ambiguous: "Cheia ta de semnătură nu poate fi folosită acum. Te rugăm să ne contactezi.",
     err_key_not_found: "Cheia ta de semnătură nu a fost găsită. Te rugăm să ne contactezi.",
@@ -663,6 +666,7 @@ videoid.STRINGS = {
   },
   pl: {
     err_token_full: "Certyfikatu nie można teraz wydać. Spróbuj później.",
+    err_analysis_unavailable: "Nie udało się teraz sprawdzić tego zdjęcia. Wyślij je ponownie za chwilę.",
     err_token_unavailable: "Usługa podpisu jest zajęta. Spróbuj ponownie za chwilę.",
     err_key_ambiguous: "Twojego klucza podpisu nie można teraz użyć. Skontaktuj się z nami.",
     err_key_not_found: "Nie znaleziono Twojego klucza podpisu. Skontaktuj się z nami.",

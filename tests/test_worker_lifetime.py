@@ -1,0 +1,98 @@
+"""Analysis workers (issue 20, items 3 and 7): they die with the server however it
+dies (SIGKILL included), and a worker that dies is replaced without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from videoid.analysis_pool import AnalysisPool
+from videoid.errors import AnalysisUnavailable
+
+from .conftest import StartServer, free_port
+from .test_process_lock import _healthy, _serve
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_a_killed_server_leaves_no_worker_behind(tmp_path: Path) -> None:
+    port = free_port()
+    server = _serve(tmp_path / "data", port, tmp_path / "serve.log")
+    try:
+        await _healthy(port, server)
+        # the live analysis' workers start with the server (live.warm_up); spawn's
+        # resource tracker is a child too: every child must go
+        deadline = time.monotonic() + 60
+        while len(children := _children(server.pid)) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert len(children) >= 2, children
+        server.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(server.wait, 30)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in children) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert not [p for p in children if _alive(p)], "workers outlived the server"
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def _exit_now(*args: object) -> None:
+    os._exit(3)
+
+
+async def test_a_dead_worker_is_replaced() -> None:
+    pool = AnalysisPool(1)
+    try:
+        first = await pool.run(os.getpid)
+        os.kill(first, signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        # the job sent to the broken pool runs in a new one
+        second = await pool.run(os.getpid)
+        assert second != first
+        assert await pool.run(os.getpid) == second
+        # a job that kills every worker it runs in fails cleanly, and the pool goes on
+        with pytest.raises(AnalysisUnavailable) as failed:
+            await pool.run(_exit_now)
+        assert failed.value.code == "analysis_unavailable" and failed.value.status == 503
+        assert await pool.run(os.getpid) > 0
+    finally:
+        await asyncio.to_thread(pool.close)
+
+
+async def test_a_photo_whose_workers_die_costs_the_customer_no_attempt(
+    start_server: StartServer,
+) -> None:
+    server = await start_server()
+    invitation = await server.invite()
+    sid, onboarding = invitation.session_id, server.services.onboarding
+    with pytest.raises(AnalysisUnavailable):
+        await onboarding._analyse(sid, "document_front", _exit_now, b"photo")
+    assert await server.services.repo.count_attempts(sid, "document_front") == 0
