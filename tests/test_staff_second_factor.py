@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import sqlalchemy as sa
 
 from videoid.bots.operator_bot import (
     AUTHENTICATOR,
@@ -298,3 +299,21 @@ async def test_migration_keeps_accounts_logins_and_what_refers_to_them(tmp_path:
         command.downgrade(cfg, "0014")
         assert db.exec_driver_sql("SELECT count(*) FROM operators").scalar() == 1
     engine.dispose()
+
+
+async def test_an_account_disabled_elsewhere_loses_its_console_even_in_a_call(
+    server: Server,
+) -> None:
+    """Disabled from the command line (another process: the database only), an operator
+    in a call is disconnected within the idle check's period, and the call ends for the
+    customer; nothing waits for the operator's next event."""
+    from .test_queue_flow import in_call
+
+    cust, ann, _session_id, _ = await in_call(server)
+    async with server.services.repo.engine.begin() as db:
+        await db.execute(sa.text("UPDATE operators SET disabled = true WHERE username = 'ann'"))
+    ended = await ann.next("login_ended", 15)
+    assert ended["reason"] == "revoked"
+    assert (await cust.next("call_ended", 10))["reason"] == "operator_left"
+    assert server.services.center.operator_session(1) is None
+    await asyncio.gather(cust.close(), ann.close())

@@ -16,7 +16,6 @@ in the database before the code is made.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +36,11 @@ def purpose(kind: str) -> str:
     return f"contact_{kind}"
 
 
-def binding(kind: str, value: str) -> str:
-    """What a contact code is bound to: a digest of the contact (the codes table keeps
-    no address or number in clear)."""
-    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
+def binding(repo: Repository, kind: str, value: str) -> str:
+    """What a contact code is bound to: the contact's blind index (keyed: the codes
+    table keeps no address or number, nor a digest anyone could reverse by trying every
+    number)."""
+    return repo.personal.contact_index(kind, value)
 
 
 def masked_email(email: str) -> str:
@@ -110,7 +110,7 @@ class ContactProof:
                 issued = await self._codes.issue(
                     session_id,
                     purpose(kind),
-                    binding(kind, changed[kind]),
+                    binding(self._repo, kind, changed[kind]),
                     limits.contact_code_minutes * 60,
                     max_sends=limits.contact_code_sends,
                     per_seconds=SEND_WINDOW_SECONDS,
@@ -130,7 +130,7 @@ class ContactProof:
                     await self._codes.check(
                         session_id,
                         purpose(kind),
-                        binding(kind, changed[kind]),
+                        binding(self._repo, kind, changed[kind]),
                         codes[kind],
                         limits.contact_code_attempts,
                     )

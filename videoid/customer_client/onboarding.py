@@ -519,11 +519,14 @@ class Onboarding:
                 fields["tax_code"] = tax_code
             mrz = document.get("mrz") or {}
             edited = [f for f in PERSONAL_FIELDS if mrz and _edited(f, fields[f], mrz)]
-            key = person_key(
-                fields["surname"],
-                fields["given_names"],
-                fields["date_of_birth"],
-                fields["nationality"],
+            key = self._repo.personal.index(  # keyed: no one can try names and dates
+                "person",
+                person_key(
+                    fields["surname"],
+                    fields["given_names"],
+                    fields["date_of_birth"],
+                    fields["nationality"],
+                ),
             )
             if self.contacts is not None:  # the proof is spent with the verdict
                 await self.contacts.spend(found)

@@ -1746,6 +1746,8 @@ class Repository:
             await db.execute(delete(StepResult).where(StepResult.session_id == session_id))
             await db.execute(delete(SessionSearch).where(SessionSearch.session_id == session_id))
             items = await db.execute(delete(CallItem).where(CallItem.session_id == session_id))
+            # the codes' bindings name contacts (by blind index) and documents' digests
+            await db.execute(delete(OneTimeCode).where(OneTimeCode.session_id == session_id))
             await db.execute(
                 update(Consent).where(Consent.session_id == session_id).values(client_address="")
             )
@@ -1789,7 +1791,24 @@ class Repository:
         counts = {
             "step_results": 0, "consents": 0, "call_items": 0, "decisions": 0, "customers": 0
         }  # fmt: skip
-        counts |= {"certificates": 0, "session_search": 0}
+        counts |= {"certificates": 0, "session_search": 0, "person_keys": 0}
+        # R4's person keys from before: an unkeyed SHA-256 (64 digits, which anyone could
+        # confirm by trying names and birth dates) becomes that digest's blind index
+        async with self._sessions.begin() as db:
+            old_keys = (
+                await db.execute(
+                    select(Customer.id, Customer.person_key).where(
+                        func.length(Customer.person_key) == 64
+                    )
+                )
+            ).all()
+            for customer_id, old_key in old_keys:
+                await db.execute(
+                    update(Customer)
+                    .where(Customer.id == customer_id)
+                    .values(person_key=personal.index("person", str(old_key)))
+                )
+            counts["person_keys"] = len(old_keys)
         plain = ~StepResult.value.startswith(TEXT_PREFIX, autoescape=True)
         while rows := await self._plain_batch(select(StepResult).where(plain), batch):
             async with self._sessions.begin() as db:

@@ -351,6 +351,13 @@ class Accounts:
             return await self._write_use(hashed, now)
         return True
 
+    async def ended(self, tokens: list[str], now: float) -> set[str]:
+        """Which of these logins have ended (deleted, expired, their account disabled:
+        by another process too, the command line), in one query."""
+        hashed = {token_hash(t): t for t in tokens}
+        live = await self.factors.live_logins(list(hashed), now)
+        return {t for h, t in hashed.items() if h not in live}
+
     def in_use(self, token: str, now: float) -> None:
         """The login is in use now (an operator in a call), noted in memory only."""
         self._seen[token_hash(token)] = now

@@ -174,13 +174,23 @@ class OperatorNamespace(GuardedNamespace):
 
     async def drop_idle(self) -> int:
         """Ends the logins of open consoles unused for ``operators.idle_minutes`` and
-        disconnects them (so that nobody absent is offered a customer); how many."""
+        disconnects them (so that nobody absent is offered a customer), and disconnects
+        every console, in a call or not, whose login has ended elsewhere (an account
+        disabled or its logins revoked from the command line: the call ends with it);
+        how many."""
         now = self._clock.now()
         dropped = 0
+        consoles = []
         for sid, _ in list(self.server.manager.get_participants(self.namespace, "operators")):
             token = await self.session_value(sid, "token")
             operator_id = await self._operator_id(sid)
-            if not isinstance(token, str) or operator_id is None:
+            if isinstance(token, str) and operator_id is not None:
+                consoles.append((sid, token, operator_id))
+        ended = await self._accounts.ended([t for _, t, _ in consoles], now) if consoles else set()
+        for sid, token, operator_id in consoles:
+            if token in ended:
+                await self._end(sid, "revoked")
+                dropped += 1
                 continue
             if self._center.operator_session(operator_id) is not None:
                 self._accounts.in_use(token, now)  # in a call: at work
