@@ -114,3 +114,32 @@ async def test_serve_twice_is_refused_and_a_killed_server_frees_the_data(tmp_pat
         if first.poll() is None:
             first.kill()
             first.wait()
+
+
+async def test_a_lock_lost_to_another_server_stops_this_one(database_url: str) -> None:
+    """PostgreSQL: the lock's connection dies and another server takes the lock before
+    this one could take it again: this one is told to stop (``serve`` stops itself)."""
+    if not database_url:
+        pytest.skip("the advisory lock is PostgreSQL's (SQLite's is the kernel's flock)")
+    import asyncpg
+
+    from videoid.db.process_lock import ProcessLock, advisory_key
+
+    lost = asyncio.Event()
+    lock = await ProcessLock.acquire(database_url, on_lost=lost.set, check_seconds=1.0)
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    other = await asyncpg.connect(dsn)
+    try:
+        key = advisory_key(None)
+        holder = await other.fetchval(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        # the lock's backend ended (waiting until it has: PostgreSQL 14 and later), and
+        # the lock taken by another connection before this one checks its own
+        assert await other.fetchval("SELECT pg_terminate_backend($1, 5000)", holder)
+        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", key)
+        await asyncio.wait_for(lost.wait(), 10)
+    finally:
+        await other.close()
+        await lock.release()

@@ -250,10 +250,12 @@ async def test_an_open_console_left_unused_is_told_and_dropped(start_server: Sta
         assert r.status == 401
 
 
-async def test_migration_keeps_accounts_logins_and_what_refers_to_them(tmp_path: Path) -> None:
+async def test_migration_keeps_accounts_ends_logins_and_keeps_what_refers_to_them(
+    tmp_path: Path,
+) -> None:
     """Migration 0016 on a database of 0014: the lockout's columns go without copying the
-    operators' table (sessions refer to it), logins get their last use and proof, and
-    it goes back down."""
+    operators' table (sessions refer to it), the logins made with a password alone end
+    (nobody keeps working without the second factor), and it goes back down."""
     import sqlalchemy as sa
     from alembic import command
     from alembic.config import Config as AlembicConfig
@@ -289,8 +291,7 @@ async def test_migration_keeps_accounts_logins_and_what_refers_to_them(tmp_path:
         assert found is not None and (found.disabled, found.enrolled) == (False, False)
         session = await repo.find_session(id="s")
         assert session is not None and session.operator_id == 7
-        state = await StaffFactors(repo.engine).login_state("t" * 64)
-        assert state is not None and (state.last_seen, state.verified_at) == (3.0, 3.0)
+        assert await StaffFactors(repo.engine).login_state("t" * 64) is None
     finally:
         await repo.close()
     engine = sa.create_engine(f"sqlite:///{path}")

@@ -9,6 +9,7 @@ import getpass
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +39,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from .app import FIRST_START, create_app
 
     config = _config(args)
-    app = create_app(config, bootstrap=True)
+    app = create_app(
+        config,
+        bootstrap=True,
+        # another server took the database (PostgreSQL's lock lost): stop as on SIGTERM
+        on_lock_lost=lambda: os.kill(os.getpid(), signal.SIGTERM),
+    )
 
     async def announce(app: web.Application) -> None:
         base = config.base_url()

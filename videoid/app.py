@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,9 +98,12 @@ def create_app(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     bootstrap: bool = False,
+    on_lock_lost: Callable[[], None] | None = None,
 ) -> web.Application:
     """The aiohttp application. ``bootstrap`` creates a first supervisor account and an
-    invitation when the database has no operator yet (kept in ``app[FIRST_START]``)."""
+    invitation when the database has no operator yet (kept in ``app[FIRST_START]``).
+    ``on_lock_lost`` is called if another server takes this one's database (``serve``
+    stops itself then)."""
     clock = clock or SystemClock()
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -128,7 +131,7 @@ def create_app(
     async def process_lock_ctx(app: web.Application) -> AsyncIterator[None]:
         # one server per database until the cluster's lease (AlreadyServing otherwise)
         make_private(config.data_path)
-        lock = await ProcessLock.acquire(config.database_url)
+        lock = await ProcessLock.acquire(config.database_url, on_lost=on_lock_lost)
         try:
             yield
         finally:

@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import text
@@ -62,6 +63,10 @@ class ProcessLock:
     """Held from :meth:`acquire` to :meth:`release`."""
 
     def __init__(self) -> None:
+        self.check_seconds = _CHECK_SECONDS
+        """How often the PostgreSQL lock's connection is checked."""
+        self.on_lost: Callable[[], None] | None = None
+        """Called when the lock was lost to another server (PostgreSQL)."""
         self._fd: int | None = None
         self._url = ""
         self._schema: str | None = None
@@ -69,13 +74,20 @@ class ProcessLock:
         self._watch: asyncio.Task[None] | None = None
 
     @classmethod
-    async def acquire(cls, database_url: str, schema: str | None = None) -> ProcessLock:
+    async def acquire(
+        cls,
+        database_url: str,
+        schema: str | None = None,
+        on_lost: Callable[[], None] | None = None,
+        check_seconds: float = _CHECK_SECONDS,
+    ) -> ProcessLock:
         """The lock for ``database_url``, or :class:`AlreadyServing`."""
         lock = cls()
+        lock.on_lost, lock.check_seconds = on_lost, check_seconds
         if database_url.startswith("sqlite"):
             path = database_url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                lock._lock_file(Path(path + ".lock"))
+            if path and path != ":memory:":  # one file, however its path is spelled
+                lock._lock_file(Path(path))
         elif database_url.startswith("postgresql"):
             lock._url, lock._schema = database_url, schema
             if not await lock._take():
@@ -83,7 +95,8 @@ class ProcessLock:
             lock._watch = asyncio.create_task(lock._keep())
         return lock
 
-    def _lock_file(self, path: Path) -> None:
+    def _lock_file(self, database: Path) -> None:
+        path = Path(os.path.realpath(database) + ".lock")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -118,7 +131,7 @@ class ProcessLock:
     async def _keep(self) -> None:
         """Check the lock's connection now and then; take the lock again if it was lost."""
         while True:
-            await asyncio.sleep(_CHECK_SECONDS)
+            await asyncio.sleep(self.check_seconds)
             try:
                 assert self._conn is not None
                 await self._conn.scalar(text("SELECT 1"))
@@ -130,10 +143,13 @@ class ProcessLock:
                 if await self._take():
                     logger.warning("process lock: its connection was lost; taken again")
                 else:
-                    logger.error(
-                        "process lock: lost, and another server now holds %s",
+                    logger.critical(
+                        "process lock: lost, and another server now holds %s: stopping",
                         _describe(self._url),
                     )
+                    if self.on_lost is not None:
+                        self.on_lost()
+                    return
             except (SQLAlchemyError, OSError) as err:
                 logger.error("process lock: cannot reach the database (%s)", type(err).__name__)
 

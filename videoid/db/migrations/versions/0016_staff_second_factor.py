@@ -31,7 +31,9 @@ def upgrade() -> None:
     op.add_column(
         "operator_logins", sa.Column("verified_at", sa.Float, nullable=False, server_default="0")
     )
-    op.execute("UPDATE operator_logins SET last_seen = created_at, verified_at = created_at")
+    # logins made with a password alone end: every staff member logs in again, with the
+    # second factor (enrolling it then)
+    op.execute("DELETE FROM operator_logins")
     op.create_table(
         "login_challenges",
         sa.Column("token_hash", sa.String(64), primary_key=True),
