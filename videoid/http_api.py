@@ -99,6 +99,10 @@ LOOP_MONITOR = web.AppKey("loop_monitor", LoopMonitor)
 class HttpApi:
     """Handlers reach the running parts through ``request.app[SERVICES]``."""
 
+    def __init__(self) -> None:
+        self._health: list[Any] = []
+        """The parts' latest check: ``[checked_at, checks]``."""
+
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
             web.get("/", self._page("index.html")),
@@ -129,11 +133,7 @@ class HttpApi:
             seconds = min(600.0, max(1.0, float(request.query.get("lag_seconds", "20"))))
         except ValueError:
             seconds = 20.0
-        checks = {
-            "database": await _database_health(services),
-            "storage": await asyncio.to_thread(_storage_health, services),
-            "token": await services.trust.token_health(),
-        }
+        checks = await _checks(self._health, services)
         failing = sorted(k for k, v in checks.items() if v not in ("ok", "unused"))
         return web.json_response(
             {
@@ -264,3 +264,22 @@ def _storage_health(services: Services) -> str:
     if free < 64 * 1024:
         return "full"
     return "low" if free < services.config.server.min_free_mb * 1_000_000 else "ok"
+
+
+HEALTH_CACHE_SECONDS = 2.0
+"""The parts are checked at most this often: anyone may ask, so a flood of health
+requests costs one check every two seconds, not one each."""
+
+
+async def _checks(cache: list[Any], services: Services) -> dict[str, str]:
+    """The parts' states, from ``cache`` (``[checked_at, checks]``) when fresh."""
+    now = asyncio.get_running_loop().time()
+    if cache and now - cache[0] < HEALTH_CACHE_SECONDS:
+        return dict(cache[1])
+    checks = {
+        "database": await _database_health(services),
+        "storage": await asyncio.to_thread(_storage_health, services),
+        "token": await services.trust.token_health(),
+    }
+    cache[:] = [now, checks]
+    return checks
