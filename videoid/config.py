@@ -119,8 +119,11 @@ class MediaConfig:
     turn_ttl_seconds: float = 3600.0
     """How long a TURN credential is valid; it must outlast a call."""
     force_relay: bool = False
-    """Customers connect through TURN only (``iceTransportPolicy: "relay"``): the
-    server never sees their own addresses. Needs ``turn_urls``."""
+    """Customers' pages and apps are told to connect through TURN only
+    (``iceTransportPolicy: "relay"``), for networks that allow nothing else and so that
+    their media does not reveal their own addresses to the media path. A policy for
+    well-behaved clients, not a barrier: a client that ignores it can still reach the
+    server directly. Needs ``turn_urls``."""
 
     def __post_init__(self) -> None:
         from .media.ice_policy import AnnouncedAddress  # the rules live with the policy
