@@ -42,6 +42,9 @@ _NOT_PEERS = tuple(
         "100.64.0.0/10",  # RFC 6598, carrier-grade NAT
         "172.16.0.0/12",  # RFC 1918
         "192.168.0.0/16",  # RFC 1918
+        "192.0.0.0/24",  # IETF protocol assignments
+        "198.18.0.0/15",  # benchmarking
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215): the provider's own network
         "fc00::/7",  # unique local (ULA)
     )
 )
