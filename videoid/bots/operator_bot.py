@@ -58,6 +58,9 @@ class Authenticator:
         step = max(_oldest_step(now), self.last_steps.get(key, 0) + 1)
         wait_seconds = (step - totp.WINDOW) * totp.STEP_SECONDS - now
         if wait_seconds > 0:  # until the server's window reaches the step
+            logger.info(
+                "authenticator: %s waits %.0f s for the next time step", username, wait_seconds
+            )
             await asyncio.sleep(wait_seconds + 0.2)
         self.last_steps[key] = step
         self._save()
