@@ -33,6 +33,7 @@ ACTIONS: dict[str, Action] = {
     "start_call": lambda s, t: s.start_call(OP, t),
     "drop_by_operator": lambda s, t: s.drop_call(t, by="operator"),
     "drop_by_customer": lambda s, t: s.drop_call(t, by="customer"),
+    "interrupted": lambda s, t: s.interrupted(t),
     "approve": lambda s, t: s.decide(OP, Outcome.APPROVED, "ok", "", t),
     "reject": lambda s, t: s.decide(OP, Outcome.REJECTED, "face_mismatch", "", t),
     "suspend": lambda s, t: s.decide(OP, Outcome.SUSPENDED, "needs_review", "", t),
@@ -56,6 +57,10 @@ LEGAL: dict[tuple[State, str], State] = {
     (State.ASSIGNED, "start_call"): State.IN_CALL,
     (State.IN_CALL, "drop_by_operator"): State.WAITING,
     (State.IN_CALL, "drop_by_customer"): State.CREATED,
+    # the server stopped: found so at the next start, back to where the customer queues
+    (State.WAITING, "interrupted"): State.CREATED,
+    (State.ASSIGNED, "interrupted"): State.CREATED,
+    (State.IN_CALL, "interrupted"): State.CREATED,
     (State.IN_CALL, "approve"): State.APPROVED,
     (State.IN_CALL, "reject"): State.REJECTED,
     (State.IN_CALL, "suspend"): State.SUSPENDED,

@@ -146,10 +146,7 @@ class CallCenter:
         stale = (State.WAITING.value, State.ASSIGNED.value, State.IN_CALL.value)
         for record in await self._repo.sessions_in(stale):
             machine = self._machine(record)
-            now = self._clock.now()
-            if machine.state is State.IN_CALL:
-                machine.drop_call(now, by="operator")
-            machine.leave_queue(now)
+            machine.interrupted(self._clock.now())
             await self._persist(machine)
             logger.info("session %s: recovered to %s after restart", record.id, machine.state.value)
 

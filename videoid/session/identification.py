@@ -211,6 +211,19 @@ class IdentificationSession:
             raise ValueError(by)
         self._drop(now, by, "connection_lost")
 
+    def interrupted(self, now: float) -> None:
+        """The server stopped while the session was waiting, offered or in a call
+        (found so at the next start, with nobody connected): back to where the customer
+        may queue again, recorded as the system's doing, not the customer's."""
+        if self.state not in (State.WAITING, State.ASSIGNED, State.IN_CALL):
+            self._illegal("interrupted")
+        operator_id = self.operator_id
+        self.operator_id = None
+        self.call_started_at = self.customer_joined_at = None
+        if operator_id is not None and self.state is State.IN_CALL:
+            self._events.append(CallDropped(self.session_id, operator_id, now, "server", "restart"))
+        self._move(self._ready_state, now, "system")
+
     def _drop(self, now: float, by: str, reason: str) -> None:
         operator_id = self.operator_id
         assert operator_id is not None
