@@ -167,9 +167,15 @@ async def test_restart_recovers_sessions_left_in_a_call(
         ("created", "system"),
     ]
     # the customer comes back with the same link and queues again
+    # and is told, once, that the call was interrupted
     client = SignalingClient(again.url, "/customer")
     await client.connect({"token": invitation.token})
-    assert (await client.next("session", 5))["state"] == "created"
+    view = await client.next("session", 5)
+    assert view["state"] == "created" and view["interrupted"] is True
+    await client.close()
+    client = SignalingClient(again.url, "/customer")
+    await client.connect({"token": invitation.token})
+    assert "interrupted" not in await client.next("session", 5)
     assert (await client.request("join_queue"))["position"] == 1
     await client.close()
 

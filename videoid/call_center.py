@@ -114,6 +114,8 @@ class CallCenter:
         self._lock = asyncio.Lock()
         self._outbox: list[tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]] = []
         self._queue_dirty = False
+        self._interrupted: set[str] = set()
+        """Sessions a start found waiting or in a call: their customer is told once."""
         self._queue_told_at = -QUEUE_UPDATE_SECONDS
         self._relay = MediaRelay()
         self.ice = IcePolicy.from_config(config.media)
@@ -148,6 +150,7 @@ class CallCenter:
             machine = self._machine(record)
             machine.interrupted(self._clock.now())
             await self._persist(machine)
+            self._interrupted.add(record.id)  # its customer is told, when back
             logger.info("session %s: recovered to %s after restart", record.id, machine.state.value)
 
     async def close(self) -> None:
@@ -237,7 +240,12 @@ class CallCenter:
                     self._room.set_connected(record.id, True)
                     self._queue_changed()
                     await self._assign()
-            return self._customer_view(live), replaced
+            view = self._customer_view(live)
+            if record.id in self._interrupted and live.machine.state is not State.IN_CALL:
+                self._interrupted.discard(record.id)
+                if live.machine.state is not State.WAITING:
+                    view["interrupted"] = True  # the page says what happened, once
+            return view, replaced
 
     async def customer_disconnected(self, session_id: str, sid: str) -> None:
         async with self._locked():

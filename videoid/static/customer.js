@@ -870,7 +870,8 @@
     socket.on("error", (e) => fail(e));
     socket.on("session", (s) => {
       if (s.state === "in_call") { state = s.state; return startCall(s); }  // back in the call (R12)
-      state = s.state; if (s.position) showQueue(s); else route();
+      state = s.state; $("interrupted").hidden = !s.interrupted;  // the server stopped meanwhile
+      if (s.position) showQueue(s); else route();
     });
     socket.on("state", (s) => { state = s.state; if (PRE.includes(state)) route(); });
     socket.on("queue", (q) => showQueue(q));
