@@ -26,7 +26,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..analysis_pool import AnalysisPool
 from ..config import LiveConfig
-from ..errors import ValidationError
+from ..errors import ValidationError, VideoidError
 from .frame_analysis import analyse_frame, face_descriptor, reference_encoding
 from .signals import ChallengeKind, ChallengeRun, FrameResult, LiveSignals
 
@@ -73,6 +73,8 @@ class LiveAnalysis:
         self._matching = False
         self._config = config
         self._publish = publish
+        self._unavailable = False
+        """Whether the operator was told the signals stopped (and none came since)."""
         self._max_bytes, self._max_pixels = max_bytes, max_pixels
         self._rng = rng or random.SystemRandom()
         self._now = now
@@ -160,8 +162,16 @@ class LiveAnalysis:
                 self._spawn(self._match(rgb, result.box))
             await self._feed_challenge(result)
             await self._send_signals(at, raw)
-        except Exception:
+            self._unavailable = False  # the console clears its notice with the signals
+        except Exception as err:
             logger.exception("session %s: frame analysis failed", self.session_id)
+            if not self._unavailable and not self._closed:
+                # the operator must not read old signals as current ones (issue 20.7)
+                self._unavailable = True
+                code = err.code if isinstance(err, VideoidError) else "analysis_failed"
+                await self._publish(
+                    "signals_unavailable", {"session_id": self.session_id, "reason": code}
+                )
         finally:
             self._busy = False
 

@@ -209,7 +209,8 @@ window.videoid = window.videoid || {};
     answered() { return !!(checklist && checklist.complete); },
     complete() { return !!(checklist && checklist.complete && !checklist.items.some((i) => i.mandatory && i.answer && i.answer.answer === "failed")); },
     listen(sock) {
-      sock.on("signals", (s) => { if (s.session_id === sessionId) renderSignals(s); });
+      sock.on("signals", (s) => { if (s.session_id === sessionId) { $("sig-unavailable").hidden = true; renderSignals(s); } });
+      sock.on("signals_unavailable", (s) => { if (s.session_id === sessionId) $("sig-unavailable").hidden = false; });
       sock.on("challenge", (c) => { if (c.session_id === sessionId) renderChallenges(c); });
       sock.on("chat", (m) => { if (m.session_id === sessionId) addChat(m); });
       sock.on("customer_reconnecting", (r) => {
