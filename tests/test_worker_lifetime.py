@@ -4,6 +4,7 @@ dies (SIGKILL included), and a worker that dies is replaced without a restart.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -96,3 +97,48 @@ async def test_a_photo_whose_workers_die_costs_the_customer_no_attempt(
     with pytest.raises(AnalysisUnavailable):
         await onboarding._analyse(sid, "document_front", _exit_now, b"photo")
     assert await server.services.repo.count_attempts(sid, "document_front") == 0
+
+
+async def test_the_operator_is_told_when_the_live_signals_stop() -> None:
+    """The live analysis' workers keep dying (killed as soon as they start): the frame's
+    analysis fails after the pool was replaced once, and the operator gets
+    ``signals_unavailable`` once; when frames are analysed again, signals come."""
+    import av
+    import numpy as np
+
+    from videoid.config import LiveConfig
+    from videoid.liveness.live import LiveAnalysis
+
+    published: list[tuple[str, dict[str, object]]] = []
+
+    async def publish(event: str, data: dict[str, object]) -> None:
+        published.append((event, data))
+
+    pool = AnalysisPool(1)
+    analysis = LiveAnalysis("s1", pool, LiveConfig(), publish)
+    frame = av.VideoFrame.from_ndarray(np.zeros((120, 160, 3), np.uint8), format="rgb24")
+    killing = True
+
+    async def kill_workers() -> None:
+        while killing:
+            executor = pool._executor
+            for pid in list(getattr(executor, "_processes", None) or {}):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            await asyncio.sleep(0.01)
+
+    killer = asyncio.ensure_future(kill_workers())
+    try:
+        for at in (1.0, 2.0):
+            await analysis._analyse(frame, at)
+        killing = False
+        await killer
+        assert [e for e, _ in published] == ["signals_unavailable"]
+        assert published[0][1] == {"session_id": "s1", "reason": "analysis_unavailable"}
+        await analysis._analyse(frame, 3.0)  # a new pool, workers left alone
+        assert [e for e, _ in published] == ["signals_unavailable", "signals"]
+    finally:
+        killing = False
+        await killer
+        await analysis.close()
+        await asyncio.to_thread(pool.close)
