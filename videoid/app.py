@@ -140,7 +140,7 @@ def create_app(
     app.cleanup_ctx.append(process_lock_ctx)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-        make_private(config.data_path)
+        # the data directory was made private by process_lock_ctx, which runs first
         repo = await Repository.open(config.database_url)
         steps = required_steps(config)
         invitations = Invitations(repo, config, steps)

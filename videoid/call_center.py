@@ -65,7 +65,6 @@ class LiveSession:
     machine: IdentificationSession
     customer_sid: str | None = None
     offer_deadline: float | None = None
-    call_started_at: float | None = None
     peers: dict[str, ParticipantPeer] = field(default_factory=dict)
     last_queue_info: tuple[int, float] | None = None
     analysis: LiveAnalysis | None = None
@@ -302,7 +301,6 @@ class CallCenter:
             live.customer_gone_at = None
         machine.customer_gone(self._clock.now(), connect_seconds=self._config.call.connect_seconds)
         await self._close_peers(live)
-        live.call_started_at = None
         await self._persist(machine)
         self._release_operator(operator_id)
         sid = machine.session_id
@@ -440,7 +438,6 @@ class CallCenter:
             machine.start_call(operator_id, now)
             await self._persist(machine)
             live.offer_deadline = None
-            live.call_started_at = now
             self._room.set_presence(operator_id, Presence.BUSY)
             self._open_peers(live, operator_id)
             link = self._operators[operator_id]
@@ -486,10 +483,11 @@ class CallCenter:
             if self.before_decision is not None:
                 await self.before_decision(session_id, outcome, reason_code)
             now = self._clock.now()
+            started = live.machine.call_started_at
             live.machine.decide(operator_id, Outcome(outcome), reason_code, reason_text, now)
             await self._persist(live.machine)
-            if live.call_started_at is not None:
-                self._room.record_call_length(now - live.call_started_at)
+            if started is not None:
+                self._room.record_call_length(now - started)
             await self._close_peers(live)
             self._release_operator(operator_id)
             if self.evidence_changed is not None:
@@ -720,7 +718,6 @@ class CallCenter:
         else:
             live.customer_gone_at = None
         await self._close_peers(live)
-        live.call_started_at = None
         if by == "operator":
             self._room.add(machine.session_id, now, at_head=True, connected=customer_here)
             live.last_queue_info = None  # back in the queue: told where, even if unchanged

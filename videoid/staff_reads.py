@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from .access import audit_read, decided_at, operator_may_read, set_actor
+from .access import STAFF_BY_ROLE, audit_read, decided_at, operator_may_read, set_actor
 from .db import OperatorRecord, SessionRecord
 from .errors import Forbidden, SessionNotFound
 from .services import SERVICES
@@ -35,7 +35,7 @@ async def readable_session(request: web.Request, token: str | None, what: str) -
     if record is None:
         raise SessionNotFound()
     now = services.clock.now()
-    if operator.role not in ("supervisor", "compliance"):
+    if operator.role not in STAFF_BY_ROLE:
         draws = await repo.assignments(record.id)
         if not operator_may_read(
             operator.role,

@@ -51,7 +51,7 @@ class SpooledUpload:
     async def receive(cls, chunks: StreamReader, limit: int, directory: Path) -> SpooledUpload:
         """Spool ``chunks`` (an aiohttp request's ``content``) to a new file; raise
         ``file_too_large`` at the first chunk past ``limit`` bytes, the rest unread."""
-        upload = cls(directory)
+        upload = await asyncio.to_thread(cls, directory)  # mkdir, chmod, a new file
         try:
             async for chunk in chunks.iter_chunked(CHUNK_BYTES):
                 upload.size += len(chunk)

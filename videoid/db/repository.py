@@ -12,7 +12,7 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1809,53 +1809,18 @@ class Repository:
                     .values(person_key=personal.index("person", str(old_key)))
                 )
             counts["person_keys"] = len(old_keys)
-        plain = ~StepResult.value.startswith(TEXT_PREFIX, autoescape=True)
-        while rows := await self._plain_batch(select(StepResult).where(plain), batch):
-            async with self._sessions.begin() as db:
-                for r in rows:
-                    owner = session_owner(r.session_id)
-                    key = await self._key(db, owner, create=True)
-                    await db.execute(
-                        update(StepResult)
-                        .where(StepResult.session_id == r.session_id, StepResult.name == r.name)
-                        .values(value=self._seal(key, owner, f"step:{r.name}", r.value))
-                    )
-            counts["step_results"] += len(rows)
-        plain = ~CallItem.data.startswith(TEXT_PREFIX, autoescape=True)
-        while items := await self._plain_batch(select(CallItem).where(plain), batch):
-            async with self._sessions.begin() as db:
-                for i in items:
-                    owner = session_owner(i.session_id)
-                    key = await self._key(db, owner, create=True)
-                    sealed = self._seal(key, owner, f"item:{i.kind}", i.data)
-                    await db.execute(
-                        update(CallItem).where(CallItem.id == i.id).values(data=sealed)
-                    )
-            counts["call_items"] += len(items)
-        plain = (Consent.client_address != "") & ~Consent.client_address.startswith(
-            TEXT_PREFIX, autoescape=True
+        counts["step_results"] = await self._seal_column(
+            StepResult.value, lambda r: f"step:{r.name}", batch
         )
-        while consents := await self._plain_batch(select(Consent).where(plain), batch):
-            async with self._sessions.begin() as db:
-                for c in consents:
-                    owner = session_owner(c.session_id)
-                    key = await self._key(db, owner, create=True)
-                    sealed = self._seal(key, owner, "client_address", c.client_address)
-                    await db.execute(
-                        update(Consent).where(Consent.id == c.id).values(client_address=sealed)
-                    )
-            counts["consents"] += len(consents)
-        plain = ~Decision.reason_text.startswith(TEXT_PREFIX, autoescape=True)
-        while decisions := await self._plain_batch(select(Decision).where(plain), batch):
-            async with self._sessions.begin() as db:
-                for d in decisions:
-                    owner = session_owner(d.session_id)
-                    key = await self._key(db, owner, create=True)
-                    sealed = self._seal(key, owner, "reason_text", d.reason_text)
-                    await db.execute(
-                        update(Decision).where(Decision.id == d.id).values(reason_text=sealed)
-                    )
-            counts["decisions"] += len(decisions)
+        counts["call_items"] = await self._seal_column(
+            CallItem.data, lambda i: f"item:{i.kind}", batch
+        )
+        counts["consents"] = await self._seal_column(
+            Consent.client_address, lambda _: "client_address", batch, Consent.client_address != ""
+        )
+        counts["decisions"] = await self._seal_column(
+            Decision.reason_text, lambda _: "reason_text", batch
+        )
         unindexed = select(Customer).where(
             Customer.email_index.is_(None), (Customer.email != "") | (Customer.phone != "")
         )
@@ -1922,6 +1887,27 @@ class Repository:
             async with self.engine.connect() as conn:
                 await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         return counts
+
+    async def _seal_column(
+        self, column: Any, field: Callable[[Any], str], batch: int, also: Any = None
+    ) -> int:
+        """Seal a session's text column left in clear (rows matching ``also``), each
+        value under its session's key as ``field(row)``; how many rows."""
+        model = column.class_
+        plain = ~column.startswith(TEXT_PREFIX, autoescape=True)
+        if also is not None:
+            plain &= also
+        done = 0
+        while rows := await self._plain_batch(select(model).where(plain), batch):
+            async with self._sessions.begin() as db:
+                for row in rows:
+                    owner = session_owner(row.session_id)
+                    key = await self._key(db, owner, create=True)
+                    sealed = self._seal(key, owner, field(row), getattr(row, column.key))
+                    this = [c == getattr(row, c.key) for c in model.__table__.primary_key]
+                    await db.execute(update(model).where(*this).values({column.key: sealed}))
+            done += len(rows)
+        return done
 
     async def _plain_batch(self, query: Any, batch: int) -> list[Any]:
         async with self._sessions() as db:

@@ -14,7 +14,6 @@ as space-delimited words; the others are read from their tables."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from ..documents.mrz import mrz_name
 from .models import (
     CallItem,
     Decision,
@@ -40,22 +38,7 @@ from .personal_data import PersonalData, name_words
 STEPS = ("personal_data", "document", "selfie")
 """The onboarding results the keys are derived from."""
 
-_DOCUMENT = re.compile(r"[^A-Z0-9]")
-_WILD = re.compile(r"([%_])")
 _LIKE_ESCAPE = "\\"
-
-
-def name_key(text: str) -> str:
-    """A name, or one word of it, as the zone writes it: upper case, transliterated,
-    spaces and hyphens as ``<``; everything else dropped."""
-    return mrz_name(text)
-
-
-def query_key(word: str) -> str:
-    """One word of a name search as :func:`name_key` writes it, except that ``%`` and
-    ``_`` stay (matched literally, they find no name) rather than being dropped (which
-    would turn "%" into a word every name contains)."""
-    return "".join(part if part in ("%", "_") else name_key(part) for part in _WILD.split(word))
 
 
 def query_words(text: str) -> tuple[str, ...]:
@@ -66,11 +49,6 @@ def query_words(text: str) -> tuple[str, ...]:
     for part in text.split():
         out.extend(name_words(part) or [""])
     return tuple(out)
-
-
-def document_key(text: str) -> str:
-    """A document number without case, spaces or separators."""
-    return _DOCUMENT.sub("", text.upper())
 
 
 def escape_like(text: str) -> str:
@@ -92,38 +70,42 @@ class StepKeys:
     """The keys onboarding's results give a session."""
 
     name: str
-    """The given names and surname as :func:`name_key` writes them, ``""`` when unknown."""
+    """The blind indexes of the given names' and surname's words, ``""`` when unknown."""
     document: str
-    """:func:`document_key` of the document number, ``""`` when unknown."""
+    """The document number's blind index, ``""`` when unknown."""
     flags: str
     """Onboarding's flags (``data_edited``, ``face_mismatch``, the document's warnings),
     space-delimited with a space at each end."""
 
     @classmethod
-    def of(cls, results: Mapping[str, Any], personal: PersonalData | None = None) -> StepKeys:
+    def of(cls, results: Mapping[str, Any], personal: PersonalData) -> StepKeys:
         """From the session's stored results, by step name (as
-        ``Repository.results`` returns them); with ``personal``, the name and the
-        document number as blind indexes (without: the plain keys migration 0014
-        derived, which 0015 clears)."""
+        ``Repository.results`` returns them): the name and the document number as blind
+        indexes, and the flags."""
         fields = (results.get("personal_data") or {}).get("fields") or {}
         document = results.get("document") or {}
         mrz = document.get("mrz") or {}
         given = str(fields.get("given_names") or mrz.get("given_names") or "")
         surname = str(fields.get("surname") or mrz.get("surname") or "")
         number = str(fields.get("document_number") or mrz.get("document_number") or "")
-        flags = [str(w) for w in document.get("warnings", ())]
-        if (results.get("personal_data") or {}).get("edited"):
-            flags.append("data_edited")
-        match = (results.get("selfie") or {}).get("match")
-        if match is not None and not match.get("match"):
-            flags.append("face_mismatch")
-        if personal is not None:
-            return cls(
-                personal.name_index(f"{given} {surname}"),
-                personal.document_index(number),
-                _words(flags),
-            )
-        return cls(name_key(f"{given} {surname}"), document_key(number), _words(flags))
+        return cls(
+            personal.name_index(f"{given} {surname}"),
+            personal.document_index(number),
+            step_flags(results),
+        )
+
+
+def step_flags(results: Mapping[str, Any]) -> str:
+    """Onboarding's flags of the session's stored results, as :attr:`StepKeys.flags`
+    writes them."""
+    document = results.get("document") or {}
+    flags = [str(w) for w in document.get("warnings", ())]
+    if (results.get("personal_data") or {}).get("edited"):
+        flags.append("data_edited")
+    match = (results.get("selfie") or {}).get("match")
+    if match is not None and not match.get("match"):
+        flags.append("face_mismatch")
+    return _words(flags)
 
 
 def analysis_flags(summary: Mapping[str, Any]) -> str:

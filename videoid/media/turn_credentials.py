@@ -16,8 +16,6 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCIceServer
-
 
 @dataclass(frozen=True)
 class IceServer:
@@ -36,11 +34,6 @@ class IceServer:
             out["username"] = self.username
             out["credential"] = self.credential
         return out
-
-    def to_rtc(self) -> RTCIceServer:
-        return RTCIceServer(
-            urls=list(self.urls), username=self.username, credential=self.credential
-        )
 
 
 class TurnCredentials:

@@ -264,9 +264,10 @@ class ContractSigning:
         except IntegrityError:  # another fetch noted the same contract at that moment
             pass
 
-    async def _check_fetched(self, session_id: str, unsigned: bytes) -> None:
+    async def _check_fetched(self, session_id: str, binding: str) -> None:
+        """``binding``: the contract's :func:`_binding`."""
         fetched = (await self._repo.results(session_id)).get(CONTRACT_FETCHED) or {}
-        if fetched.get("sha256") != _binding(unsigned):
+        if fetched.get("sha256") != binding:
             raise SigningError(
                 "read the contract first: open it, then sign", code="contract_not_fetched"
             )
@@ -389,7 +390,8 @@ class ContractSigning:
         unsigned = await self.document(session_id, signed=False)
         # only a contract the customer was given (its text or its PDF), this very one;
         # no code or PIN attempt is spent before
-        await self._check_fetched(session_id, unsigned)
+        binding = _binding(unsigned)  # the document's digest, which the code is bound to
+        await self._check_fetched(session_id, binding)
         state = await self._pin_state(serial)
         refused = pins.refusal(state)  # locked or blocked: no code attempt is spent on it
         if refused is not None:
@@ -399,7 +401,7 @@ class ContractSigning:
         # of it (a right PIN and a wrong one get the same otp_* answer)
         try:
             found = await self._codes.check(
-                session_id, SIGNING_PURPOSE, _binding(unsigned), code, CODE_ATTEMPTS
+                session_id, SIGNING_PURPOSE, binding, code, CODE_ATTEMPTS
             )
         except ValidationError as err:
             await self._refused(session_id, err.code, pin_checked=False)
