@@ -904,12 +904,14 @@ class CallCenter:
                 store.wrapper,
                 created=now,
                 keyframe_seconds=self._config.recording.keyframe_seconds,
+                on_error=lambda error: self._recording_failed(live, error),
             )
             await self._repo.add_recording(
                 recording_id, sid, file, recorder.key_id, recorder.wrapped_key, now
             )
         except (OSError, StorageError) as err:
             logger.error("session %s: the call cannot be recorded: %s", sid, err)
+            self._recording_failed(live, str(err))
             return
         if not live.peers:  # the call ended meanwhile
             await self._finish_recording(live.machine.session_id, recorder)
@@ -925,6 +927,19 @@ class CallCenter:
                     live.recorder.watch(f"{role}_{kind}", tap)
 
             peer.on_tap = on_tap
+
+    def _recording_failed(self, live: LiveSession, error: str) -> None:
+        """The call goes on unrecorded from here: its operator is told at once (they
+        may end it and have the customer join again)."""
+        operator_id = live.machine.operator_id
+        if operator_id is not None:
+            self._in_background(
+                self._notifier.to_operator(
+                    operator_id,
+                    "recording_failed",
+                    {"session_id": live.machine.session_id, "reason": "recording_failed"},
+                )
+            )
 
     async def _finish_recording(self, session_id: str, recorder: CallRecorder) -> None:
         summary = await recorder.close()

@@ -78,21 +78,29 @@ def playable(mkv: bytes, side: str) -> bytes:
     cues, so that a browser can seek. Packets are copied as they are. A recording cut
     by a crash plays to where it stops."""
     wanted = {f"{side}_video", f"{side}_audio"}
-    out = io.BytesIO()
-    with av.open(io.BytesIO(mkv), "r", format="matroska") as src:
-        chosen = [s for s in src.streams if s.metadata.get("title") in wanted]
-        if not chosen:
-            raise NothingToPlay(f"the recording holds nothing of the {side}")
-        with av.open(out, "w", format="webm") as dst:
-            mapping = {s.index: dst.add_stream_from_template(s) for s in chosen}
+    nothing = NothingToPlay(f"the recording holds nothing of the {side}")
+    packets: list[Any] = []
+    try:
+        with av.open(io.BytesIO(mkv), "r", format="matroska") as src:
+            chosen = [s for s in src.streams if s.metadata.get("title") in wanted]
             try:
                 for packet in src.demux(chosen):
-                    if packet.dts is None:
-                        continue  # the demuxer's end-of-stream marker
-                    packet.stream = mapping[packet.stream.index]
-                    dst.mux(packet)
+                    if packet.dts is not None:  # None: the demuxer's end-of-stream marker
+                        packets.append(packet)
             except (av.error.InvalidDataError, av.error.EOFError):
                 pass  # an interrupted recording: the clusters before the cut play
+            if not packets:
+                raise nothing  # never arrived (a side's media that never started)
+            # only the tracks that hold something: a player shows the one that does
+            kept = [s for s in chosen if any(p.stream.index == s.index for p in packets)]
+            out = io.BytesIO()
+            with av.open(out, "w", format="webm") as dst:
+                mapping = {s.index: dst.add_stream_from_template(s) for s in kept}
+                for packet in packets:
+                    packet.stream = mapping[packet.stream.index]
+                    dst.mux(packet)
+    except av.error.FFmpegError as err:
+        raise NothingToPlay(f"the recording cannot be read: {err}") from err
     return out.getvalue()
 
 

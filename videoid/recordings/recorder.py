@@ -10,11 +10,21 @@ step; video waits for its first keyframe. The muxer writes into memory (Matroska
 a second the bytes go to the :class:`~videoid.recordings.stream_crypto.SegmentWriter`
 in a worker thread (sealing and fsync off the event loop). A killed process loses at
 most the last second.
+
+libavformat's interleaver writes nothing until every stream has a packet waiting, and
+for VP8 it waits however long that takes (``max_interleave_delta`` does not apply): a
+side whose media starts late, or a picture that freezes, would hold the whole call in
+memory, unwritten. So once a second every stream that sent nothing meanwhile gets an
+empty packet at the current time: the interleaver moves on, and the Matroska muxer
+writes nothing for it. Each stream is recorded from when it arrives; the summary says
+when each started, which never did, and where one stopped for longer than
+``hole_seconds`` (a frozen picture, lost audio).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import io
 import logging
@@ -36,6 +46,8 @@ STREAMS = ("customer_video", "customer_audio", "operator_video", "operator_audio
 OPUS_HEAD = b"OpusHead" + bytes([1, 2]) + struct.pack("<HIhB", 312, 48000, 0, 0)
 """Matroska wants Opus's identification header as the track's private data (RFC 7845)."""
 MS = fractions.Fraction(1, 1000)
+HEARTBEAT_AFTER_MS = 500
+"""A stream silent for this long gets an empty packet at the next tick."""
 
 
 class _Buffer(io.RawIOBase):
@@ -93,6 +105,8 @@ class CallRecorder:
         width: int = 640,
         height: int = 480,
         keyframe_seconds: float = 10.0,
+        hole_seconds: float = 2.0,
+        on_error: Callable[[str], None] | None = None,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.recording_id = recording_id
@@ -121,11 +135,18 @@ class CallRecorder:
             stream.metadata["title"] = name
             self._streams[name] = stream
         self._last: dict[str, int] = {}
+        """Each stream's last timestamp (ms), its empty packets included."""
+        self._first_real: dict[str, int] = {}
+        self._last_real: dict[str, int] = {}
+        self.holes: list[dict[str, Any]] = []
+        self._hole_ms = round(hole_seconds * 1000)
+        self._on_error = on_error
         self._keyed: set[str] = set()
         self.packets: dict[str, int] = dict.fromkeys(STREAMS, 0)
         self.sinks = {name: _StreamSink(self, name) for name in STREAMS}
         self._io_lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._end_ms = 0
         self.closed = False
         self.error: str | None = None
         self._sha256 = ""
@@ -158,6 +179,19 @@ class CallRecorder:
             if not keyframe:
                 return  # undecodable until the first keyframe
             self._keyed.add(name)
+        at = self._mux(name, data, keyframe)
+        if at is None:
+            return
+        self.packets[name] += 1
+        last = self._last_real.get(name)
+        if last is None:
+            self._first_real[name] = at
+        elif at - last > self._hole_ms:
+            self._hole(name, last, at)
+        self._last_real[name] = at
+
+    def _mux(self, name: str, data: bytes, keyframe: bool) -> int | None:
+        """Mux one packet at the current time; its timestamp, None once failed."""
         at = round((self._now() - self._start) * 1000)
         at = max(at, self._last.get(name, -1) + 1)
         self._last[name] = at
@@ -168,10 +202,37 @@ class CallRecorder:
         packet.is_keyframe = keyframe
         try:
             self._container.mux(packet)
-            self.packets[name] += 1
         except (av.error.FFmpegError, ValueError) as err:
-            self.error = f"muxing failed: {err}"
-            logger.error("recording %s: %s", self.recording_id, self.error)
+            self._fail(f"muxing failed: {err}")
+            return None
+        return at
+
+    def _fail(self, error: str) -> None:
+        self.error = error
+        logger.error("recording %s: %s", self.recording_id, error)
+        if self._on_error is not None:
+            self._on_error(error)
+
+    def _hole(self, name: str, start_ms: int, end_ms: int) -> None:
+        self.holes.append(
+            {
+                "stream": name,
+                "from": start_ms / 1000,
+                "to": end_ms / 1000,
+                "seconds": (end_ms - start_ms) / 1000,
+            }
+        )
+
+    def _heartbeat(self) -> None:
+        """An empty packet for each stream silent for ``HEARTBEAT_AFTER_MS``: the
+        interleaver then writes what the others sent (see the module docstring)."""
+        if self.closed or self.error:
+            return
+        now_ms = round((self._now() - self._start) * 1000)
+        for name in STREAMS:
+            if now_ms - self._last.get(name, 0) >= HEARTBEAT_AFTER_MS:
+                if self._mux(name, b"", False) is None:
+                    return
 
     async def _drain_every_second(self) -> None:
         while not self.closed:
@@ -183,13 +244,13 @@ class CallRecorder:
                 self._last_keyframe_request = now
                 for tap in self._video_taps.values():
                     tap.request_keyframe()
+            self._heartbeat()
             try:
                 sealed = self._drain()
                 if sealed:
                     await asyncio.to_thread(self._put_out, sealed)
             except OSError as err:  # a full disk: the call goes on, the recording says why
-                self.error = f"cannot write the recording: {err}"
-                logger.error("recording %s: %s", self.recording_id, self.error)
+                self._fail(f"cannot write the recording: {err}")
                 return
 
     def _drain(self) -> bytes:
@@ -210,6 +271,18 @@ class CallRecorder:
             self.closed = True
             if self._task is not None:
                 self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            end_ms = round((self._now() - self._start) * 1000)
+            for name in STREAMS:
+                first = self._first_real.get(name)
+                if first is not None and first > self._hole_ms:
+                    self._hole(name, 0, first)  # started late
+                last = self._last_real.get(name)
+                if last is not None and end_ms - last > self._hole_ms:
+                    self._hole(name, last, end_ms)  # stopped early
+            self.holes.sort(key=lambda hole: (hole["from"], hole["stream"]))
+            self._end_ms = end_ms
             await asyncio.to_thread(self._finish)
         return {
             "recording": self.recording_id,
@@ -217,7 +290,13 @@ class CallRecorder:
             "bytes": self._writer.bytes_in,
             "sha256": self._sha256,
             "packets": dict(self.packets),
-            "seconds": round(max(self._last.values(), default=0) / 1000, 3),
+            "seconds": round(self._end_ms / 1000, 3),
+            "started": {
+                name: self._first_real[name] / 1000 if name in self._first_real else None
+                for name in STREAMS
+            },
+            "missing": [name for name in STREAMS if not self.packets[name]],
+            "holes": list(self.holes),
             "gaps": list(self.gaps),
             "error": self.error,
         }

@@ -152,6 +152,15 @@
     await loadRecording(s);
   }
 
+  // what the recording lacks: a side that never sent, a late start, a frozen picture
+  function mediaHoles(sum) {
+    const name = (stream) => stream.replace("_", " ");
+    const parts = [];
+    if (sum.missing && sum.missing.length) parts.push("never received: " + sum.missing.map(name).join(", "));
+    for (const h of sum.holes || []) parts.push(`no ${name(h.stream)} from ${h.from} s to ${h.to} s`);
+    return parts.length ? ". " + parts.join("; ") + "." : "";
+  }
+
   async function loadRecording(s) {
     const players = [$("play-customer"), $("play-operator")];
     for (const p of players) { p.pause(); p.removeAttribute("src"); p.load(); }
@@ -160,7 +169,8 @@
     if (!rec) { info.textContent = s.recordings.length ? "The recording was destroyed at the end of its retention." : "No recording."; $("players").hidden = true; return; }
     const sum = rec.summary || {};
     info.textContent = `${rec.status}, ${sum.seconds != null ? sum.seconds + " s" : "length unknown"}` +
-      `${sum.segments != null ? ", " + sum.segments + " segments" : ""}${sum.error ? " — " + sum.error : ""}`;
+      `${sum.segments != null ? ", " + sum.segments + " segments" : ""}${sum.error ? " — " + sum.error : ""}` +
+      mediaHoles(sum);
     try {
       for (const [side, player] of [["customer", players[0]], ["operator", players[1]]]) {
         const link = await api(`/api/compliance/recordings/${rec.id}/play`, { side });

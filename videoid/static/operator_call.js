@@ -195,6 +195,7 @@ window.videoid = window.videoid || {};
       for (const id of ["sig-flags", "challenge-list", "snap-thumbs", "chat-log"]) $(id).textContent = "";
       $("sig-table").tBodies[0].textContent = ""; $("challenge-current").hidden = true;
       $("otp-status").hidden = true; $("reconnect").hidden = true; $("face-box").hidden = true;
+      $("rec-failed").hidden = true; $("sig-unavailable").hidden = true;
       $("freeze").textContent = "Freeze";
       const view = await ask("call_view");
       renderChecklist(view.checklist, false);
@@ -211,6 +212,7 @@ window.videoid = window.videoid || {};
     listen(sock) {
       sock.on("signals", (s) => { if (s.session_id === sessionId) { $("sig-unavailable").hidden = true; renderSignals(s); } });
       sock.on("signals_unavailable", (s) => { if (s.session_id === sessionId) $("sig-unavailable").hidden = false; });
+      sock.on("recording_failed", (s) => { if (s.session_id === sessionId) $("rec-failed").hidden = false; });
       sock.on("challenge", (c) => { if (c.session_id === sessionId) renderChallenges(c); });
       sock.on("chat", (m) => { if (m.session_id === sessionId) addChat(m); });
       sock.on("customer_reconnecting", (r) => {
