@@ -18,7 +18,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from videoid.bots.onboarding_client import OnboardingClient, OnboardingError
 from videoid.errors import StorageError, for_client
@@ -126,3 +127,23 @@ def test_a_storage_error_never_carries_the_database_text_to_the_client() -> None
     assert for_client(full, "test").code == "storage_full"
     assert for_client(OSError(errno.ENOSPC, "No space left on device"), "test").status == 507
     assert for_client(RuntimeError("boom"), "test").code == "internal_error"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_database_statement_that_hangs_is_cancelled(
+    database_url: str, start_server: StartServer
+) -> None:
+    """Issue 20.10: a statement that PostgreSQL does not finish (a lock held elsewhere, a
+    runaway query) is cancelled after ``database.statement_timeout_seconds`` instead of
+    holding its request and connection; the connection serves the next request."""
+    server = await start_server(database_url, database={"statement_timeout_seconds": 0.5})
+    engine = server.services.repo.engine
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(DBAPIError) as cancelled:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_sleep(5)"))
+    assert asyncio.get_running_loop().time() - started < 3
+    assert "statement timeout" in str(cancelled.value)
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT 1"))).scalar() == 1

@@ -69,7 +69,12 @@ def _exit_now(*args: object) -> None:
     os._exit(3)
 
 
-async def test_a_dead_worker_is_replaced() -> None:
+async def test_a_dead_worker_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dead worker's pool is replaced: by the next job, or by the health check first
+    (issue 20.10); a job that kills its workers fails cleanly and the pool stays
+    healthy; workers that die as they start make the pool ``unavailable``."""
+    from videoid import analysis_pool
+
     pool = AnalysisPool(1)
     try:
         first = await pool.run(os.getpid)
@@ -79,11 +84,22 @@ async def test_a_dead_worker_is_replaced() -> None:
         second = await pool.run(os.getpid)
         assert second != first
         assert await pool.run(os.getpid) == second
+        # killed while idle: the health check replaces it before a job meets it
+        os.kill(second, signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        assert await pool.health() == "ok" and pool._executor is None
         # a job that kills every worker it runs in fails cleanly, and the pool goes on
         with pytest.raises(AnalysisUnavailable) as failed:
             await pool.run(_exit_now)
         assert failed.value.code == "analysis_unavailable" and failed.value.status == 503
+        assert pool.unavailable and await pool.health() == "ok"  # workers do start
         assert await pool.run(os.getpid) > 0
+        # workers that die as they start
+        monkeypatch.setattr(analysis_pool, "_die_with_parent", _exit_now)
+        await asyncio.to_thread(pool.close)
+        with pytest.raises(AnalysisUnavailable):
+            await pool.run(os.getpid)
+        assert await pool.health() == "unavailable"
     finally:
         await asyncio.to_thread(pool.close)
 

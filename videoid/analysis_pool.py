@@ -69,6 +69,9 @@ class AnalysisPool:
         self._running = 0
         self._seconds: deque[float] = deque(maxlen=16)
         """How long the last jobs took (for the Retry-After of a refusal)."""
+        self.unavailable = False
+        """The last job failed for want of workers (``analysis_unavailable``), and none
+        has succeeded since."""
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` in a worker. A pool whose worker died (killed, out of
@@ -86,15 +89,44 @@ class AnalysisPool:
                     initargs=(os.getpid(),),
                 )
             try:
-                return await loop.run_in_executor(executor, job)
+                result = await loop.run_in_executor(executor, job)
             except BrokenProcessPool:
-                if self._executor is executor:  # the first to notice replaces it
-                    self._executor = None
-                    executor.shutdown(wait=False, cancel_futures=True)
-                    logger.error("analysis pool: a worker died; the pool was replaced")
+                self._replace(executor, "a worker died")
                 if attempt == 2:
+                    self.unavailable = True
                     raise AnalysisUnavailable() from None
+                continue
+            self.unavailable = False
+            return result
         raise AssertionError("unreachable")
+
+    def _replace(self, executor: ProcessPoolExecutor, why: str) -> None:
+        if self._executor is executor:  # the first to notice replaces it
+            self._executor = None
+            executor.shutdown(wait=False, cancel_futures=True)
+            logger.error("analysis pool: %s; the pool was replaced", why)
+
+    async def health(self, timeout_seconds: float = 5.0) -> str:
+        """``ok`` or ``unavailable``, for the health check. A worker found dead while
+        idle (killed, out of memory) gets its pool replaced now, not by the next
+        customer's photo. After a job failed for want of workers, a trivial job tells
+        whether workers start again (a poisonous photo kills its worker, not the
+        pool)."""
+        executor = self._executor
+        processes = getattr(executor, "_processes", None) or {}
+        if executor is not None and (
+            getattr(executor, "_broken", False)
+            or any(not p.is_alive() for p in list(processes.values()))
+        ):
+            self._replace(executor, "a worker was found dead")
+        if not self.unavailable:
+            return "ok"
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await self.run(os.getpid)
+        except (AnalysisUnavailable, TimeoutError):
+            return "unavailable"
+        return "ok"
 
     @contextlib.asynccontextmanager
     async def admit(self, owner: str) -> AsyncIterator[Turn]:

@@ -141,7 +141,10 @@ def create_app(
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         # the data directory was made private by process_lock_ctx, which runs first
-        repo = await Repository.open(config.database_url)
+        repo = await Repository.open(
+            config.database_url,
+            statement_timeout_seconds=config.database.statement_timeout_seconds,
+        )
         steps = required_steps(config)
         invitations = Invitations(repo, config, steps)
         notifier = SocketNotifier(sio)

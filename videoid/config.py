@@ -42,6 +42,10 @@ class DatabaseConfig:
     url: str = ""
     """SQLAlchemy async URL; empty means a SQLite file in the data directory.
     PostgreSQL: ``postgresql+asyncpg://user@host/db``."""
+    statement_timeout_seconds: float = 30.0
+    """PostgreSQL: a statement running longer is cancelled (``storage_error``) instead
+    of holding its request, and the connection it holds, without end; 0: none. The
+    migrations at start have no limit."""
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,8 @@ class HttpApi:
 
     async def health(self, request: web.Request) -> web.Response:
         """Each part checked (the database answers, room on the data directory's disk,
-        the token answers): 200 ``ok``, or 503 ``failing`` naming the part."""
+        the token answers, the analysis pools have workers): 200 ``ok``, or 503
+        ``failing`` naming the part."""
         services = _s(request)
         snapshot = services.center.snapshot()
         try:
@@ -281,5 +282,12 @@ async def _checks(cache: list[Any], services: Services) -> dict[str, str]:
         "storage": await asyncio.to_thread(_storage_health, services),
         "token": await services.trust.token_health(),
     }
+    center = services.center
+    for name, pool in (
+        ("analysis", services.pool),
+        ("live_analysis", center.live_pool),
+        ("face_match", center.match_pool),
+    ):
+        checks[name] = "unused" if pool is None else await pool.health()
     cache[:] = [now, checks]
     return checks

@@ -175,14 +175,20 @@ class DecisionRecord:
 
 
 def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":  # a migration may take its time
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, "head")
 
 
-def create_engine(url: str, schema: str | None = None) -> AsyncEngine:
-    """An engine for ``url``; ``schema`` (PostgreSQL only) puts every table in that schema."""
+def create_engine(
+    url: str, schema: str | None = None, statement_timeout_seconds: float = 0.0
+) -> AsyncEngine:
+    """An engine for ``url``; ``schema`` (PostgreSQL only) puts every table in that
+    schema, and ``statement_timeout_seconds`` (PostgreSQL only; 0: none) cancels a
+    statement that runs longer."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -190,7 +196,10 @@ def create_engine(url: str, schema: str | None = None) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+    settings = {"search_path": schema} if schema else {}
+    if statement_timeout_seconds > 0:
+        settings["statement_timeout"] = str(max(1, round(statement_timeout_seconds * 1000)))
+    connect_args = {"server_settings": settings} if settings else {}
     return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
@@ -320,9 +329,11 @@ class Repository:
         return self.personal.open_text(key, owner, field, value)
 
     @classmethod
-    async def open(cls, url: str, *, schema: str | None = None) -> Repository:
+    async def open(
+        cls, url: str, *, schema: str | None = None, statement_timeout_seconds: float = 0.0
+    ) -> Repository:
         """Connect and apply the migrations. Raises :class:`StorageError`."""
-        engine = create_engine(url, schema)
+        engine = create_engine(url, schema, statement_timeout_seconds)
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(_upgrade)
