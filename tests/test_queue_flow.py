@@ -135,14 +135,18 @@ async def test_offer_timeout_pauses_operator_and_requeues(start_server: StartSer
 async def test_restart_recovers_sessions_left_in_a_call(
     start_server: StartServer, tmp_path
 ) -> None:
-    """A process killed mid-call leaves its session "in_call" in the database; the next
-    start puts it back where the customer can queue again, and records how."""
-    from videoid.session import IdentificationSession
+    """A process killed mid-call leaves its session "in_call" in the database, its
+    recording open, and maybe a decision it had no time to seal; the next start puts
+    the session back where the customer can queue again, closes the recording as
+    interrupted, seals the decision, and audits each (issue 20.11)."""
+    from videoid.recordings import stream_crypto
+    from videoid.session import IdentificationSession, Outcome
 
     db = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
     server = await start_server(database_url=db)
     operator_id = await server.operator("ann")
     invitation = await server.invite()
+    decided = await server.invite()
     repo = server.services.repo
     machine = IdentificationSession(invitation.session_id)
     machine.enter_queue(1.0)
@@ -155,11 +159,44 @@ async def test_restart_recovers_sessions_left_in_a_call(
         ready_state="created",
         operator_id=operator_id,
     )
+    wrapper = server.services.objects.files.wrapper
+    wrapped = wrapper.wrap(bytes(32), stream_crypto._context("r" * 32))
+    await repo.add_recording(
+        "r" * 32, invitation.session_id, "xx/r.vrec", wrapper.key_id, wrapped, 3.0
+    )
+    other = IdentificationSession(decided.session_id)
+    other.enter_queue(1.0)
+    other.assign(operator_id, 2.0)
+    other.start_call(operator_id, 3.0)
+    other.decide(operator_id, Outcome.SUSPENDED, "needs_review", "", 4.0)
+    await repo.save_events(
+        other.session_id,
+        other.pop_events(),
+        state="suspended",
+        ready_state="created",
+        operator_id=operator_id,
+    )  # and stopped before its seal
+    data_dir = str(server.services.config.data_path)
     await server.stop()
 
-    again = await start_server(database_url=db)
+    again = await start_server(database_url=db, server={"data_dir": data_dir})
     record = await again.services.repo.find_session(id=invitation.session_id)
     assert record is not None and record.state == "created" and record.operator_id is None
+    audited = {
+        (e["action"], str(e["details"]))
+        for e in await again.services.repo.audit_of(invitation.session_id)
+    }
+    assert ("session_interrupted", str({"from": "in_call", "to": "created"})) in audited
+    assert ("recording_interrupted", str({"recording": "r" * 32})) in audited
+    [recording] = await again.services.repo.recordings(invitation.session_id)
+    assert recording["status"] == "interrupted"
+    [seal] = await again.services.evidence.seals(decided.session_id)
+    assert seal.body["event"] == "recovered"
+    assert (await again.services.evidence.verify(decided.session_id))["ok"]
+    sealed = [e for e in await again.services.repo.audit_of(decided.session_id)]
+    assert sealed[-1]["action"] == "evidence_sealed" and sealed[-1]["details"]["event"] == (
+        "recovered"
+    )
     moves = await again.services.repo.transitions(record.id)
     # one move, the system's: the customer did not leave, the server stopped
     assert [(to, actor) for _, to, _, actor in moves[-2:]] == [

@@ -140,15 +140,26 @@ class CallCenter:
 
     async def recover(self) -> None:
         """After a restart nobody is connected: sessions left waiting or in a call go back
-        to the state in which the customer may queue again, and that is recorded."""
+        to the state in which the customer may queue again, recorded as a transition by
+        ``system`` and audited (``session_interrupted``); recordings left open are
+        closed as interrupted (``recording_interrupted``)."""
         self._room.seed_call_lengths(await self._repo.recent_call_lengths())
-        for recording_id in await self._repo.interrupt_recordings(self._clock.now()):
-            logger.warning("recording %s was interrupted (the server stopped)", recording_id)
+        for recording_id, sid in await self._repo.interrupt_recordings(self._clock.now()):
+            logger.warning(
+                "session %s: recording %s was interrupted (the server stopped)", sid, recording_id
+            )
         stale = (State.WAITING.value, State.ASSIGNED.value, State.IN_CALL.value)
         for record in await self._repo.sessions_in(stale):
             machine = self._machine(record)
             machine.interrupted(self._clock.now())
             await self._persist(machine)
+            await self._repo.append_audit(
+                self._clock.now(),
+                "session_interrupted",
+                "system",
+                record.id,
+                {"from": record.state, "to": machine.state.value},
+            )
             self._interrupted.add(record.id)  # its customer is told, when back
             logger.info("session %s: recovered to %s after restart", record.id, machine.state.value)
 

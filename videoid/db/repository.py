@@ -946,6 +946,19 @@ class Repository:
             )
             return [(r[0], float(r[1])) for r in rows]
 
+    async def unsealed_sessions_in(self, states: Sequence[str], seal_kind: str) -> list[str]:
+        """Sessions in one of ``states`` with no object of ``seal_kind`` (never sealed:
+        the process stopped between the decision and its first seal)."""
+        async with self._sessions() as db:
+            sealed = select(StoredObject.session_id).where(StoredObject.kind == seal_kind)
+            return list(
+                await db.scalars(
+                    select(SessionRow.id)
+                    .where(SessionRow.state.in_(states), SessionRow.id.not_in(sealed))
+                    .order_by(SessionRow.updated_at)
+                )
+            )
+
     async def claim_seal(self, session_id: str, seq: int, now: float) -> bool:
         """Claim seal number ``seq`` of the session; False when another writer has."""
         try:
@@ -1364,19 +1377,35 @@ class Repository:
                 .values(status=status, summary=json.dumps(summary), ended_at=now)
             )
 
-    async def interrupt_recordings(self, now: float) -> list[str]:
-        """After a restart: recordings left open were interrupted. Returns their ids."""
-        async with self._sessions.begin() as db:
-            ids = list(
-                await db.scalars(select(RecordingRow.id).where(RecordingRow.status == "recording"))
-            )
-            if ids:
+    async def interrupt_recordings(self, now: float) -> list[tuple[str, str]]:
+        """After a restart: recordings left open were interrupted; each is closed as
+        ``interrupted`` and audited (``recording_interrupted``). Returns their
+        (recording, session)."""
+        async with self._audit_lock, self._sessions.begin() as db:
+            rows = [
+                (r[0], r[1])
+                for r in await db.execute(
+                    select(RecordingRow.id, RecordingRow.session_id).where(
+                        RecordingRow.status == "recording"
+                    )
+                )
+            ]
+            if rows:
                 await db.execute(
                     update(RecordingRow)
-                    .where(RecordingRow.id.in_(ids))
+                    .where(RecordingRow.id.in_([r[0] for r in rows]))
                     .values(status="interrupted", ended_at=now)
                 )
-            return ids
+            for recording_id, session_id in rows:
+                await self._append_audit(
+                    db,
+                    now,
+                    "recording_interrupted",
+                    "system",
+                    session_id,
+                    {"recording": recording_id},
+                )
+            return rows
 
     async def latest_wrapped_keys(self) -> list[tuple[str, str, str, bytes]]:
         """The newest object's and the newest recording's wrapped data key, as

@@ -46,6 +46,15 @@ FORMATS = (FORMAT_V1, FORMAT)
 MUTABLE = frozenset({"session.json", "onboarding.json", "recordings.json"})
 """Items a later seal may record changed (see :meth:`Evidence._refuse_rewrites`)."""
 MANIFEST_KIND = "evidence_manifest"
+SEALED_STATES = (
+    "approved",
+    "rejected",
+    "suspended",
+    "certificate_requested",
+    "contract_signed",
+    "completed",
+)
+"""A session in one of these states was decided: its evidence must have a seal."""
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "application/json": "json"}
 
 
@@ -546,10 +555,15 @@ class Evidence:
         }
 
     async def recover(self, now: float) -> list[str]:
-        """At start: seal again the sessions that changed after their latest seal (the
-        process stopped between an event and its seal). Only a change the session's
-        record dates is taken: a changed item with no change of state stays a mismatch."""
+        """At start: seal the decided sessions never sealed, and seal again those that
+        changed after their latest seal (the process stopped between an event and its
+        seal); each seal is audited (``evidence_sealed``, event ``recovered``). Only a
+        change the session's record dates is taken: a changed item with no change of
+        state stays a mismatch."""
         resealed = []
+        for session_id in await self._repo.unsealed_sessions_in(SEALED_STATES, MANIFEST_KIND):
+            await self.seal(session_id, now, "recovered")
+            resealed.append(session_id)
         for session_id, _ in await self._repo.sealed_sessions_changed_since_seal(MANIFEST_KIND):
             await self.seal(session_id, now, "recovered")
             resealed.append(session_id)
