@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from videoid.bots.onboarding_client import OnboardingClient, OnboardingError
 from videoid.errors import StorageError, for_client
+from videoid.http_api import HEALTH_CACHE_SECONDS
 
 from .conftest import StartServer
 
@@ -96,7 +97,9 @@ async def test_a_full_disk_answers_storage_full_and_loses_nothing(
             assert "sqlite" not in str(refused.value.body).lower()
             health = await _health(server.url)
             assert health[0] == 503 and health[1]["checks"]["storage"] == "full", health
-            assert health[1]["failing"] == ["storage"]
+            # the database (a file on that disk) takes no write either
+            assert health[1]["checks"]["database"] == "full", health
+            assert health[1]["failing"] == ["database", "storage"]
             filler.unlink()
             for _ in range(50):  # the checks are cached for two seconds
                 if (await _health(server.url))[0] == 200:
@@ -147,3 +150,45 @@ async def test_a_database_statement_that_hangs_is_cancelled(
     assert "statement timeout" in str(cancelled.value)
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_health_fails_when_the_database_takes_no_write(
+    database_url: str, start_server: StartServer
+) -> None:
+    """Issue 20.10: a database that still answers reads but takes no write — a
+    fail-over to a read-only standby, a table locked — is not called healthy."""
+    import asyncpg
+
+    server = await start_server(database_url)
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    name = dsn.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(dsn)
+    try:
+        assert (await _health(server.url))[0] == 200
+        await admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+        await asyncio.sleep(HEALTH_CACHE_SECONDS + 0.1)
+        status, health = await _health(server.url)
+        assert status == 503 and health["checks"]["database"] == "read_only", health
+        await admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+        await asyncio.sleep(HEALTH_CACHE_SECONDS + 0.1)
+        # a write held up behind a lock: slow, not ok
+        async with admin.transaction():
+            await admin.execute("LOCK TABLE health_probe IN ACCESS EXCLUSIVE MODE")
+            status, health = await _health(server.url)
+            assert status == 503 and health["checks"]["database"] == "slow", health
+        await asyncio.sleep(HEALTH_CACHE_SECONDS + 0.1)
+        assert (await _health(server.url))[0] == 200
+    finally:
+        await admin.close()

@@ -226,6 +226,11 @@ def _is_full(err: BaseException) -> bool:
     return False
 
 
+def is_full(err: BaseException) -> bool:
+    """True when ``err`` (or what caused it) says the disk or the database is full."""
+    return _is_full(err)
+
+
 def for_client(err: BaseException, where: str) -> VideoidError:
     """What a client is told of ``err``: a :class:`VideoidError` as it is, except that a
     storage failure never carries its own text (SQL, parameters, paths) to the client;

@@ -6,6 +6,7 @@ docs/protocol.md."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import shutil
@@ -14,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import text
 
 from .db import OperatorRecord
-from .errors import Forbidden, ServerBusy, ValidationError, for_client
+from .errors import Forbidden, ServerBusy, ValidationError, for_client, is_full
 from .loop_monitor import LoopMonitor
 from .services import SERVICES, Services
 from .staff_reads import readable_session, staff_member
@@ -245,22 +245,40 @@ def _operator_json(operator: OperatorRecord) -> dict[str, Any]:
     return {"id": operator.id, "username": operator.username, "role": operator.role}
 
 
+_READ_ONLY = ("read-only", "readonly", "read only")
+
+
 async def _database_health(services: Services) -> str:
+    """``ok`` when the database takes a write (one row, committed) within two seconds;
+    else ``slow``, ``full``, ``read_only`` (a fail-over to a standby, a read-only file)
+    or ``unreachable``."""
     try:
-        async with asyncio.timeout(2), services.repo.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        async with asyncio.timeout(2):
+            await services.repo.write_probe(services.clock.now())
     except TimeoutError:
         return "slow"
-    except Exception as err:  # any failure to reach it is the answer
-        logger.warning("health: the database does not answer (%s)", type(err).__name__)
+    except Exception as err:  # any failure to write is the answer
+        logger.warning("health: the database takes no write (%s)", type(err).__name__)
+        if is_full(err):
+            return "full"
+        if any(sign in str(err).lower() for sign in _READ_ONLY):
+            return "read_only"
         return "unreachable"
     return "ok"
 
 
 def _storage_health(services: Services) -> str:
+    """``ok`` when the data directory takes a small write and has room; else ``full``,
+    ``low`` (under ``server.min_free_mb``), ``read_only`` or ``unreachable``."""
+    data = services.config.data_path
     try:
-        free = shutil.disk_usage(services.config.data_path).free
-    except OSError:
+        free = shutil.disk_usage(data).free
+        (data / ".health").write_bytes(b"ok\n")
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "full"
+        if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return "read_only"
         return "unreachable"
     if free < 64 * 1024:
         return "full"

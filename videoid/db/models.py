@@ -370,3 +370,11 @@ class SessionSearch(Base):
     blind: Mapped[bool] = mapped_column(Boolean, default=True, server_default=false())
     """The name and document are blind indexes (False: a row from before migration
     0015, indexed again at start-up)."""
+
+
+class HealthProbe(Base):
+    """The row the health check writes (migration 0018)."""
+
+    __tablename__ = "health_probe"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float)

@@ -49,6 +49,7 @@ from .models import (
     DataKey,
     Decision,
     EvidenceSealRow,
+    HealthProbe,
     LegalHold,
     OneTimeCode,
     Operator,
@@ -958,6 +959,11 @@ class Repository:
                     .order_by(SessionRow.updated_at)
                 )
             )
+
+    async def write_probe(self, now: float) -> None:
+        """The health check's write: one row, one statement, committed."""
+        async with self._sessions.begin() as db:
+            await db.execute(update(HealthProbe).where(HealthProbe.id == 1).values(at=now))
 
     async def claim_seal(self, session_id: str, seq: int, now: float) -> bool:
         """Claim seal number ``seq`` of the session; False when another writer has."""
