@@ -183,11 +183,12 @@ async def test_restart_recovers_sessions_left_in_a_call(
     record = await again.services.repo.find_session(id=invitation.session_id)
     assert record is not None and record.state == "created" and record.operator_id is None
     audited = {
-        (e["action"], str(e["details"]))
+        (e["action"], e["actor"], str(e["details"]))
         for e in await again.services.repo.audit_of(invitation.session_id)
     }
-    assert ("session_interrupted", str({"from": "in_call", "to": "created"})) in audited
-    assert ("recording_interrupted", str({"recording": "r" * 32})) in audited
+    moved = str({"from": "in_call", "to": "created"})
+    assert ("transition", "system", moved) in audited, audited
+    assert ("recording_interrupted", "system", str({"recording": "r" * 32})) in audited
     [recording] = await again.services.repo.recordings(invitation.session_id)
     assert recording["status"] == "interrupted"
     [seal] = await again.services.evidence.seals(decided.session_id)

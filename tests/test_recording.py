@@ -321,14 +321,14 @@ async def test_a_call_whose_customer_video_starts_late_is_recorded_as_it_goes(
     await asyncio.sleep(4.5)
     assert late.first_at is None  # no picture from the customer yet
     written_before_video = path.stat().st_size
-    assert written_before_video > 20_000, written_before_video  # not held in memory
+    assert written_before_video > 10_000, written_before_video  # not held in memory
     # then the disk fails: the call goes on, and its operator is told at once
-    for _ in range(200):
-        if late.first_at is not None and time.monotonic() - late.first_at > 1.5:
-            break
-        await asyncio.sleep(0.05)
     recorder = server.services.center._live[invitation.session_id].recorder
     assert recorder is not None
+    for _ in range(400):
+        if recorder.packets["customer_video"] > 20:
+            break
+        await asyncio.sleep(0.05)
 
     def full(data: bytes) -> None:
         raise OSError(28, "No space left on device")
@@ -344,8 +344,8 @@ async def test_a_call_whose_customer_video_starts_late_is_recorded_as_it_goes(
     summary = recording["summary"]
     assert recording["status"] == "failed" and "No space left" in summary["error"], summary
     assert summary["missing"] == [], summary
-    assert summary["started"]["customer_audio"] < 3.0, summary["started"]
-    assert summary["started"]["customer_video"] > 4.5, summary["started"]
+    started = summary["started"]  # the sound from the start, the picture 6 s later
+    assert started["customer_video"] - started["customer_audio"] > 4.5, started
     assert any(h["stream"] == "customer_video" and h["from"] == 0 for h in summary["holes"]), (
         summary["holes"]
     )

@@ -85,8 +85,12 @@ async def test_a_dead_worker_is_replaced(monkeypatch: pytest.MonkeyPatch) -> Non
         assert second != first
         assert await pool.run(os.getpid) == second
         # killed while idle: the health check replaces it before a job meets it
+        executor = pool._executor
         os.kill(second, signal.SIGKILL)
-        await asyncio.sleep(0.5)
+        for _ in range(100):  # the executor's watcher thread notices
+            if getattr(executor, "_broken", False):
+                break
+            await asyncio.sleep(0.05)
         assert await pool.health() == "ok" and pool._executor is None
         # a job that kills every worker it runs in fails cleanly, and the pool goes on
         with pytest.raises(AnalysisUnavailable) as failed:

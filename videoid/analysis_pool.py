@@ -59,8 +59,14 @@ def _die_with_parent(parent: int) -> None:
 
 
 class AnalysisPool:
-    def __init__(self, workers: int, queue: int = UNBOUNDED) -> None:
+    def __init__(
+        self, workers: int, queue: int = UNBOUNDED, probe: Callable[[], Any] = os.getpid
+    ) -> None:
+        """``probe``, a module-level function run in a worker by :meth:`health` after a
+        job failed for want of workers, should load what the jobs need (the models):
+        workers that die loading them fail it."""
         self._workers = max(1, workers)
+        self._probe = probe
         self._executor: ProcessPoolExecutor | None = None
         self._limit = self._workers + max(0, queue)
         self._held = 0
@@ -103,27 +109,26 @@ class AnalysisPool:
     def _replace(self, executor: ProcessPoolExecutor, why: str) -> None:
         if self._executor is executor:  # the first to notice replaces it
             self._executor = None
-            executor.shutdown(wait=False, cancel_futures=True)
+            # its jobs under way fail with BrokenProcessPool and are sent again (a
+            # cancelled one would fail its request as if its caller had gone)
+            executor.shutdown(wait=False, cancel_futures=False)
             logger.error("analysis pool: %s; the pool was replaced", why)
 
-    async def health(self, timeout_seconds: float = 5.0) -> str:
-        """``ok`` or ``unavailable``, for the health check. A worker found dead while
-        idle (killed, out of memory) gets its pool replaced now, not by the next
-        customer's photo. After a job failed for want of workers, a trivial job tells
-        whether workers start again (a poisonous photo kills its worker, not the
-        pool)."""
+    async def health(self, timeout_seconds: float = 30.0) -> str:
+        """``ok`` or ``unavailable``, for the health check. A pool whose worker died
+        while idle (killed, out of memory) is replaced now, not by the next customer's
+        photo (``_broken``: set by the executor's own watcher thread as a worker dies;
+        private, and checked for with getattr). After a job failed for want of
+        workers, the probe (loading the models) tells whether workers work again — a
+        poisonous photo kills its worker, not the pool."""
         executor = self._executor
-        processes = getattr(executor, "_processes", None) or {}
-        if executor is not None and (
-            getattr(executor, "_broken", False)
-            or any(not p.is_alive() for p in list(processes.values()))
-        ):
+        if executor is not None and getattr(executor, "_broken", False):
             self._replace(executor, "a worker was found dead")
         if not self.unavailable:
             return "ok"
         try:
             async with asyncio.timeout(timeout_seconds):
-                await self.run(os.getpid)
+                await self.run(self._probe)
         except (AnalysisUnavailable, TimeoutError):
             return "unavailable"
         return "ok"

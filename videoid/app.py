@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .access import RefusalBudget, access_middleware
 from .analysis_pool import AnalysisPool
+from .analysis_probes import load_face_models, load_frame_models
 from .call_center import CallCenter, RecordingStore
 from .clock import Clock, SystemClock
 from .compliance.http import ComplianceApi
@@ -167,11 +168,17 @@ def create_app(
             key=key_file(config.data_path / "keys" / "login.key", create=True),
             wrapper=objects.files.wrapper,  # wraps the staff's TOTP secrets
         )
-        pool = AnalysisPool(config.onboarding.analysis_workers, config.onboarding.analysis_queue)
+        pool = AnalysisPool(
+            config.onboarding.analysis_workers, config.onboarding.analysis_queue, load_face_models
+        )
         onboarding = Onboarding(config, repo, center, objects, pool, clock)
-        live_pool = AnalysisPool(config.live.workers) if config.live.workers > 0 else None
+        live_pool = (
+            AnalysisPool(config.live.workers, probe=load_frame_models)
+            if config.live.workers > 0
+            else None
+        )
         match_pool = (
-            AnalysisPool(config.live.match_workers)
+            AnalysisPool(config.live.match_workers, probe=load_face_models)
             if live_pool is not None and config.live.match_workers > 0
             else None
         )

@@ -140,9 +140,9 @@ class CallCenter:
 
     async def recover(self) -> None:
         """After a restart nobody is connected: sessions left waiting or in a call go back
-        to the state in which the customer may queue again, recorded as a transition by
-        ``system`` and audited (``session_interrupted``); recordings left open are
-        closed as interrupted (``recording_interrupted``)."""
+        to the state in which the customer may queue again, recorded (and audited, in
+        the same transaction) as a transition by ``system``; recordings left open are
+        closed as interrupted (audited ``recording_interrupted``)."""
         self._room.seed_call_lengths(await self._repo.recent_call_lengths())
         for recording_id, sid in await self._repo.interrupt_recordings(self._clock.now()):
             logger.warning(
@@ -152,14 +152,7 @@ class CallCenter:
         for record in await self._repo.sessions_in(stale):
             machine = self._machine(record)
             machine.interrupted(self._clock.now())
-            await self._persist(machine)
-            await self._repo.append_audit(
-                self._clock.now(),
-                "session_interrupted",
-                "system",
-                record.id,
-                {"from": record.state, "to": machine.state.value},
-            )
+            await self._persist(machine)  # audited with it: a system transition
             self._interrupted.add(record.id)  # its customer is told, when back
             logger.info("session %s: recovered to %s after restart", record.id, machine.state.value)
 
@@ -907,6 +900,7 @@ class CallCenter:
         recording_id = uuid.uuid4().hex
         now = self._clock.now()
         file = f"{sid[:2]}/{recording_id}.vrec"
+        recorder: CallRecorder | None = None
         try:
             recorder = await asyncio.to_thread(
                 CallRecorder,
@@ -923,6 +917,8 @@ class CallCenter:
         except (OSError, StorageError) as err:
             logger.error("session %s: the call cannot be recorded: %s", sid, err)
             self._recording_failed(live, str(err))
+            if recorder is not None:  # its file closed; it has no row to finish
+                await recorder.close()
             return
         if not live.peers:  # the call ended meanwhile
             await self._finish_recording(live.machine.session_id, recorder)

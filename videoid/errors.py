@@ -213,7 +213,8 @@ _FULL = (
 )
 
 
-def _is_full(err: BaseException) -> bool:
+def is_full(err: BaseException) -> bool:
+    """True when ``err`` (or what caused it) says the disk or the database is full."""
     seen: set[int] = set()
     cause: BaseException | None = err
     while cause is not None and id(cause) not in seen:
@@ -226,11 +227,6 @@ def _is_full(err: BaseException) -> bool:
     return False
 
 
-def is_full(err: BaseException) -> bool:
-    """True when ``err`` (or what caused it) says the disk or the database is full."""
-    return _is_full(err)
-
-
 def for_client(err: BaseException, where: str) -> VideoidError:
     """What a client is told of ``err``: a :class:`VideoidError` as it is, except that a
     storage failure never carries its own text (SQL, parameters, paths) to the client;
@@ -239,7 +235,7 @@ def for_client(err: BaseException, where: str) -> VideoidError:
     type and traceback, not the database's message, which may quote personal data)."""
     if isinstance(err, VideoidError) and not isinstance(err, StorageError):
         return err
-    if _is_full(err):
+    if is_full(err):
         logger.error("%s: storage full (%s)", where, type(err).__name__)
         return StorageFull()
     if isinstance(err, StorageError):

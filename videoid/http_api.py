@@ -9,13 +9,15 @@ import asyncio
 import errno
 import json
 import logging
+import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from .analysis_pool import AnalysisPool
 from .db import OperatorRecord
 from .errors import Forbidden, ServerBusy, ValidationError, for_client, is_full
 from .loop_monitor import LoopMonitor
@@ -100,7 +102,7 @@ class HttpApi:
     """Handlers reach the running parts through ``request.app[SERVICES]``."""
 
     def __init__(self) -> None:
-        self._health: list[Any] = []
+        self._health: dict[str, Any] = {}
         """The parts' latest check: ``[checked_at, checks]``."""
 
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -245,26 +247,69 @@ def _operator_json(operator: OperatorRecord) -> dict[str, Any]:
     return {"id": operator.id, "username": operator.username, "role": operator.role}
 
 
-_READ_ONLY = ("read-only", "readonly", "read only")
+DATABASE_PROBE_SECONDS = 2.0
+"""How long the health check's write may wait for a lock (bounded by the database)."""
 
 
 async def _database_health(services: Services) -> str:
-    """``ok`` when the database takes a write (one row, committed) within two seconds;
-    else ``slow``, ``full``, ``read_only`` (a fail-over to a standby, a read-only file)
-    or ``unreachable``."""
+    """``ok`` when the database takes a write (one row, committed) without waiting more
+    than ``DATABASE_PROBE_SECONDS`` for a lock; else ``slow``, ``full``, ``read_only``
+    (a fail-over to a standby, a read-only file) or ``unreachable``."""
     try:
-        async with asyncio.timeout(2):
-            await services.repo.write_probe(services.clock.now())
+        # the database bounds the wait; this only covers a connection that hangs
+        async with asyncio.timeout(DATABASE_PROBE_SECONDS + 3):
+            await services.repo.write_probe(services.clock.now(), DATABASE_PROBE_SECONDS)
     except TimeoutError:
         return "slow"
     except Exception as err:  # any failure to write is the answer
         logger.warning("health: the database takes no write (%s)", type(err).__name__)
         if is_full(err):
             return "full"
-        if any(sign in str(err).lower() for sign in _READ_ONLY):
+        if _read_only(err):
             return "read_only"
+        if _lock_wait(err):
+            return "slow"
         return "unreachable"
     return "ok"
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        cause = todo.pop()
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        yield cause
+        orig = getattr(cause, "orig", None)
+        todo += [
+            cause.__cause__,
+            cause.__context__,
+            orig if isinstance(orig, BaseException) else None,
+        ]
+
+
+_SQLITE_READONLY, _SQLITE_BUSY, _SQLITE_LOCKED = 8, 5, 6
+
+
+def _read_only(err: BaseException) -> bool:
+    """PostgreSQL's read_only_sql_transaction (25006), SQLite's SQLITE_READONLY."""
+    return any(
+        getattr(c, "sqlstate", None) == "25006"
+        or (getattr(c, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_READONLY
+        for c in _causes(err)
+    )
+
+
+def _lock_wait(err: BaseException) -> bool:
+    """PostgreSQL's lock_not_available (55P03) or query_canceled (57014, the probe's
+    statement_timeout), SQLite's SQLITE_BUSY / SQLITE_LOCKED."""
+    return any(
+        getattr(c, "sqlstate", None) in ("55P03", "57014")
+        or (getattr(c, "sqlite_errorcode", 0) or 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+        for c in _causes(err)
+    )
 
 
 def _storage_health(services: Services) -> str:
@@ -273,7 +318,12 @@ def _storage_health(services: Services) -> str:
     data = services.config.data_path
     try:
         free = shutil.disk_usage(data).free
-        (data / ".health").write_bytes(b"ok\n")
+        fd = os.open(data / ".health", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"ok\n")
+            os.fsync(fd)  # a disk failing with I/O errors fails here
+        finally:
+            os.close(fd)
     except OSError as err:
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
             return "full"
@@ -286,26 +336,48 @@ def _storage_health(services: Services) -> str:
 
 
 HEALTH_CACHE_SECONDS = 2.0
-"""The parts are checked at most this often: anyone may ask, so a flood of health
-requests costs one check every two seconds, not one each."""
+"""The parts are checked at most this often, and one check at a time: anyone may ask,
+so a flood of health requests costs one check every two seconds, not one each."""
 
 
-async def _checks(cache: list[Any], services: Services) -> dict[str, str]:
-    """The parts' states, from ``cache`` (``[checked_at, checks]``) when fresh."""
-    now = asyncio.get_running_loop().time()
-    if cache and now - cache[0] < HEALTH_CACHE_SECONDS:
-        return dict(cache[1])
-    checks = {
-        "database": await _database_health(services),
-        "storage": await asyncio.to_thread(_storage_health, services),
-        "token": await services.trust.token_health(),
-    }
+async def _checks(cache: dict[str, Any], services: Services) -> dict[str, str]:
+    """The parts' states: from ``cache`` when fresh; else the check under way, or a new
+    one, awaited by every request that asks meanwhile."""
+    loop = asyncio.get_running_loop()
+    if "checks" in cache and loop.time() - cache["at"] < HEALTH_CACHE_SECONDS:
+        return dict(cache["checks"])
+    running: asyncio.Future[dict[str, str]] | None = cache.get("running")
+    if running is None or running.done():
+        running = cache["running"] = asyncio.ensure_future(_check_all(services))
+
+        def keep(task: asyncio.Future[dict[str, str]]) -> None:
+            if not task.cancelled() and task.exception() is None:
+                cache["at"], cache["checks"] = loop.time(), task.result()
+
+        running.add_done_callback(keep)
+    return dict(await asyncio.shield(running))
+
+
+async def _check_all(services: Services) -> dict[str, str]:
     center = services.center
-    for name, pool in (
-        ("analysis", services.pool),
-        ("live_analysis", center.live_pool),
-        ("face_match", center.match_pool),
-    ):
-        checks[name] = "unused" if pool is None else await pool.health()
-    cache[:] = [now, checks]
-    return checks
+    pools = {
+        "analysis": services.pool,
+        "live_analysis": center.live_pool,
+        "face_match": center.match_pool,
+    }
+
+    async def pool_health(pool: AnalysisPool | None) -> str:
+        return "unused" if pool is None else await pool.health()
+
+    database, storage, token, *pooled = await asyncio.gather(
+        _database_health(services),
+        asyncio.to_thread(_storage_health, services),
+        services.trust.token_health(),
+        *(pool_health(pool) for pool in pools.values()),
+    )
+    return {
+        "database": database,
+        "storage": storage,
+        "token": token,
+        **dict(zip(pools, pooled, strict=True)),
+    }

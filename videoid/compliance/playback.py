@@ -17,7 +17,7 @@ import hmac
 import io
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,32 +76,47 @@ class PlaybackLinks:
 def playable(mkv: bytes, side: str) -> bytes:
     """One side of the call (its video and audio tracks) as a WebM with a duration and
     cues, so that a browser can seek. Packets are copied as they are. A recording cut
-    by a crash plays to where it stops."""
+    by a crash plays to where it stops. Only tracks that hold something are kept (a
+    side whose camera never started plays its sound); a side with nothing at all is
+    :class:`NothingToPlay`. Read twice (which tracks, then the remux) rather than
+    holding every packet in memory."""
     wanted = {f"{side}_video", f"{side}_audio"}
-    nothing = NothingToPlay(f"the recording holds nothing of the {side}")
-    packets: list[Any] = []
     try:
+        kept = _tracks_with_packets(mkv, wanted)
+        if not kept:
+            raise NothingToPlay(f"the recording holds nothing of the {side}")
+        out = io.BytesIO()
         with av.open(io.BytesIO(mkv), "r", format="matroska") as src:
-            chosen = [s for s in src.streams if s.metadata.get("title") in wanted]
-            try:
-                for packet in src.demux(chosen):
-                    if packet.dts is not None:  # None: the demuxer's end-of-stream marker
-                        packets.append(packet)
-            except (av.error.InvalidDataError, av.error.EOFError):
-                pass  # an interrupted recording: the clusters before the cut play
-            if not packets:
-                raise nothing  # never arrived (a side's media that never started)
-            # only the tracks that hold something: a player shows the one that does
-            kept = [s for s in chosen if any(p.stream.index == s.index for p in packets)]
-            out = io.BytesIO()
+            chosen = [s for s in src.streams if s.index in kept]
             with av.open(out, "w", format="webm") as dst:
-                mapping = {s.index: dst.add_stream_from_template(s) for s in kept}
-                for packet in packets:
+                mapping = {s.index: dst.add_stream_from_template(s) for s in chosen}
+                for packet in _packets(src, chosen):
                     packet.stream = mapping[packet.stream.index]
                     dst.mux(packet)
     except av.error.FFmpegError as err:
         raise NothingToPlay(f"the recording cannot be read: {err}") from err
     return out.getvalue()
+
+
+def _packets(src: Any, streams: list[Any]) -> Iterator[Any]:
+    """The streams' packets with data, to where an interrupted recording stops."""
+    try:
+        for packet in src.demux(streams):
+            if packet.dts is not None and packet.size:  # None: the end-of-stream marker
+                yield packet
+    except (av.error.InvalidDataError, av.error.EOFError):
+        return  # an interrupted recording: the clusters before the cut play
+
+
+def _tracks_with_packets(mkv: bytes, titles: set[str]) -> set[int]:
+    with av.open(io.BytesIO(mkv), "r", format="matroska") as src:
+        chosen = [s for s in src.streams if s.metadata.get("title") in titles]
+        found: set[int] = set()
+        for packet in _packets(src, chosen):
+            found.add(packet.stream.index)
+            if len(found) == len(chosen):
+                break
+        return found
 
 
 class Playback:

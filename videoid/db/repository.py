@@ -19,7 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import case, delete, event, func, select, union_all, update
+from sqlalchemy import case, delete, event, func, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -184,6 +184,10 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(cfg, "head")
 
 
+SQLITE_BUSY_MS = 30_000
+"""How long a SQLite statement waits for another writer's lock."""
+
+
 def create_engine(
     url: str, schema: str | None = None, statement_timeout_seconds: float = 0.0
 ) -> AsyncEngine:
@@ -194,14 +198,23 @@ def create_engine(
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             private_file(Path(path))  # personal data: the owner's alone, WAL included
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    settings = {"search_path": schema} if schema else {}
+    connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+    engine = create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if statement_timeout_seconds > 0:
-        settings["statement_timeout"] = str(max(1, round(statement_timeout_seconds * 1000)))
-    connect_args = {"server_settings": settings} if settings else {}
-    return create_async_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        # a SET on each new connection, not a start-up parameter (which a pooler such
+        # as PgBouncer refuses)
+        limit = max(1, round(statement_timeout_seconds * 1000))
+
+        def limit_statements(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute(f"SET statement_timeout = {limit}")
+            cursor.close()
+
+        event.listen(engine.sync_engine, "connect", limit_statements)
+    return engine
 
 
 def _terminate_sqlite_at_once() -> None:
@@ -951,19 +964,38 @@ class Repository:
         """Sessions in one of ``states`` with no object of ``seal_kind`` (never sealed:
         the process stopped between the decision and its first seal)."""
         async with self._sessions() as db:
-            sealed = select(StoredObject.session_id).where(StoredObject.kind == seal_kind)
+            sealed = select(StoredObject.id).where(
+                StoredObject.session_id == SessionRow.id, StoredObject.kind == seal_kind
+            )  # NOT EXISTS: an anti-join (NOT IN compares each session with every seal)
             return list(
                 await db.scalars(
                     select(SessionRow.id)
-                    .where(SessionRow.state.in_(states), SessionRow.id.not_in(sealed))
+                    .where(SessionRow.state.in_(states), ~sealed.exists())
                     .order_by(SessionRow.updated_at)
                 )
             )
 
-    async def write_probe(self, now: float) -> None:
-        """The health check's write: one row, one statement, committed."""
+    async def write_probe(self, now: float, wait_seconds: float) -> None:
+        """The health check's write: one row, one statement, committed; waiting at most
+        ``wait_seconds`` for a lock, bounded by the database itself (a statement
+        cancelled from Python is not stopped in SQLite's busy wait)."""
+        wait_ms = max(1, round(wait_seconds * 1000))
         async with self._sessions.begin() as db:
-            await db.execute(update(HealthProbe).where(HealthProbe.id == 1).values(at=now))
+            sqlite = self.engine.dialect.name == "sqlite"
+            if sqlite:
+                await db.execute(text(f"PRAGMA busy_timeout = {wait_ms}"))
+            else:
+                await db.execute(text(f"SET LOCAL lock_timeout = {wait_ms}"))
+                await db.execute(text(f"SET LOCAL statement_timeout = {wait_ms}"))
+            try:
+                done = await db.execute(
+                    update(HealthProbe).where(HealthProbe.id == 1).values(at=now)
+                )
+            finally:
+                if sqlite:  # the connection goes back to the pool: its usual wait
+                    await db.execute(text(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}"))
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                raise StorageError("the health check's row is missing")
 
     async def claim_seal(self, session_id: str, seq: int, now: float) -> bool:
         """Claim seal number ``seq`` of the session; False when another writer has."""

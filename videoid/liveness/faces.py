@@ -39,6 +39,11 @@ def _models() -> tuple[Any, Any, Any, Any]:
     )
 
 
+def warm() -> None:
+    """Load the face models (a worker's first job, or the pools' health probe)."""
+    _models()
+
+
 @dataclass(frozen=True)
 class Face:
     box: tuple[int, int, int, int]

@@ -561,11 +561,14 @@ class Evidence:
         change the session's record dates is taken: a changed item with no change of
         state stays a mismatch."""
         resealed = []
-        for session_id in await self._repo.unsealed_sessions_in(SEALED_STATES, MANIFEST_KIND):
-            await self.seal(session_id, now, "recovered")
-            resealed.append(session_id)
-        for session_id, _ in await self._repo.sealed_sessions_changed_since_seal(MANIFEST_KIND):
-            await self.seal(session_id, now, "recovered")
+        unsealed = await self._repo.unsealed_sessions_in(SEALED_STATES, MANIFEST_KIND)
+        changed = await self._repo.sealed_sessions_changed_since_seal(MANIFEST_KIND)
+        for session_id in [*unsealed, *(sid for sid, _ in changed)]:
+            try:
+                await self.seal(session_id, now, "recovered")
+            except Exception:  # one session's problem does not stop the start
+                logger.exception("session %s: sealing at start failed", session_id)
+                continue
             resealed.append(session_id)
         return resealed
 

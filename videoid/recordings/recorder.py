@@ -15,8 +15,9 @@ libavformat's interleaver writes nothing until every stream has a packet waiting
 for VP8 it waits however long that takes (``max_interleave_delta`` does not apply): a
 side whose media starts late, or a picture that freezes, would hold the whole call in
 memory, unwritten. So once a second every stream that sent nothing meanwhile gets an
-empty packet at the current time: the interleaver moves on, and the Matroska muxer
-writes nothing for it. Each stream is recorded from when it arrives; the summary says
+empty packet at the current time: the interleaver moves on. The file holds it as an
+empty block (no data) — one a second per silent stream, a mark that nothing came;
+demuxers and players skip it. Each stream is recorded from when it arrives; the summary says
 when each started, which never did, and where one stopped for longer than
 ``hole_seconds`` (a frozen picture, lost audio).
 """
@@ -146,6 +147,7 @@ class CallRecorder:
         self.sinks = {name: _StreamSink(self, name) for name in STREAMS}
         self._io_lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._end_ms = 0
         self.closed = False
         self.error: str | None = None
@@ -170,6 +172,8 @@ class CallRecorder:
         self._keyed.discard("customer_video")
 
     def start(self) -> None:
+        """Start the clock (time 0 of every stream) and the writing."""
+        self._start = self._last_keyframe_request = self._now()
         self._task = asyncio.get_running_loop().create_task(self._drain_every_second())
 
     def push(self, name: str, data: bytes, keyframe: bool) -> None:
@@ -208,6 +212,8 @@ class CallRecorder:
         return at
 
     def _fail(self, error: str) -> None:
+        if self.error is not None:
+            return  # told once, the first reason kept
         self.error = error
         logger.error("recording %s: %s", self.recording_id, error)
         if self._on_error is not None:
@@ -235,8 +241,14 @@ class CallRecorder:
                     return
 
     async def _drain_every_second(self) -> None:
+        """Once a second: keyframe requests, empty packets, a segment sealed and written
+        out. :meth:`close` stops it between two seconds, never during a write: a sealed
+        segment dropped before the next would make every later one unreadable."""
         while not self.closed:
-            await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 1.0)
+            if self.closed:
+                return
             now = self._now()
             if self._keyframe_seconds and now - self._last_keyframe_request >= (
                 self._keyframe_seconds
@@ -269,10 +281,13 @@ class CallRecorder:
         """Finish the file; returns what the evidence records of it."""
         if not self.closed:
             self.closed = True
+            self._stopping.set()
             if self._task is not None:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                try:
+                    await self._task  # lets a write under way finish
+                except Exception:  # the file is still closed, the reason kept
+                    logger.exception("recording %s: the writer failed", self.recording_id)
+                    self.error = self.error or "the recording's writer failed"
             end_ms = round((self._now() - self._start) * 1000)
             for name in STREAMS:
                 first = self._first_real.get(name)
