@@ -8,6 +8,7 @@ memory and written later, and never locks them out of their account."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from videoid.bots.operator_bot import answer_checklist, login
 from videoid.bots.signaling_client import ProtocolError, SignalingClient
 
 from .conftest import PASSWORD, Server, StartServer
+from .test_browser_call import chromium, console_login
 from .test_storage_full import fill, small_filesystem
 
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -236,3 +238,60 @@ async def test_an_offer_the_disk_refused_is_made_once_there_is_room(
         [draw] = await server.services.repo.assignments(invitation.session_id)
         assert draw.operator_id == server.services.center.live_view()["operators"][0]["id"]
         await asyncio.gather(customer.close(), operator.close())
+
+
+@pytest.fixture
+async def browser(customer_y4m: Path) -> AsyncIterator[Any]:
+    async with chromium(customer_y4m) as launched:
+        yield launched
+
+
+@pytest.mark.browser
+async def test_the_console_shows_which_answer_was_not_saved(
+    start_server: StartServer, tmp_path: Path, browser: Any
+) -> None:
+    """In the operator console: a checklist answer the full disk refused stays
+    unanswered, marked "not saved", and the message names the item; given again once
+    there is room, it is saved."""
+    with small_filesystem(tmp_path / "small", 24) as small:
+        server = await start(start_server, small)
+        await server.operator("hana")
+        invitation = await server.invite()
+        customer = SignalingClient(server.url, "/customer")
+        await customer.connect({"token": invitation.token})
+        await customer.next("session", 5)
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(f"{server.url}/operator")
+        await console_login(page, server.url, "hana")
+        await page.wait_for_selector("#toggle-presence:visible")
+        await page.click("#toggle-presence")
+        await page.wait_for_selector("#presence.available")
+        await customer.request("join_queue")
+        await page.wait_for_selector("#accept:visible", timeout=15000)
+        await page.click("#accept")
+        await customer.next("call_started", 5)
+        first = "#checklist-items li:has(button[data-answer=passed]) >> nth=0"
+        await page.wait_for_selector(first, timeout=10000)
+        item = await page.get_attribute(first, "data-item")
+        text = await page.text_content(f"#checklist-items li[data-item='{item}'] span")
+        assert item and text
+        passed = f"#checklist-items li[data-item='{item}'] button[data-answer=passed]"
+
+        filler = fill(small)
+        await page.click(passed)
+        await page.wait_for_selector(f"#checklist-items li[data-item='{item}'] .unsaved")
+        message = await page.text_content("#error") or ""
+        assert message.startswith("Not saved") and text.strip() in message, message
+        assert await page.get_attribute(f"li[data-item='{item}']", "data-answer") is None
+        assert await page.is_visible(passed)  # to be given again
+
+        filler.unlink()
+        await page.click(passed)
+        await page.wait_for_selector(f"#checklist-items li[data-item='{item}'][data-answer=passed]")
+        assert await saved_answers(server, invitation.session_id) == {item: "passed"}
+        assert errors == []
+        await context.close()
+        await customer.close()
