@@ -167,3 +167,13 @@ def test_snapshot_taken_passes_only_with_a_snapshot_of_its_kind(
     bad = {"items": [{"id": "a", "text": "A", "snapshot": "selfie"}]}
     with pytest.raises(ConfigError, match="unknown snapshot"):
         ChecklistTemplate.from_dict(bad)
+
+
+def test_an_answer_is_kept_only_when_the_driver_keeps_it(template: ChecklistTemplate) -> None:
+    """Issue 20.4: ``with_answer`` leaves the checklist as it was (the server keeps the
+    answer once written; refused by a full disk, it is not counted)."""
+    checklist = template.draw("passport", random.Random(3))
+    first = checklist.entries[0]["id"]
+    answered = checklist.with_answer(first, "passed", "", 1.0, "operator:1")
+    assert checklist.answers == {} and first in checklist.missing()
+    assert answered.answers[first]["answer"] == "passed" and first not in answered.missing()

@@ -290,3 +290,25 @@ def test_a_call_known_only_from_the_database_has_no_connect_deadline() -> None:
     assert s.connect_deadline(20) is None
     with pytest.raises(IllegalTransition):
         s.customer_gone(1e12, connect_seconds=20)
+
+
+def test_a_step_whose_write_failed_is_rolled_back_with_its_events() -> None:
+    """Issue 20.8: a driver takes a checkpoint, steps, and returns to it when the write
+    fails; the events stay queued until they are saved (the ones written are dropped,
+    later ones kept)."""
+    s = IdentificationSession("s1")
+    s.enter_queue(1.0)
+    s.assign(OP, 2.0)
+    s.start_call(OP, 3.0)
+    queued = s.unsaved_events()
+    s.saved(len(queued) - 1)  # all but the last written
+    assert s.unsaved_events() == queued[-1:]
+    before = s.checkpoint()
+    s.decide(OP, Outcome.REJECTED, "face_mismatch", "", 4.0)
+    assert s.state is State.REJECTED and len(s.unsaved_events()) == 4
+    s.roll_back(before)
+    assert (s.state, s.operator_id, s.call_started_at) == (State.IN_CALL, OP, 3.0)
+    assert s.unsaved_events() == queued[-1:]
+    s.decide(OP, Outcome.REJECTED, "face_mismatch", "", 5.0)  # the same step, again
+    assert s.state is State.REJECTED
+    assert [type(e) for e in s.pop_events()][-2:] == [DecisionMade, SessionEnded]

@@ -138,3 +138,18 @@ def test_the_first_measured_call_replaces_the_guess_and_a_restart_keeps_what_was
     restarted = room()
     restarted.seed_call_lengths([60, 40])
     assert restarted.handle_seconds == 50
+
+
+def test_a_draw_chosen_changes_nothing_until_it_is_taken() -> None:
+    """Issue 20.8: the driver writes the draw before the room changes; a draw not
+    written leaves the customer at their place and the operator available."""
+    r = room()
+    r.add("a", 0.0)
+    r.add("b", 1.0)
+    r.set_presence(1, Presence.AVAILABLE)
+    draw = r.choose(2.0)
+    assert draw is not None and draw.session_id == "a"
+    assert [e.session_id for e in r.entries()] == ["a", "b"]
+    assert r.presence(1) is Presence.AVAILABLE and r.position("a") == 1
+    r.take(draw)
+    assert [e.session_id for e in r.entries()] == ["b"] and r.presence(1) is Presence.OFFERED

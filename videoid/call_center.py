@@ -4,6 +4,13 @@ room) and the outside (database, Socket.IO, media).
 Every change goes the same way: under one lock, feed the state machine, persist its
 events, update the waiting room, and queue notifications; the notifications are sent
 after the lock is released. Media negotiation runs outside the lock.
+
+Memory changes only after its write (issue 20.8). A step someone asks for (accept,
+decide, join the queue) that cannot be written is not taken: the machine is rolled
+back, nothing else was touched, and the error (``storage_full`` on a full disk) goes
+back to whoever asked, who may try again. A step that happened regardless (a
+connection lost, a time run out) is followed in memory at once; what of it could not be
+written is kept and written by the tick when the storage takes it again.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from .errors import (
 from .liveness.live import LiveAnalysis
 from .media import ParticipantPeer, bridge
 from .media.ice_policy import IcePolicy
-from .queue import Presence, WaitingRoom
+from .queue import AssignmentDrawn, Presence, WaitingRoom
 from .recordings.recorder import CallRecorder
 from .session import IdentificationSession, Outcome, State
 from .storage.envelope import KeyWrapper
@@ -72,6 +79,14 @@ class LiveSession:
     customer_gone_at: float | None = None
     """When the customer's connection dropped mid-call (R12), while they may come back:
     to the call, or to the head of the queue when the operator dropped meanwhile."""
+    unsaved: list[tuple[str, Callable[[], Awaitable[Any]]]] = field(default_factory=list)
+    """Writes of what happened (a gap, the call's analysis) the storage refused: what
+    each is, and the write; the tick retries them in order."""
+
+    @property
+    def has_unsaved(self) -> bool:
+        """Something that happened is not written yet (the machine's events included)."""
+        return bool(self.unsaved or self.machine.unsaved_events())
 
 
 @dataclass
@@ -135,6 +150,8 @@ class CallCenter:
         past the decision (certificate requested, contract signed): the evidence is
         sealed (again); it must not block."""
         self._background: set[asyncio.Task[Any]] = set()
+        self._offers_failing = False
+        """The last offer could not be written (logged once until one is again)."""
 
     # -- start and stop ---------------------------------------------------------------
 
@@ -160,6 +177,18 @@ class CallCenter:
         async with self._lock:
             for live in self._live.values():
                 await self._close_peers(live)
+            await self._write_unsaved()
+            for live in self._live.values():
+                lost = [what for what, _ in live.unsaved]
+                if live.machine.unsaved_events():
+                    lost.insert(0, "the session's state")
+                if lost:
+                    # the next start finds the session as last written and recovers it
+                    logger.error(
+                        "session %s: not saved as the server stops: %s",
+                        live.machine.session_id,
+                        ", ".join(lost),
+                    )
         # what runs in the background (sealing the evidence, a recording's end) is
         # given time to finish; what is still running after that is cancelled
         pending = set(self._background)
@@ -174,6 +203,7 @@ class CallCenter:
         """Expire offers nobody accepted in time, calls their customer did not join in
         time, and customers' reconnect windows. Called about once a second."""
         async with self._locked():
+            await self._write_unsaved()
             now = self._clock.now()
             call = self._config.call
             for live in list(self._live.values()):
@@ -231,7 +261,6 @@ class CallCenter:
                 if live.machine.state is not State.IN_CALL:
                     raise SessionInUse()
                 replaced = live.customer_sid
-            live.customer_sid = sid
             if live.machine.state is State.IN_CALL and (
                 live.customer_gone_at is not None or replaced is not None
             ):
@@ -243,6 +272,9 @@ class CallCenter:
                     self._room.set_connected(record.id, True)
                     self._queue_changed()
                     await self._assign()
+            # the connection is theirs only once all of the above went through: a
+            # failure leaves no connection registered that will never disconnect
+            live.customer_sid = sid
             view = self._customer_view(live)
             if record.id in self._interrupted and live.machine.state is not State.IN_CALL:
                 self._interrupted.discard(record.id)
@@ -288,7 +320,10 @@ class CallCenter:
         now = self._clock.now()
         gone = live.customer_gone_at if live.customer_gone_at is not None else now
         gap = {"from": gone, "to": now, "seconds": round(now - gone, 3), "resumed": resumed}
-        await self._repo.add_item(live.machine.session_id, "gap", actor, gap, now)
+        sid = live.machine.session_id
+        await self._write_or_keep(
+            live, "a gap in the call", lambda: self._repo.add_item(sid, "gap", actor, gap, now)
+        )
         if live.recorder is not None:
             live.recorder.mark_gap(gap)
         return gap
@@ -300,12 +335,12 @@ class CallCenter:
         machine = live.machine
         operator_id = machine.operator_id
         assert operator_id is not None
+        now, connect_seconds = self._clock.now(), self._config.call.connect_seconds
+        await self._happened(live, lambda m: m.customer_gone(now, connect_seconds=connect_seconds))
         if live.customer_gone_at is not None:  # their connection dropped meanwhile
             await self._record_gap(live, "system", resumed=False)
             live.customer_gone_at = None
-        machine.customer_gone(self._clock.now(), connect_seconds=self._config.call.connect_seconds)
         await self._close_peers(live)
-        await self._persist(machine)
         self._release_operator(operator_id)
         sid = machine.session_id
         logger.info("session %s: the customer did not join operator %d's call", sid, operator_id)
@@ -348,11 +383,15 @@ class CallCenter:
                 )
             result = await save()
             if complete is not None or advance is not None:
-                if complete is not None:
-                    machine.complete_step(complete, self._clock.now())
-                if advance is not None:  # after the decision: certificate, contract
-                    advance(machine, self._clock.now())
-                await self._persist(machine)
+                now = self._clock.now()
+
+                def move(machine: IdentificationSession) -> None:
+                    if complete is not None:
+                        machine.complete_step(complete, now)
+                    if advance is not None:  # after the decision: certificate, contract
+                        advance(machine, now)
+
+                await self._change(machine, move)
                 if advance is not None and self.evidence_changed is not None:
                     self.evidence_changed(session_id, machine.state.value)
                 if live is not None:
@@ -367,9 +406,9 @@ class CallCenter:
     async def join_queue(self, session_id: str) -> dict[str, Any]:
         async with self._locked():
             live = self._get(session_id)
-            live.machine.enter_queue(self._clock.now())
-            self._room.add(session_id, self._clock.now())
-            await self._persist(live.machine)
+            now = self._clock.now()
+            await self._change(live.machine, lambda m: m.enter_queue(now))
+            self._room.add(session_id, now)
             await self._assign()
             return self._customer_view(live)
 
@@ -378,7 +417,7 @@ class CallCenter:
             live = self._get(session_id)
             if live.machine.state not in (State.WAITING, State.ASSIGNED):
                 live.machine.leave_queue(self._clock.now())  # raises IllegalTransition
-            await self._customer_leaves(live)
+            await self._customer_leaves(live, asked=True)
             return self._customer_view(live)
 
     # -- operators --------------------------------------------------------------------
@@ -405,15 +444,20 @@ class CallCenter:
             link = self._operators.get(operator_id)
             if link is None or link.sid != sid:
                 return
-            live = self._live.get(link.session_id) if link.session_id else None
-            if live is not None and live.machine.operator_id == operator_id:
-                if live.machine.state is State.ASSIGNED:
-                    await self._withdraw(live, "operator_left", pause_operator=False)
-                elif live.machine.state is State.IN_CALL:
-                    await self._drop_call(live, by="operator")
-            del self._operators[operator_id]
-            self._room.set_presence(operator_id, Presence.OFFLINE)
-            self._queue_changed()
+            try:
+                live = self._live.get(link.session_id) if link.session_id else None
+                if live is not None and live.machine.operator_id == operator_id:
+                    if live.machine.state is State.ASSIGNED:
+                        await self._withdraw(live, "operator_left", pause_operator=False)
+                    elif live.machine.state is State.IN_CALL:
+                        await self._drop_call(live, by="operator")
+            finally:
+                # the connection is gone whatever became of the writes above: left
+                # registered, it would keep the operator out ("already connected in
+                # another tab") until a restart
+                del self._operators[operator_id]
+                self._room.set_presence(operator_id, Presence.OFFLINE)
+                self._queue_changed()
             await self._assign()
 
     async def set_presence(self, operator_id: int, status: str) -> dict[str, Any]:
@@ -439,8 +483,7 @@ class CallCenter:
             if machine.state is not State.ASSIGNED:
                 raise NotAssigned()
             now = self._clock.now()
-            machine.start_call(operator_id, now)
-            await self._persist(machine)
+            await self._change(machine, lambda m: m.start_call(operator_id, now))
             live.offer_deadline = None
             self._room.set_presence(operator_id, Presence.BUSY)
             self._open_peers(live, operator_id)
@@ -469,7 +512,7 @@ class CallCenter:
                 or live.machine.operator_id != operator_id
             ):
                 raise NotAssigned()
-            await self._withdraw(live, "declined", pause_operator=True)
+            await self._withdraw(live, "declined", pause_operator=True, asked=True)
             await self._assign()
             return {"presence": self._room.presence(operator_id).value}
 
@@ -488,8 +531,12 @@ class CallCenter:
                 await self.before_decision(session_id, outcome, reason_code)
             now = self._clock.now()
             started = live.machine.call_started_at
-            live.machine.decide(operator_id, Outcome(outcome), reason_code, reason_text, now)
-            await self._persist(live.machine)
+            # refused by the storage, the decision is not taken: the call goes on, and
+            # the same decision may be sent again
+            await self._change(
+                live.machine,
+                lambda m: m.decide(operator_id, Outcome(outcome), reason_code, reason_text, now),
+            )
             if started is not None:
                 self._room.record_call_length(now - started)
             await self._close_peers(live)
@@ -522,15 +569,13 @@ class CallCenter:
                 for _, _, _, actor in await self._repo.transitions(session_id)
                 if actor.startswith("operator:")
             } | {d.operator_id for d in await self._repo.decisions(session_id)}
-            machine.review(
-                supervisor_id,
-                handled,
-                Outcome(outcome),
-                reason_code,
-                reason_text,
-                self._clock.now(),
+            now = self._clock.now()
+            await self._change(
+                machine,
+                lambda m: m.review(
+                    supervisor_id, handled, Outcome(outcome), reason_code, reason_text, now
+                ),
             )
-            await self._persist(machine)
             if self.evidence_changed is not None:
                 self.evidence_changed(session_id, "review")
             self._notify_customer(
@@ -646,23 +691,107 @@ class CallCenter:
             raise SessionNotFound()
         return live
 
-    async def _persist(self, machine: IdentificationSession) -> None:
+    async def _persist(
+        self, machine: IdentificationSession, assignment: AssignmentDrawn | None = None
+    ) -> None:
+        """Write the machine's unsaved events and its state (with the draw that led to
+        them); if the write fails, the events stay queued in the machine."""
+        events = machine.unsaved_events()
         await self._repo.save_events(
             machine.session_id,
-            machine.pop_events(),
+            events,
             state=machine.state.value,
             ready_state=machine.ready_state.value,
             operator_id=machine.operator_id,
+            assignment=assignment,
+        )
+        machine.saved(len(events))
+
+    async def _change(
+        self,
+        machine: IdentificationSession,
+        step: Callable[[IdentificationSession], None],
+        assignment: AssignmentDrawn | None = None,
+    ) -> None:
+        """A step someone asked for, taken only if written: when the write fails the
+        machine is as it was before the step and the error is raised (to the operator:
+        ``storage_full``), so that the same step may be tried again later."""
+        before = machine.checkpoint()
+        try:
+            step(machine)
+            await self._persist(machine, assignment)
+        except BaseException:
+            machine.roll_back(before)
+            raise
+
+    async def _happened(
+        self, live: LiveSession, step: Callable[[IdentificationSession], None]
+    ) -> None:
+        """A step that happened whether or not it can be written (a connection lost, a
+        time run out): memory follows it at once, so that it matches the world; if the
+        write fails its events stay queued in the machine for the tick to write. An
+        illegal step raises before anything changes."""
+        step(live.machine)
+        try:
+            await self._persist(live.machine)
+        except Exception as err:
+            self._not_saved_yet(live, "the session's state", err)
+
+    async def _write_or_keep(
+        self, live: LiveSession, what: str, write: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """Write something that happened, or keep the write for the tick to retry (after
+        any kept before it: they are written in order)."""
+        if not live.unsaved:
+            try:
+                await write()
+                return
+            except Exception as err:
+                self._not_saved_yet(live, what, err)
+        live.unsaved.append((what, write))
+
+    @staticmethod
+    def _not_saved_yet(live: LiveSession, what: str, err: Exception) -> None:
+        # the error's type only: a database's message may quote personal data
+        logger.warning(
+            "session %s: %s is not saved yet (%s); kept in memory, written when the "
+            "storage takes it",
+            live.machine.session_id,
+            what,
+            type(err).__name__,
         )
 
-    async def _customer_leaves(self, live: LiveSession) -> None:
+    async def _write_unsaved(self) -> None:
+        """Retry what happened and was not written (under the lock)."""
+        for live in list(self._live.values()):
+            if not live.has_unsaved:
+                continue
+            try:
+                if live.machine.unsaved_events():
+                    await self._persist(live.machine)
+                while live.unsaved:
+                    await live.unsaved[0][1]()
+                    live.unsaved.pop(0)
+            except Exception:
+                continue  # still refused: the next tick tries again
+            logger.info("session %s: what was kept in memory is saved", live.machine.session_id)
+            self._forget_if_idle(live)
+
+    async def _customer_leaves(self, live: LiveSession, *, asked: bool = False) -> None:
+        """The customer leaves the queue or the call: ``asked`` (they pressed leave),
+        refused when it cannot be written; else their connection is gone, which is
+        followed in memory whether written or not."""
         machine, now = live.machine, self._clock.now()
-        if machine.state is State.WAITING:
-            self._room.remove(machine.session_id)
+
+        def leave(machine: IdentificationSession) -> None:
             machine.leave_queue(now)
+
+        if machine.state is State.WAITING:
+            await (self._change(machine, leave) if asked else self._happened(live, leave))
+            self._room.remove(machine.session_id)
         elif machine.state is State.ASSIGNED:
             operator_id = machine.operator_id
-            machine.leave_queue(now)
+            await (self._change(machine, leave) if asked else self._happened(live, leave))
             live.offer_deadline = None
             if operator_id is not None:
                 self._release_operator(operator_id)
@@ -675,20 +804,27 @@ class CallCenter:
             await self._drop_call(live, by="customer")
         else:
             return
-        await self._persist(machine)
         self._queue_changed()
         await self._assign()
 
-    async def _withdraw(self, live: LiveSession, reason: str, *, pause_operator: bool) -> None:
-        """Take back an offer: the customer returns to the head of the queue."""
+    async def _withdraw(
+        self, live: LiveSession, reason: str, *, pause_operator: bool, asked: bool = False
+    ) -> None:
+        """Take back an offer: the customer returns to the head of the queue. ``asked``
+        (the operator declined): refused when it cannot be written; else (timed out,
+        the operator gone) followed in memory whether written or not."""
         machine = live.machine
         operator_id = machine.operator_id
         assert operator_id is not None
-        machine.withdraw_assignment(self._clock.now(), reason=reason)
+        now = self._clock.now()
+
+        def withdraw(machine: IdentificationSession) -> None:
+            machine.withdraw_assignment(now, reason=reason)
+
+        await (self._change(machine, withdraw) if asked else self._happened(live, withdraw))
         live.offer_deadline = None
-        self._room.add(machine.session_id, self._clock.now(), at_head=True)
+        self._room.add(machine.session_id, now, at_head=True)
         live.last_queue_info = None  # back in the queue: told where, even if unchanged
-        await self._persist(machine)
         link = self._release_operator(operator_id)
         if link is not None and pause_operator:
             link.wants = Presence.PAUSED
@@ -705,11 +841,13 @@ class CallCenter:
         self._queue_changed()
 
     async def _drop_call(self, live: LiveSession, *, by: str) -> None:
+        """A participant's connection was lost mid-call: followed in memory whether
+        written or not (it happened)."""
         machine = live.machine
         operator_id = machine.operator_id
         assert operator_id is not None
         now = self._clock.now()
-        machine.drop_call(now, by=by)
+        await self._happened(live, lambda m: m.drop_call(now, by=by))
         customer_here = live.customer_sid is not None
         if by == "operator" and not customer_here:
             # the customer dropped too and may still come back (R12): the call's gap ends
@@ -737,7 +875,6 @@ class CallCenter:
                 {"session_id": machine.session_id, "reason": "customer_left"},
             )
             self._release_operator(operator_id)
-        await self._persist(machine)
         self._queue_changed()
 
     def _release_operator(self, operator_id: int) -> OperatorLink | None:
@@ -748,31 +885,52 @@ class CallCenter:
         return link
 
     async def _assign(self) -> None:
-        """Offer waiting customers to operators drawn at random (R11), while both exist."""
-        while (draw := self._room.draw(self._clock.now())) is not None:
-            live = self._live[draw.session_id]
-            live.machine.assign(draw.operator_id, draw.at)
-            live.offer_deadline = draw.at + self._config.operators.offer_timeout_seconds
-            await self._persist(live.machine)
-            await self._repo.save_assignment(draw)
-            self._operators[draw.operator_id].session_id = draw.session_id
-            logger.info(
-                "session %s: offered to operator %d (drawn %d of %d)",
-                draw.session_id,
-                draw.operator_id,
-                draw.index + 1,
-                len(draw.candidates),
-            )
-            self._notify_operator(
-                draw.operator_id,
-                "assignment_offered",
-                {
-                    "session_id": draw.session_id,
-                    "timeout_seconds": self._config.operators.offer_timeout_seconds,
-                },
-            )
-            self._notify_customer(draw.session_id, "assigned", {"state": State.ASSIGNED.value})
-            self._queue_changed()
+        """Offer waiting customers to operators drawn at random (R11), while both exist.
+        An offer that cannot be written is not made (the room, the operator and the
+        session stay as they were; the tick tries again), and never fails what the
+        caller did: a decision saved is not reported failed for another's offer."""
+        while (draw := self._room.choose(self._clock.now())) is not None:
+            if not await self._offer(draw):
+                return
+
+    async def _offer(self, draw: AssignmentDrawn) -> bool:
+        """Carry out a draw once written; whether it was."""
+        live = self._live[draw.session_id]
+        try:
+            await self._change(live.machine, lambda m: m.assign(draw.operator_id, draw.at), draw)
+        except Exception as err:
+            if not self._offers_failing:
+                logger.warning(
+                    "session %s: cannot offer it now (%s); tried again every second",
+                    draw.session_id,
+                    type(err).__name__,
+                )
+            self._offers_failing = True
+            return False
+        if self._offers_failing:
+            logger.info("session %s: offers are written again", draw.session_id)
+            self._offers_failing = False
+        self._room.take(draw)
+        live.offer_deadline = draw.at + self._config.operators.offer_timeout_seconds
+        self._operators[draw.operator_id].session_id = draw.session_id
+        logger.info(
+            "session %s: offered to operator %d (drawn %d of %d)",
+            draw.session_id,
+            draw.operator_id,
+            draw.index + 1,
+            len(draw.candidates),
+        )
+        self._notify_operator(
+            draw.operator_id,
+            "assignment_offered",
+            {
+                "session_id": draw.session_id,
+                "timeout_seconds": self._config.operators.offer_timeout_seconds,
+            },
+        )
+        self._notify_customer(draw.session_id, "assigned", {"state": State.ASSIGNED.value})
+        self._queue_changed()
+        return True
 
     def _queue_changed(self) -> None:
         """The queue changed: waiting customers and operators are told when the lock is
@@ -921,7 +1079,7 @@ class CallCenter:
                 await recorder.close()
             return
         if not live.peers:  # the call ended meanwhile
-            await self._finish_recording(live.machine.session_id, recorder)
+            await self._finish_recording(live, recorder)
             return
         live.recorder = recorder
         recorder.start()
@@ -948,10 +1106,16 @@ class CallCenter:
                 )
             )
 
-    async def _finish_recording(self, session_id: str, recorder: CallRecorder) -> None:
+    async def _finish_recording(self, live: LiveSession, recorder: CallRecorder) -> None:
+        session_id = live.machine.session_id
         summary = await recorder.close()
         status = "complete" if summary["error"] is None else "failed"
-        await self._repo.finish_recording(recorder.recording_id, status, summary, self._clock.now())
+        now = self._clock.now()
+        await self._write_or_keep(
+            live,
+            "the recording's end",
+            lambda: self._repo.finish_recording(recorder.recording_id, status, summary, now),
+        )
         logger.info(
             "session %s: recording %s %s (%s segments)",
             session_id,
@@ -1005,18 +1169,28 @@ class CallCenter:
         recorder, live.recorder = live.recorder, None
         await asyncio.gather(*(p.close() for p in peers.values()))
         if recorder is not None:
-            await self._finish_recording(live.machine.session_id, recorder)
+            await self._finish_recording(live, recorder)
         if analysis is not None:
             await analysis.close()
-            await self._repo.add_item(
-                live.machine.session_id, "analysis", "system", analysis.summary(), self._clock.now()
+            sid, summary, now = live.machine.session_id, analysis.summary(), self._clock.now()
+            await self._write_or_keep(
+                live,
+                "the call's analysis",
+                lambda: self._repo.add_item(sid, "analysis", "system", summary, now),
             )
 
     def _forget_if_idle(self, live: LiveSession) -> None:
-        if live.customer_sid is None and live.machine.state not in (
-            State.WAITING,
-            State.ASSIGNED,
-            State.IN_CALL,
+        """Forget a session nobody is connected to, unless some of it is not saved yet
+        (the tick writes it, then forgets it)."""
+        if (
+            live.customer_sid is None
+            and not live.has_unsaved
+            and live.machine.state
+            not in (
+                State.WAITING,
+                State.ASSIGNED,
+                State.IN_CALL,
+            )
         ):
             self._live.pop(live.machine.session_id, None)
 

@@ -529,13 +529,18 @@ class Repository:
         state: str,
         ready_state: str,
         operator_id: int | None,
+        assignment: AssignmentDrawn | None = None,
     ) -> None:
         """Persist a batch of events from the state machine, and its resulting state, in
-        one transaction."""
+        one transaction; with the ``assignment`` drawn that led to them, if given (so
+        that an offer is never on record without its draw, nor a draw without its
+        offer). Raises :class:`StorageError`."""
         if not events:
             return
         try:
             async with self._audit_lock, self._sessions.begin() as db:
+                if assignment is not None:
+                    await self._add_assignment(db, assignment)
                 last = 0.0
                 for event in events:
                     if isinstance(event, StateChanged):
@@ -595,27 +600,30 @@ class Repository:
 
     async def save_assignment(self, draw: AssignmentDrawn) -> None:
         async with self._audit_lock, self._sessions.begin() as db:
-            await self._append_audit(
-                db,
-                draw.at,
-                "assignment",
-                "system",
-                draw.session_id,
-                {
-                    "operator_id": draw.operator_id,
-                    "candidates": list(draw.candidates),
-                    "index": draw.index,
-                },
+            await self._add_assignment(db, draw)
+
+    async def _add_assignment(self, db: AsyncSession, draw: AssignmentDrawn) -> None:
+        await self._append_audit(
+            db,
+            draw.at,
+            "assignment",
+            "system",
+            draw.session_id,
+            {
+                "operator_id": draw.operator_id,
+                "candidates": list(draw.candidates),
+                "index": draw.index,
+            },
+        )
+        db.add(
+            Assignment(
+                session_id=draw.session_id,
+                operator_id=draw.operator_id,
+                candidates=json.dumps(list(draw.candidates)),
+                draw_index=draw.index,
+                at=draw.at,
             )
-            db.add(
-                Assignment(
-                    session_id=draw.session_id,
-                    operator_id=draw.operator_id,
-                    candidates=json.dumps(list(draw.candidates)),
-                    draw_index=draw.index,
-                    at=draw.at,
-                )
-            )
+        )
 
     async def assignments(self, session_id: str) -> list[AssignmentDrawn]:
         async with self._sessions() as db:

@@ -194,10 +194,14 @@ class LiveAnalysis:
 
     # -- challenges -------------------------------------------------------------------
 
-    async def start_challenges(self, kinds: list[ChallengeKind]) -> dict[str, Any]:
-        """Queue challenges; the first starts now unless one is running."""
+    def check_challenges(self, kinds: list[ChallengeKind]) -> None:
+        """Raises what :meth:`start_challenges` would refuse (``too_many_challenges``)."""
         if len(self.pending) + len(kinds) > 10:
             raise ValidationError("too many challenges queued", code="too_many_challenges")
+
+    async def start_challenges(self, kinds: list[ChallengeKind]) -> dict[str, Any]:
+        """Queue challenges; the first starts now unless one is running."""
+        self.check_challenges(kinds)
         self.pending.extend(kinds)
         if self.challenge is None:
             await self._next_challenge()

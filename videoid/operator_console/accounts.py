@@ -28,7 +28,14 @@ from ..config import OperatorsConfig
 from ..db import OperatorRecord, Repository
 from ..db.login_attempts import AttemptLimit, LoginAttempts
 from ..db.staff_factors import StaffFactors
-from ..errors import AuthError, Forbidden, InvalidCredentials, LoginThrottled, ValidationError
+from ..errors import (
+    AuthError,
+    Forbidden,
+    InvalidCredentials,
+    LoginThrottled,
+    StorageError,
+    ValidationError,
+)
 from ..storage.envelope import KeyWrapper
 from ..tokens import new_token, token_hash
 from . import totp
@@ -383,8 +390,16 @@ class Accounts:
         logger.info("operator %d: login ended unused", operator_id)
 
     async def _write_use(self, hashed: str, now: float) -> bool:
-        self._written[hashed] = now
-        alive = await self.factors.touch(hashed, now)
+        self._written[hashed] = now  # tried now: the next try in TOUCH_EVERY_SECONDS
+        try:
+            alive = await self.factors.touch(hashed, now)
+        except StorageError as err:
+            # the last use is bookkeeping (kept in memory here): a storage that refuses
+            # it (a full disk) must not refuse the operator's work with it; the login is
+            # taken to live until the next write finds out
+            cause = type(err.__cause__ or err).__name__
+            logger.warning("a login's last use is not saved (%s); kept in memory", cause)
+            return True
         if len(self._seen) > 1000:  # logins long unused, or gone
             horizon = max(self._config.idle_minutes * 60, TOUCH_EVERY_SECONDS * 2)
             self._seen = {h: at for h, at in self._seen.items() if now - at <= horizon}

@@ -59,6 +59,7 @@ class CallTools:
         """Checklists of sessions in a call (others are read from the database)."""
         self._windows: dict[tuple[str, str], deque[float]] = defaultdict(deque)
         self._checklist_lock = asyncio.Lock()
+        self._answer_lock = asyncio.Lock()
         self._codes = OneTimeCodes(repo, clock)
         center.before_decision = self.before_decision
 
@@ -94,13 +95,21 @@ class CallTools:
     async def _answer(
         self, session_id: str, item_id: str, answer: str, note: str, by: str
     ) -> dict[str, Any]:
-        checklist = await self.checklist(session_id)
-        snapshots = None  # with the live analysis off there are no frames to take
-        if self._center.live_pool is not None:
-            snapshots = {s["kind"]: s["object"] for s in await self.snapshots(session_id)}
-        view = checklist.answer(item_id, answer, note, self._clock.now(), by, snapshots)
-        await self._repo.add_item(session_id, "checklist", by, view, self._clock.now())
-        return view
+        """Record an answer: written first, then kept in memory. An answer the storage
+        refuses (``storage_full``) is not kept: the console shows it not given, and
+        the decision's check does not count it (issue 20.4)."""
+        # one answer at a time: each view written holds every answer written before it
+        async with self._answer_lock:
+            checklist = await self.checklist(session_id)
+            snapshots = None  # with the live analysis off there are no frames to take
+            if self._center.live_pool is not None:
+                snapshots = {s["kind"]: s["object"] for s in await self.snapshots(session_id)}
+            now = self._clock.now()
+            answered = checklist.with_answer(item_id, answer, note, now, by, snapshots)
+            view = answered.to_json()
+            await self._repo.add_item(session_id, "checklist", by, view, now)
+            checklist.answers = answered.answers
+            return view
 
     def reasons(self) -> dict[str, list[str]]:
         c = self._config.call
@@ -186,7 +195,9 @@ class CallTools:
                 raise ValidationError(str(err), code="invalid_challenge") from err
         if not chosen:
             raise ValidationError("name a challenge", code="invalid_challenge")
-        state = await analysis.start_challenges(chosen)
+        # written before the customer is shown it: a request the storage refuses
+        # (storage_full) is not carried out
+        analysis.check_challenges(chosen)
         await self._repo.add_item(
             session_id,
             "challenge_requested",
@@ -194,7 +205,7 @@ class CallTools:
             {"kinds": [k.value for k in chosen], "random": bool(random_count)},
             self._clock.now(),
         )
-        return state
+        return await analysis.start_challenges(chosen)
 
     async def camera_label(self, session_id: str, label: str) -> None:
         analysis = self._center.analysis(session_id)

@@ -177,10 +177,24 @@ class Checklist:
         by: str,
         snapshots: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Record an answer. ``snapshots``: the latest snapshot of each kind taken in
-        this session (kind → object id), or None where the server takes none (live
-        analysis off); an item that names a snapshot passes only when one of its kind
-        exists (``snapshot_missing``), and its answer names it."""
+        """Record an answer (see :meth:`with_answer`); the checklist's view."""
+        self.answers = self.with_answer(item_id, answer, note, at, by, snapshots).answers
+        return self.to_json()
+
+    def with_answer(
+        self,
+        item_id: str,
+        answer: str,
+        note: str,
+        at: float,
+        by: str,
+        snapshots: dict[str, str] | None = None,
+    ) -> Checklist:
+        """This checklist with an answer recorded, this one unchanged (a driver keeps
+        the answer once it is written). ``snapshots``: the latest snapshot of each kind
+        taken in this session (kind → object id), or None where the server takes none
+        (live analysis off); an item that names a snapshot passes only when one of its
+        kind exists (``snapshot_missing``), and its answer names it."""
         entry = self.entry(item_id)
         if answer not in ANSWERS:
             raise ValidationError("answer is passed or failed", code="invalid_answer")
@@ -198,8 +212,7 @@ class Checklist:
                     f"take the {kind.replace('_', ' ')} snapshot first", code="snapshot_missing"
                 )
             recorded["snapshot"] = snapshots[kind]
-        self.answers[item_id] = recorded
-        return self.to_json()
+        return Checklist(self.document_type, self.entries, {**self.answers, item_id: recorded})
 
     def entry(self, item_id: str) -> dict[str, Any]:
         for entry in self.entries:

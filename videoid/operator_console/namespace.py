@@ -90,11 +90,17 @@ class OperatorNamespace(GuardedNamespace):
             view = await self._center.operator_connected(operator, sid)
         except VideoidError as err:
             raise socketio.exceptions.ConnectionRefusedError(err.message, err.to_dict()) from None
-        await self.save_session(sid, {"operator_id": operator.id, "token": token})
-        await self.enter_room(sid, f"operator:{operator.id}")
-        await self.enter_room(sid, "operators")
-        hello = {**view, "queue": self._center.snapshot(), "reasons": self._tools.reasons()}
-        await self.emit("hello", hello, to=sid)
+        try:
+            await self.save_session(sid, {"operator_id": operator.id, "token": token})
+            await self.enter_room(sid, f"operator:{operator.id}")
+            await self.enter_room(sid, "operators")
+            hello = {**view, "queue": self._center.snapshot(), "reasons": self._tools.reasons()}
+            await self.emit("hello", hello, to=sid)
+        except BaseException:
+            # a refused connection is never told it disconnected: its registration
+            # would keep the operator out ("already connected in another tab")
+            await self._center.operator_disconnected(operator.id, sid)
+            raise
         logger.info("operator %d connected", operator.id)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:

@@ -155,12 +155,24 @@ class WaitingRoom:
         """Assign the first connected customer to an available operator chosen uniformly
         at random, or return None when no connected customer waits or nobody is
         available. The operator becomes OFFERED and the customer leaves the queue."""
+        draw = self.choose(now)
+        if draw is not None:
+            self.take(draw)
+        return draw
+
+    def choose(self, now: float) -> AssignmentDrawn | None:
+        """:meth:`draw` without carrying it out: the room is as it was until
+        :meth:`take` (a driver takes the draw once it is written)."""
         candidates = tuple(self.operators_with(Presence.AVAILABLE))
         session_id = next((s for s in self._entries if s not in self._gone), None)
         if not candidates or session_id is None:
             return None
         index = self._rng.randrange(len(candidates))
-        operator_id = candidates[index]
-        del self._entries[session_id]
-        self._operators[operator_id] = Presence.OFFERED
-        return AssignmentDrawn(session_id, operator_id, candidates, index, now)
+        return AssignmentDrawn(session_id, candidates[index], candidates, index, now)
+
+    def take(self, draw: AssignmentDrawn) -> None:
+        """Carry out a draw :meth:`choose` made: the operator becomes OFFERED and the
+        customer leaves the queue."""
+        del self._entries[draw.session_id]
+        self._gone.discard(draw.session_id)
+        self._operators[draw.operator_id] = Presence.OFFERED

@@ -2,9 +2,11 @@
 
 It never awaits, never reads a clock and never touches I/O. Each transition method
 takes ``now`` (epoch seconds), checks that the step is legal in the current state,
-changes the state and queues events; drivers call :meth:`pop_events`, persist and
-carry them out. An illegal step raises :class:`~videoid.errors.IllegalTransition`
-and changes nothing.
+changes the state and queues events; drivers write :meth:`unsaved_events`, mark them
+:meth:`saved` once written, and carry them out. An illegal step raises
+:class:`~videoid.errors.IllegalTransition` and changes nothing. A driver whose write
+failed returns the session to a :meth:`checkpoint` taken before the step
+(:meth:`roll_back`), so that memory never holds a step the database does not.
 
 The pre-call steps (consent … A/V test) are done in order; a deployment may require
 only some of them (``required_steps``): the customer may enter the queue once the
@@ -14,6 +16,7 @@ last required step is done.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import NoReturn
 
 from ..errors import IllegalTransition, ValidationError
@@ -63,6 +66,18 @@ BEFORE_DECISION: frozenset[State] = frozenset(
 )
 MAX_REASON_CODE = 64
 MAX_REASON_TEXT = 2000
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An :class:`IdentificationSession` as it was, for :meth:`~IdentificationSession.roll_back`."""
+
+    state: State
+    operator_id: int | None
+    ready_state: State
+    call_started_at: float | None
+    customer_joined_at: float | None
+    events: tuple[Event, ...]
 
 
 class IdentificationSession:
@@ -121,6 +136,31 @@ class IdentificationSession:
         """Return and forget the events queued since the last call."""
         events, self._events = self._events, []
         return events
+
+    def unsaved_events(self) -> list[Event]:
+        """The events queued and not yet :meth:`saved`, oldest first."""
+        return list(self._events)
+
+    def saved(self, count: int) -> None:
+        """The oldest ``count`` queued events are written: no longer queued."""
+        del self._events[:count]
+
+    def checkpoint(self) -> Checkpoint:
+        """The session as it is now, events queued included."""
+        return Checkpoint(
+            self.state,
+            self.operator_id,
+            self._ready_state,
+            self.call_started_at,
+            self.customer_joined_at,
+            tuple(self._events),
+        )
+
+    def roll_back(self, to: Checkpoint) -> None:
+        """Return to ``to``: the steps since, and their events, are undone."""
+        self.state, self.operator_id, self._ready_state = to.state, to.operator_id, to.ready_state
+        self.call_started_at, self.customer_joined_at = to.call_started_at, to.customer_joined_at
+        self._events = list(to.events)
 
     # -- pre-call steps ---------------------------------------------------------------
 

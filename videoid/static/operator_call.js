@@ -124,7 +124,18 @@ window.videoid = window.videoid || {};
                 const s = await videoid.request(socket, "snapshot", { kind: item.snapshot }).catch(() => null);
                 if (s) $("snap-thumbs").prepend(addSnapshot(s, sessionId));
               }
-              const r = await ask("checklist_answer", { item: item.id, answer }); renderChecklist(r, false);
+              let r;
+              try { r = await videoid.request(socket, "checklist_answer", { item: item.id, answer }); }
+              catch (e) {
+                // not saved (storage_full, …): the item stays unanswered, and the message
+                // names what was not saved, so that it is given again
+                fail({ message: `Not saved: “${item.text}” ${answer}. ${e.message || e.code}` });
+                li.querySelector(".unsaved")?.remove();
+                const note = el("span", "check-bad unsaved", " — not saved, answer again"); note.dataset.error = e.code || "";
+                li.append(note);
+                return;
+              }
+              renderChecklist(r, false);
             } finally { b.disabled = false; }
           };
           li.append(b);
