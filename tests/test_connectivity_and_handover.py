@@ -77,7 +77,7 @@ async def test_the_probe_takes_one_data_channel_only_and_only_at_its_step(
         await media.close()
         with pytest.raises(OnboardingError) as err:
             await client._call("POST", "/api/onboarding/connectivity", json={"sdp": "x"})
-        assert err.value.code == "invalid_request"
+        assert err.value.code == "invalid_payload"
         # a good run after the bad ones
         assert (await client.connectivity_test())["passed"] is True
         assert (await client.av_test(AV_OK)) == {"ok": True}

@@ -273,7 +273,7 @@ async def test_bad_files_and_fields_get_clear_codes_and_retries_are_capped(
             assert err.value.code == code, changes
         with pytest.raises(OnboardingError) as err:
             await client.confirm_data({**fields_from(doc), "admin": "yes"})
-        assert err.value.code == "invalid_request"
+        assert err.value.code == "invalid_payload"
         # an Italian with a valid tax code goes through
         await client.confirm_data(fields_from(doc, nationality="ITA", tax_code="RSSMRA85T10A562S"))
 

@@ -473,8 +473,8 @@ class CallCenter:
     async def accept(self, operator_id: int, session_id: str) -> dict[str, Any]:
         async with self._locked():
             live = self._live.get(session_id)
-            if live is None:
-                raise SessionNotFound()
+            if live is None:  # never offered (to anyone): nothing to tell of it
+                raise NotAssigned()
             machine = live.machine
             if machine.state is State.IN_CALL or (
                 machine.state is State.ASSIGNED and machine.operator_id != operator_id

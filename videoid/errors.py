@@ -22,15 +22,25 @@ class VideoidError(Exception):
 
     field: str | None = None
     """The form field at fault, when there is one (the page marks it)."""
+    attempts_left: int | None = None
+    """The attempts still left after this one (a wrong code, PIN or PUK; a refused
+    photo), when they are counted: sent as a field, not only in the message."""
 
     def __init__(
-        self, message: str | None = None, *, code: str | None = None, field: str | None = None
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        attempts_left: int | None = None,
     ) -> None:
         super().__init__(message or self.__class__.__doc__ or self.code)
         if code is not None:
             self.code = code
         if field is not None:
             self.field = field
+        if attempts_left is not None:
+            self.attempts_left = attempts_left
 
     @property
     def message(self) -> str:
@@ -38,12 +48,17 @@ class VideoidError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # keep the code when crossing a process boundary (the analysis pool)
-        return (_rebuild, (type(self), self.message, self.code, self.field))
+        return (
+            _rebuild,
+            (type(self), self.message, self.code, self.field, self.attempts_left),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field is not None:
             out["field"] = self.field
+        if self.attempts_left is not None:
+            out["attempts_left"] = self.attempts_left
         return out
 
 
@@ -254,6 +269,10 @@ class ObjectNotFound(VideoidError, LookupError):
 
 
 def _rebuild(
-    cls: type[VideoidError], message: str, code: str, field: str | None = None
+    cls: type[VideoidError],
+    message: str,
+    code: str,
+    field: str | None = None,
+    attempts_left: int | None = None,
 ) -> VideoidError:
-    return cls(message, code=code, field=field)
+    return cls(message, code=code, field=field, attempts_left=attempts_left)

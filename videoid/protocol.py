@@ -65,8 +65,9 @@ class OtpCheck(Payload):
 
 
 class ChatMessage(Payload):
-    text: str = Field(min_length=1, max_length=4000)
-    """Length is checked against call.chat_max_chars afterwards, with its own code."""
+    text: str = Field(max_length=4000)
+    """Emptiness and length are checked against call.chat_max_chars afterwards, with
+    their own code (``invalid_message``)."""
 
 
 class CameraInfo(Payload):

@@ -52,15 +52,24 @@ class OnboardingClient:
         params: dict[str, str] | None = None,
         accept_422: bool = False,
     ) -> dict[str, Any]:
+        """The answer's body; an error raises :class:`OnboardingError`, except, with
+        ``accept_422``, a photo refused for its problems (422 ``photo_rejected``),
+        answered as the page shows it: ``{"accepted": false, "problems",
+        "attempts_left"}``."""
         headers = {"Content-Type": "application/octet-stream"} if data is not None else None
         body_data = io.BytesIO(data) if data is not None else None
         async with self._http.request(
             method, self.base_url + path, json=json, data=body_data, params=params, headers=headers
         ) as response:
             body: dict[str, Any] = await response.json()
-            if response.status >= 400 and not (
-                accept_422 and response.status == 422 and "problems" in body
-            ):
+            error = body.get("error") or {}
+            if accept_422 and response.status == 422 and error.get("code") == "photo_rejected":
+                return {
+                    "accepted": False,
+                    "problems": error["problems"],
+                    "attempts_left": error["attempts_left"],
+                }
+            if response.status >= 400:
                 raise OnboardingError(response.status, body)
             return body
 

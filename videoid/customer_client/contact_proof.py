@@ -168,7 +168,7 @@ def codes_from(body: dict[str, Any]) -> dict[str, str]:
     raw = body.get("codes", {})
     if not isinstance(raw, dict) or set(raw) - set(KINDS):
         raise ValidationError(
-            "codes: an object with the codes sent to email and phone", code="invalid_request"
+            "codes: an object with the codes sent to email and phone", code="invalid_payload"
         )
     out = {}
     for kind, value in raw.items():

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..errors import AnalysisUnavailable, RateLimited, ValidationError
 from ..media.probe import ConnectivityProbe, ProbeResult, Probes
 from ..session import PRE_CALL_STEPS, State, states_before
 from ..storage import ObjectStore
+from ..trust.countries import mrz_code_known
 from .contact_proof import ContactProof, ProofPending, codes_from
 from .invitations import check_contacts
 from .tax_code import valid_tax_code
@@ -107,6 +108,27 @@ PERSONAL_FIELDS = (
 )
 
 
+class PhotoRejected(ValidationError):
+    """The photo was analysed and cannot be used; ``problems`` say what to fix."""
+
+    code = "photo_rejected"
+    status = 422
+
+    def __init__(self, problems: Sequence[str], attempts_left: int) -> None:
+        super().__init__(
+            f"the photo cannot be used ({', '.join(problems)}); take it again",
+            attempts_left=attempts_left,
+        )
+        self.problems = tuple(problems)
+        """``too_blurry``, ``glare``…: see docs/protocol.md, "Photo problems"."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PhotoRejected, (self.problems, self.attempts_left))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "problems": list(self.problems)}
+
+
 def consent_text(document: str, language: str) -> str:
     return (CONSENT_DIR / f"{document}.{language}.txt").read_text("utf-8")
 
@@ -115,12 +137,19 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _latin_name(value: Any, field: str) -> str:
-    if not isinstance(value, str):
-        raise ValidationError(f"{field}: expected text", code="invalid_field", field=field)
-    value = " ".join(value.split())
-    if not value:
+def _required(body: dict[str, Any], field: str) -> str:
+    """A required text field of the data step: missing, null or blank is
+    ``field_required``, another type than a string ``invalid_payload``."""
+    value = body.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise ValidationError(f"{field}: required", code="field_required", field=field)
+    if not isinstance(value, str):
+        raise ValidationError(f"{field}: expected text", code="invalid_payload", field=field)
+    return value
+
+
+def _latin_name(value: str, field: str) -> str:
+    value = " ".join(value.split())
     if len(value) > NAME_MAX:
         raise ValidationError(
             f"{field}: at most {NAME_MAX} characters", code="field_too_long", field=field
@@ -137,8 +166,8 @@ def _latin_name(value: Any, field: str) -> str:
     return str(value)
 
 
-def _date(value: Any, field: str) -> datetime.date:
-    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+def _date(value: str, field: str) -> datetime.date:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
         raise ValidationError(
             f"{field}: expected a date (YYYY-MM-DD)", code="invalid_date", field=field
         )
@@ -186,6 +215,12 @@ class Onboarding:
     def _today(self) -> datetime.date:
         return datetime.datetime.fromtimestamp(self._clock.now(), datetime.UTC).date()
 
+    async def require_step(self, record: SessionRecord, step: State) -> None:
+        """Raise ``step_not_allowed`` (409) unless the session's state allows the pre-call
+        ``step`` now: checked before the request's body, so that a step out of turn is
+        told so whatever it sends."""
+        await self._center.step(record.id, self._before[step], _noop)
+
     # -- what the customer's page needs ----------------------------------------------------
 
     async def overview(self, record: SessionRecord) -> dict[str, Any]:
@@ -228,8 +263,12 @@ class Onboarding:
         }
 
     def consent_documents(self, language: str) -> list[dict[str, str]]:
+        """The texts to accept, in ``language`` (one of :data:`LANGUAGES`; another is
+        ``invalid_language``, never a silent fallback to English)."""
         if language not in LANGUAGES:
-            language = "en"
+            raise ValidationError(
+                "lang: one of en, it, ro, pl", code="invalid_language", field="lang"
+            )
         out = []
         for document, version in CONSENT_VERSIONS.items():
             text = consent_text(document, language)
@@ -249,18 +288,23 @@ class Onboarding:
     async def consent(
         self, record: SessionRecord, body: Any, client_address: str
     ) -> dict[str, Any]:
+        await self.require_step(record, State.CONSENTED)
         if not isinstance(body, dict) or set(body) - {"language", "accepted"}:
-            raise ValidationError("expected {language, accepted}", code="invalid_request")
+            raise ValidationError("expected {language, accepted}", code="invalid_payload")
         language = body.get("language")
         if language not in LANGUAGES:
             raise ValidationError("language: one of en, it, ro, pl", code="invalid_language")
         accepted = body.get("accepted")
         if not isinstance(accepted, list) or len(accepted) > len(CONSENT_VERSIONS):
-            raise ValidationError("accepted: a list of documents", code="invalid_request")
+            raise ValidationError("accepted: a list of documents", code="invalid_payload")
         given = {}
         for item in accepted:
-            if not isinstance(item, dict) or set(item) != {"document", "version"}:
-                raise ValidationError("accepted: {document, version} items", code="invalid_request")
+            if (
+                not isinstance(item, dict)
+                or set(item) != {"document", "version"}
+                or not isinstance(item["document"], str)
+            ):
+                raise ValidationError("accepted: {document, version} items", code="invalid_payload")
             given[item["document"]] = item["version"]
         for document, version in CONSENT_VERSIONS.items():
             if given.get(document) != version:
@@ -333,8 +377,9 @@ class Onboarding:
                 async with place.wait():  # the bytes are read only now, its turn come
                     photo = data if isinstance(data, bytes) else await data.read()
                     result = await self._pool.run(work, photo, *args, **kwargs)
-            except ValidationError as err:
+            except ValidationError as err:  # a refused file: its attempt is spent
                 await self._repo.finish_attempt(attempt, False, [err.code], self._clock.now())
+                err.attempts_left = left
                 raise
             except AnalysisUnavailable:  # our workers failed, not the photo
                 await self._repo.release_attempt(attempt)
@@ -362,6 +407,7 @@ class Onboarding:
     async def upload_document(
         self, record: SessionRecord, side: str, country: str, doc_type: str, data: Photo
     ) -> dict[str, Any]:
+        await self.require_step(record, State.DOCUMENTS_CAPTURED)  # the state first
         if doc_type not in DOCUMENT_TYPES:
             raise ValidationError(
                 "type: passport, id_card or residence_permit", code="invalid_document_type"
@@ -377,9 +423,6 @@ class Onboarding:
         limits = self._config.onboarding
         kind = f"document_{side}"
         today = self._today().isoformat()
-        await self._center.step(
-            record.id, self._before[State.DOCUMENTS_CAPTURED], _noop
-        )  # the state, early
         attempt, left, result = await self._analysed(
             record.id,
             kind,
@@ -400,7 +443,7 @@ class Onboarding:
         now = self._clock.now()
         await self._repo.finish_attempt(attempt, not problems, problems, now)
         if problems:
-            return {"accepted": False, "problems": problems, "attempts_left": left}
+            raise PhotoRejected(problems, left)
 
         async def save() -> dict[str, Any]:
             results = await self._repo.results(record.id)
@@ -455,18 +498,21 @@ class Onboarding:
     # -- check your data (R3, R4) ----------------------------------------------------------
 
     async def confirm_data(self, record: SessionRecord, body: Any) -> dict[str, Any]:
+        await self.require_step(record, State.DATA_CONFIRMED)
         if not isinstance(body, dict):
-            raise ValidationError("expected an object of fields", code="invalid_request")
+            raise ValidationError("expected an object of fields", code="invalid_payload")
         allowed = {*PERSONAL_FIELDS, "phone", "email", "tax_code", "codes"}
         unknown = sorted(set(body) - allowed)
         if unknown:
-            raise ValidationError(f"unknown fields: {', '.join(unknown)}", code="invalid_request")
+            raise ValidationError(f"unknown fields: {', '.join(unknown)}", code="invalid_payload")
+        for name in (*PERSONAL_FIELDS, "phone", "email"):
+            _required(body, name)  # every one is required: the first missing is named
         fields: dict[str, str] = {
-            "surname": _latin_name(body.get("surname"), "surname"),
-            "given_names": _latin_name(body.get("given_names"), "given_names"),
+            "surname": _latin_name(body["surname"], "surname"),
+            "given_names": _latin_name(body["given_names"], "given_names"),
         }
-        number = body.get("document_number")
-        if not isinstance(number, str) or not re.fullmatch(r"[A-Za-z0-9]{1,20}", number.strip()):
+        number = body["document_number"]
+        if not re.fullmatch(r"[A-Za-z0-9]{1,20}", number.strip()):
             raise ValidationError(
                 "document_number: letters and digits only",
                 code="invalid_document_number",
@@ -474,28 +520,26 @@ class Onboarding:
             )
         fields["document_number"] = number.strip().upper()
         today = self._today()
-        birth = _date(body.get("date_of_birth"), "date_of_birth")
+        birth = _date(body["date_of_birth"], "date_of_birth")
         if not datetime.date(1900, 1, 1) <= birth < today:
             raise ValidationError(
                 "date_of_birth: not a plausible date", code="invalid_date", field="date_of_birth"
             )
-        expiry = _date(body.get("date_of_expiry"), "date_of_expiry")
+        expiry = _date(body["date_of_expiry"], "date_of_expiry")
         fields["date_of_birth"], fields["date_of_expiry"] = birth.isoformat(), expiry.isoformat()
-        nationality = body.get("nationality")
-        if not isinstance(nationality, str) or not re.fullmatch(r"[A-Za-z]{1,3}", nationality):
+        nationality = body["nationality"].strip().upper()
+        if not mrz_code_known(nationality):
             raise ValidationError(
-                "nationality: a three-letter country code",
+                "nationality: the code of the zone (ICAO 9303: ISO 3166-1 alpha-3, e.g. ITA)",
                 code="invalid_nationality",
                 field="nationality",
             )
-        fields["nationality"] = nationality.upper()
-        sex = body.get("sex")
+        fields["nationality"] = nationality
+        sex = body["sex"]
         if sex not in ("F", "M", "X"):
             raise ValidationError("sex: F, M or X", code="invalid_sex", field="sex")
         fields["sex"] = sex
-        email, phone = check_contacts(
-            str(body.get("email", ""))[:254], str(body.get("phone", ""))[:32]
-        )
+        email, phone = check_contacts(body["email"][:254], body["phone"][:32])
         fields["email"], fields["phone"] = email, phone
         codes = codes_from(body)
         proven = await self._prove_contacts(record, email, phone, codes)
@@ -599,7 +643,7 @@ class Onboarding:
         problems = result["problems"]
         await self._repo.finish_attempt(attempt, not problems, problems, now)
         if problems:
-            return {"accepted": False, "problems": problems, "attempts_left": left}
+            raise PhotoRejected(problems, left)
 
         async def save() -> None:
             stored = await self._objects.put(record.id, "selfie", "image/jpeg", result["jpeg"], now)
@@ -623,9 +667,9 @@ class Onboarding:
     async def connectivity_offer(self, record: SessionRecord, body: Any) -> dict[str, Any]:
         """Start the connectivity test: answer the client's offer (one data channel);
         the server measures round trip and upstream bitrate and keeps the result."""
+        await self.require_step(record, State.AV_TESTED)
         if not isinstance(body, dict) or body.get("type") != "offer":
-            raise ValidationError("expected {type: offer, sdp}", code="invalid_request")
-        await self._center.step(record.id, self._before[State.AV_TESTED], _noop)
+            raise ValidationError("expected {type: offer, sdp}", code="invalid_payload")
         limits, media = self._config.onboarding, self._config.media
 
         async def on_result(result: ProbeResult) -> None:
@@ -654,12 +698,13 @@ class Onboarding:
         return {"answer": {"type": "answer", "sdp": answer}}
 
     async def av_test(self, record: SessionRecord, body: Any) -> dict[str, Any]:
+        await self.require_step(record, State.AV_TESTED)
         if not isinstance(body, dict):
-            raise ValidationError("expected the test's results", code="invalid_request")
+            raise ValidationError("expected the test's results", code="invalid_payload")
         checks: dict[str, Any] = {}
         for key in ("camera", "microphone", "speaker"):
             if not isinstance(body.get(key), bool):
-                raise ValidationError(f"{key}: true or false", code="invalid_request")
+                raise ValidationError(f"{key}: true or false", code="invalid_payload", field=key)
             checks[key] = body[key]
         failed = [k for k, ok in checks.items() if not ok]
         if failed:

@@ -95,6 +95,13 @@ def _address(request: web.Request) -> str:
     return request.remote or ""
 
 
+async def _step_body(request: web.Request, record: SessionRecord, step: State) -> Any:
+    """The JSON body of a pre-call step, read once the session's state allows the step:
+    a step out of turn is 409 ``step_not_allowed`` whatever its body."""
+    await _s(request).onboarding.require_step(record, step)
+    return await _json(request)
+
+
 class OnboardingApi:
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
@@ -126,7 +133,7 @@ class OnboardingApi:
 
     async def consent(self, request: web.Request) -> web.Response:
         record = await _customer(request)
-        body = await _json(request)
+        body = await _step_body(request, record, State.CONSENTED)
         return web.json_response(
             await _s(request).onboarding.consent(record, body, _address(request))
         )
@@ -143,7 +150,7 @@ class OnboardingApi:
             request.query.get("type", ""),
             lambda: _upload(request),
         )
-        return web.json_response(result, status=200 if result["accepted"] else 422)
+        return web.json_response(result)
 
     async def document_done(self, request: web.Request) -> web.Response:
         record = await _customer(request)
@@ -151,7 +158,7 @@ class OnboardingApi:
 
     async def data(self, request: web.Request) -> web.Response:
         record = await _customer(request)
-        body = await _json(request)
+        body = await _step_body(request, record, State.DATA_CONFIRMED)
         result = await _s(request).onboarding.confirm_data(record, body)
         # 202: codes were sent to contacts to prove first; nothing is saved yet
         return web.json_response(result, status=202 if result.get("ok") is False else 200)
@@ -160,16 +167,16 @@ class OnboardingApi:
         record = await _customer(request)
         services = _s(request)
         result = await services.onboarding.upload_selfie(record, lambda: _upload(request))
-        return web.json_response(result, status=200 if result["accepted"] else 422)
+        return web.json_response(result)
 
     async def av_test(self, request: web.Request) -> web.Response:
         record = await _customer(request)
-        body = await _json(request)
+        body = await _step_body(request, record, State.AV_TESTED)
         return web.json_response(await _s(request).onboarding.av_test(record, body))
 
     async def connectivity(self, request: web.Request) -> web.Response:
         record = await _customer(request)
-        body = await _json(request)
+        body = await _step_body(request, record, State.AV_TESTED)
         return web.json_response(await _s(request).onboarding.connectivity_offer(record, body))
 
     async def handover(self, request: web.Request) -> web.Response:

@@ -130,7 +130,11 @@ class OneTimeCodes:
             await note({"event": "wrong", "attempts_left": left})
             if left <= 0:
                 raise OtpError("too many wrong codes; ask for a new one", code="otp_locked")
-            raise OtpError(f"wrong code; {left} attempts left", code="otp_wrong")
+            raise OtpError(
+                f"wrong code; {left} attempt{'s' if left > 1 else ''} left",
+                code="otp_wrong",
+                attempts_left=left,
+            )
         return found
 
     async def spend(self, found: CodeRecord) -> None:

@@ -310,22 +310,22 @@
       thumb.src = URL.createObjectURL(blob); thumb.hidden = false;
       return;
     }
-    if (body.problems) {
+    if (body.error && body.error.problems) {  // 422 photo_rejected
       status.className = "side-status status bad";
-      showProblems(status, body);
+      showProblems(status, body.error);
       return;
     }
     status.hidden = true;
     handleStepError(body.error || { code: "unknown" });
   }
 
-  // What to fix in a refused photo, and the attempts left.
-  function showProblems(status, body) {
+  // What to fix in a refused photo (the error photo_rejected), and the attempts left.
+  function showProblems(status, error) {
     status.textContent = "";
     delete status.dataset.i18n;
     const list = document.createElement("ul");
-    for (const problem of body.problems) list.append(say(document.createElement("li"), "p_" + problem));
-    status.append(list, say(document.createElement("small"), "attempts_left", { n: body.attempts_left }));
+    for (const problem of error.problems) list.append(say(document.createElement("li"), "p_" + problem));
+    status.append(list, say(document.createElement("small"), "attempts_left", { n: error.attempts_left }));
   }
 
   $("doc-continue").onclick = async () => {
@@ -537,9 +537,9 @@
       const body = reply.body || {};
       if (reply.status === 200 && body.accepted) { say(status, "selfie_ok"); status.className = "status ok"; return route(); }
       selfieMode("shot");
-      if (body.problems) {
+      if (body.error && body.error.problems) {  // 422 photo_rejected
         status.className = "status bad";
-        showProblems(status, body);
+        showProblems(status, body.error);
       } else { status.hidden = true; handleStepError(body.error || { code: "unknown" }); }
     } catch (e) { bar.hidden = true; status.hidden = true; selfieMode("shot"); fail(e); }
   };

@@ -316,3 +316,13 @@ def alpha2(code: str) -> str | None:
     when it names no country (see :data:`NO_COUNTRY`) or is unknown."""
     code = code.strip().strip("<").upper()
     return ISO_ALPHA2.get(code) or ICAO_ALPHA2.get(code) or TEST_STATES.get(code)
+
+
+def mrz_code_known(code: str) -> bool:
+    """Whether ``code`` (upper case, no filler) is a nationality or a state the zone
+    may write (ICAO Doc 9303 part 3): an ISO 3166-1 alpha-3 country, one of ICAO's own
+    codes for a country (``D``, ``GBD``…, ``RKS``) or for no country (``UNO``,
+    ``XXA``…, ``EUE``), or a test state (``UTO``). Anything else is refused: alpha-2
+    codes (``IT``), and the ranges ISO leaves to private use (``QQQ``, ``ZZZ``), which
+    ICAO does not assign."""
+    return code in ISO_ALPHA2 or code in ICAO_ALPHA2 or code in NO_COUNTRY or code in TEST_STATES

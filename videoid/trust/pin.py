@@ -144,14 +144,23 @@ def wrong_pin(failures: int) -> PinError:
             code="pin_locked",
         )
     left = MAX_PIN_FAILURES - failures
-    return PinError(f"wrong PIN; {left} attempt{'s' if left > 1 else ''} left", code="pin_wrong")
+    return PinError(
+        f"wrong PIN; {left} attempt{'s' if left > 1 else ''} left",
+        code="pin_wrong",
+        attempts_left=left,
+    )
 
 
 def wrong_puk(failures: int) -> PinError:
     """The answer to a wrong PUK, ``failures`` counting it."""
     if failures >= MAX_PUK_FAILURES:
         return PinError("wrong PUK, ten times: the key is blocked for good", code="key_blocked")
-    return PinError(f"wrong PUK; {MAX_PUK_FAILURES - failures} attempts left", code="puk_wrong")
+    left = MAX_PUK_FAILURES - failures
+    return PinError(
+        f"wrong PUK; {left} attempt{'s' if left > 1 else ''} left",
+        code="puk_wrong",
+        attempts_left=left,
+    )
 
 
 def attempt(state: PinState, pin: str, now: float) -> tuple[PinState, PinError | None]:
