@@ -336,6 +336,8 @@ async def test_a_call_whose_customer_video_starts_late_is_recorded_as_it_goes(
     recorder._writer.write = full  # type: ignore[method-assign]
     told = await operator.signaling.next("recording_failed", 5)
     assert told == {"session_id": invitation.session_id, "reason": "recording_failed"}
+    # and a console loaded again mid-call learns it from the call's view
+    assert (await operator.signaling.request("call_view"))["recording_failed"] is True
     await asyncio.wait_for(cu_task, 60)
     await asyncio.wait_for(op_task, 30)
     player.video.stop()

@@ -76,6 +76,9 @@ class LiveSession:
     last_queue_info: tuple[int, float] | None = None
     analysis: LiveAnalysis | None = None
     recorder: CallRecorder | None = None
+    recording_failed: bool = False
+    """This call stopped being recorded (or never was): a console that loads the call
+    (a reload mid-call) is told, as it was told by ``recording_failed``."""
     customer_gone_at: float | None = None
     """When the customer's connection dropped mid-call (R12), while they may come back:
     to the call, or to the head of the queue when the operator dropped meanwhile."""
@@ -621,6 +624,11 @@ class CallCenter:
         live = self._live.get(session_id)
         return live.analysis if live is not None else None
 
+    def recording_failed(self, session_id: str) -> bool:
+        """The session's call is no longer recorded (see :meth:`_recording_failed`)."""
+        live = self._live.get(session_id)
+        return live is not None and live.recording_failed
+
     def call_of(self, operator_id: int) -> str:
         """The session in a call with this operator. Raises NotAssigned."""
         link = self._operators.get(operator_id)
@@ -1096,6 +1104,7 @@ class CallCenter:
     def _recording_failed(self, live: LiveSession, error: str) -> None:
         """The call goes on unrecorded from here: its operator is told at once (they
         may end it and have the customer join again)."""
+        live.recording_failed = True
         operator_id = live.machine.operator_id
         if operator_id is not None:
             self._in_background(

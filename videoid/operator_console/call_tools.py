@@ -334,6 +334,7 @@ class CallTools:
             "analysis": analysis.summary()
             if analysis is not None
             else (summaries[-1] if summaries else None),
+            "recording_failed": self._center.recording_failed(session_id),
         }
 
     # -- internals --------------------------------------------------------------------

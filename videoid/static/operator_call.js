@@ -209,6 +209,7 @@ window.videoid = window.videoid || {};
       $("rec-failed").hidden = true; $("sig-unavailable").hidden = true;
       $("freeze").textContent = "Freeze";
       const view = await ask("call_view");
+      if (view.recording_failed) $("rec-failed").hidden = false;
       renderChecklist(view.checklist, false);
       for (const s of view.snapshots) $("snap-thumbs").prepend(addSnapshot(s, session));
       for (const m of view.chat) addChat(m);
