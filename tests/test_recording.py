@@ -15,14 +15,17 @@ from aiortc import MediaStreamTrack
 
 from videoid.bots.customer_bot import CustomerBot
 from videoid.bots.operator_bot import OperatorBot
+from videoid.customer_client.invitations import Invitation
 from videoid.recordings.stream_crypto import ReadResult, open_segments
 
-from .conftest import PASSWORD, StartServer
+from .conftest import PASSWORD, Server, StartServer
 
 
-async def test_a_call_is_recorded_both_ways(
-    start_server: StartServer, customer_video: Path, operator_video: Path, tmp_path: Path
-) -> None:
+async def _recorded_call(
+    start_server: StartServer, operator_video: Path
+) -> tuple[Server, Invitation, OperatorBot]:
+    """A server that records (no live analysis), an invitation, and an operator who
+    watches the call 4 s, then rejects."""
     server = await start_server(live={"workers": 0})
     await server.operator("olga")
     invitation = await server.invite()
@@ -30,6 +33,13 @@ async def test_a_call_is_recorded_both_ways(
         server.url, "olga", PASSWORD, video=operator_video, decision="rejected",
         watch_seconds=4.0, min_video_frames=5,
     )  # fmt: skip
+    return server, invitation, operator
+
+
+async def test_a_call_is_recorded_both_ways(
+    start_server: StartServer, customer_video: Path, operator_video: Path, tmp_path: Path
+) -> None:
+    server, invitation, operator = await _recorded_call(start_server, operator_video)
     customer = CustomerBot(invitation.url, customer_video)
     op_task = asyncio.create_task(operator.run(calls=1, timeout_seconds=30))
     await asyncio.wait_for(customer.run(timeout_seconds=30), 60)
@@ -297,13 +307,7 @@ async def test_a_call_whose_customer_video_starts_late_is_recorded_as_it_goes(
     when it started. When the disk then fails, the operator is told at once."""
     from aiortc.contrib.media import MediaPlayer
 
-    server = await start_server(live={"workers": 0})
-    await server.operator("olga")
-    invitation = await server.invite()
-    operator = OperatorBot(
-        server.url, "olga", PASSWORD, video=operator_video, decision="rejected",
-        watch_seconds=4.0, min_video_frames=5,
-    )  # fmt: skip
+    server, invitation, operator = await _recorded_call(start_server, operator_video)
     player = MediaPlayer(str(customer_video), loop=True)
     late = _LateTrack(player.video, 6.0)
     customer = CustomerBot(invitation.url, late)
