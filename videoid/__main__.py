@@ -37,8 +37,11 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from .app import FIRST_START, create_app
+    from .glibc_malloc import GlibcMalloc
 
     config = _config(args)
+    # the process is the server's alone: large blocks are given back when freed
+    GlibcMalloc().tune()
     app = create_app(
         config,
         bootstrap=True,
