@@ -707,6 +707,12 @@ def cmd_bench_abuse(args: argparse.Namespace) -> None:
     bench_main(args)
 
 
+def cmd_bench_soak(args: argparse.Namespace) -> None:
+    from .bench.soak_bench import main as bench_main
+
+    bench_main(args)
+
+
 def cmd_bench_search(args: argparse.Namespace) -> None:
     from .bench.search_bench import main as bench_main
 
@@ -957,6 +963,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_queue_arguments(p)
     p.set_defaults(func=cmd_bench_queue)
+    p = bench.add_parser("soak", help="memory over time while customers go through the whole flow")
+    from .bench.soak_bench import add_arguments as add_soak_arguments
+
+    add_soak_arguments(p)
+    p.set_defaults(func=cmd_bench_soak)
     return parser
 
 
