@@ -29,6 +29,7 @@ from .customer_client.onboarding_http import OnboardingApi
 from .db import Repository
 from .db.process_lock import ProcessLock
 from .errors import ConfigError
+from .glibc_malloc import GlibcMalloc
 from .http_api import LOOP_MONITOR, HttpApi, errors_middleware
 from .loop_monitor import LoopMonitor
 from .notify import sms_gateway
@@ -291,6 +292,7 @@ def create_app(
         extender = asyncio.create_task(
             _extend(extension, config.signing.extend_every_hours, stopping)
         )
+        trimmer = asyncio.create_task(_trim(config.server.memory_trim_seconds, stopping))
         monitor.start()
         warming = [  # the models load in the workers now, not in the first call
             asyncio.create_task(_warm(p))
@@ -306,7 +308,7 @@ def create_app(
             # the periodic jobs finish what they are doing (a query cut off mid-way
             # leaves a connection to be torn down) and stop
             stopping.set()
-            await asyncio.gather(ticker, idler, purger, anchorer, extender)
+            await asyncio.gather(ticker, idler, purger, anchorer, extender, trimmer)
             await center.close()
             await evidence.close()
             await onboarding.close()
@@ -447,6 +449,18 @@ async def _extend(
             logger.exception("signatures: the archive timestamp round failed; it runs again later")
         if await _pause(stopping, max(60.0, every_hours * 3600)):
             return
+
+
+async def _trim(every_seconds: float, stopping: asyncio.Event) -> None:
+    """Memory freed by the calls given back every ``every_seconds`` (see glibc_malloc)."""
+    malloc = GlibcMalloc()
+    if every_seconds <= 0 or not malloc.available:
+        return
+    while not await _pause(stopping, every_seconds):
+        try:
+            await asyncio.to_thread(malloc.trim)
+        except Exception:
+            logger.exception("memory trim failed")
 
 
 async def _drop_idle(namespace: OperatorNamespace, stopping: asyncio.Event) -> None:

@@ -1008,6 +1008,19 @@ class CallCenter:
             ],
         }
 
+    def held(self) -> dict[str, int]:
+        """What the center holds in memory, by kind: sessions someone is connected to,
+        operators connected, customers queued, sessions whose customer is yet to be
+        told a restart interrupted them, work running in the background. Each stays
+        bounded by who is connected (the soak and the tests watch them)."""
+        return {
+            "sessions": len(self._live),
+            "operators": len(self._operators),
+            "queued": len(self._room),
+            "interrupted": len(self._interrupted),
+            "background": len(self._background),
+        }
+
     def _customer_view(self, live: LiveSession) -> dict[str, Any]:
         view: dict[str, Any] = {
             "session_id": live.machine.session_id,

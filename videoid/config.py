@@ -35,6 +35,10 @@ class ServerConfig:
     min_free_mb: int = 100
     """Free space under which ``/api/health`` reports the data directory's storage as
     failing (``low``; ``full`` when nothing is left)."""
+    memory_trim_seconds: float = 60.0
+    """How often the server gives the memory its calls freed back to the system
+    (glibc's ``malloc_trim``; without it the resident memory keeps growing with the
+    calls taken). 0 never."""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Container, Coroutine
 from typing import Any
 
 import socketio
@@ -105,6 +105,15 @@ class SignalingClient:
         while not queue.empty():
             out.append(queue.get_nowait())
         return out
+
+    def drain_all(self, keep: Container[str] = ()) -> None:
+        """Drop every event received and not taken, except those named in ``keep``: a
+        long-lived bot's queues would otherwise hold every ``signals`` event of every
+        call it took."""
+        for name, queue in self._events.items():
+            if name not in keep:
+                while not queue.empty():
+                    queue.get_nowait()
 
     async def close(self) -> None:
         await self.sio.disconnect()
