@@ -10,12 +10,17 @@ Two rounds on one database: a first start with no calls measured yet (the estima
 starts from ``queue.initial_handle_seconds``), then a restart, whose estimates start
 from the calls the first round measured. Per round it prints the estimate's error at
 joining (median and p95 of |estimate - wait|, and of the ratio), the error of the last
-estimate each customer was sent, and the ``queue`` messages per customer (mean, max)."""
+estimate each customer was sent, and the ``queue`` messages per customer (mean, max);
+and the memory the burst left: this process's RSS (the server's and its clients') before
+the customers came and once all were served and gone, malloc's bytes in use and held
+free, and what the call center still holds (issue 20.9). ``--malloc-default`` leaves
+glibc's malloc as it is, to compare with what ``videoid serve`` sets."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import random
 import socket
 import statistics
@@ -31,6 +36,7 @@ from ..app import create_app
 from ..bots.operator_bot import Authenticator, answer_checklist, login
 from ..bots.signaling_client import SignalingClient
 from ..config import load_config
+from ..glibc_malloc import GlibcMalloc
 from ..services import SERVICES
 
 PASSWORD = "queue bench password"
@@ -40,9 +46,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--customers", type=int, default=100)
     p.add_argument("--operators", type=int, default=3)
     p.add_argument("--call-seconds", type=float, default=1.0, help="mean call length")
+    p.add_argument(
+        "--malloc-default",
+        action="store_true",
+        help="leave glibc's malloc as it is (videoid serve fixes its mmap threshold)",
+    )
 
 
 def main(args: argparse.Namespace) -> None:
+    if not args.malloc_default:
+        GlibcMalloc().tune()  # as videoid serve does
     with tempfile.TemporaryDirectory(prefix="videoid-queue-") as tmp:
         asyncio.run(_run(args, Path(tmp)))
 
@@ -83,6 +96,7 @@ async def _round(
     await web.TCPSite(runner, "127.0.0.1", port).start()
     url = f"http://127.0.0.1:{port}"
     services = app[SERVICES]
+    memory = [_memory(services)]
     try:
         operators = []
         for i in range(args.operators):
@@ -146,9 +160,39 @@ async def _round(
         elapsed = time.monotonic() - started
         for client in [c.client for c in customers] + operators:
             await client.close()
+        await asyncio.sleep(1.0)  # their disconnections handled
+        memory.append(_memory(services))
+        await asyncio.to_thread(GlibcMalloc().trim)  # as the server does every minute
+        memory.append(_memory(services))
     finally:
         await runner.cleanup()
     _report(name, customers, elapsed, args)
+    _report_memory(memory)
+
+
+def _memory(services: Any) -> dict[str, Any]:
+    """This process's resident memory (the server and its clients), malloc's bytes in
+    use and held free, after a full collection; and what the call center holds."""
+    gc.collect()
+    rss = 0.0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+    return {"rss": rss, **GlibcMalloc().info(), "held": services.center.held()}
+
+
+def _report_memory(memory: list[dict[str, Any]]) -> None:
+    before, after, trimmed = memory
+    mb = 2**20
+    print(
+        f"  memory (this process: the server and its clients, after a full collection): "
+        f"RSS {before['rss']:.0f} MB before the customers came, {after['rss']:.0f} MB once "
+        f"all were served and gone, {trimmed['rss']:.0f} MB after a trim; malloc in use "
+        f"{before.get('in_use', 0) / mb:.0f} → {after.get('in_use', 0) / mb:.0f} MB, held "
+        f"free {before.get('free', 0) / mb:.0f} → {after.get('free', 0) / mb:.0f} MB; the "
+        f"call center holds {after['held']}"
+    )
 
 
 def _free_port() -> int:

@@ -120,6 +120,9 @@ class Sample:
     at: float
     """Seconds since the load started (negative: before)."""
     server_mb: float
+    server_anon_mb: float
+    """Of it, anonymous memory (the heaps): file pages (code) come and go with the
+    page cache, these only with what the server allocates."""
     workers_mb: dict[int, float]
 
 
@@ -140,12 +143,13 @@ class Tally:
         )
 
 
-def vm_rss_mb(pid: int) -> float:
-    """The process's resident memory, from ``/proc/<pid>/status`` (0 once it is gone)."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A resident memory figure of the process from ``/proc/<pid>/status`` (``VmRSS``,
+    ``RssAnon``), 0 once it is gone."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -191,14 +195,27 @@ def sample(pid: int, at: float) -> Sample:
         children = [c.pid for c in psutil.Process(pid).children(recursive=True)]
     except psutil.NoSuchProcess:
         children = []
-    return Sample(at, vm_rss_mb(pid), {c: vm_rss_mb(c) for c in children})
+    return Sample(at, rss_mb(pid), rss_mb(pid, "RssAnon"), {c: rss_mb(c) for c in children})
 
 
-def slope_mb_per_hour(samples: list[Sample]) -> float:
+def slope_mb_per_hour(samples: list[Sample], anonymous: bool = False) -> float:
+    """Least squares over the samples, in MB/hour."""
     if len(samples) < 3:
         return float("nan")
-    fit = statistics.linear_regression([s.at for s in samples], [s.server_mb for s in samples])
-    return fit.slope * 3600
+    mbs = [s.server_anon_mb if anonymous else s.server_mb for s in samples]
+    return statistics.linear_regression([s.at for s in samples], mbs).slope * 3600
+
+
+def minute_lows(samples: list[Sample]) -> list[Sample]:
+    """The lowest sample of each minute: the RSS rises between the collector's full
+    passes (each frees the calls ended since the last) and falls at each; its lows say
+    what stays."""
+    by_minute: dict[int, Sample] = {}
+    for s in samples:
+        low = by_minute.get(int(s.at // 60))
+        if low is None or s.server_mb < low.server_mb:
+            by_minute[int(s.at // 60)] = s
+    return [by_minute[k] for k in sorted(by_minute)]
 
 
 class Server:
@@ -558,8 +575,9 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
 
 
 def _write_csv(path: Path, samples: list[Sample]) -> None:
-    lines = ["seconds,server_mb,workers_mb"] + [
-        f"{s.at:.1f},{s.server_mb:.1f},{sum(s.workers_mb.values()):.1f}" for s in samples
+    lines = ["seconds,server_mb,server_anon_mb,workers_mb"] + [
+        f"{s.at:.1f},{s.server_mb:.1f},{s.server_anon_mb:.1f},{sum(s.workers_mb.values()):.1f}"
+        for s in samples
     ]
     path.write_text("\n".join(lines) + "\n")
 
@@ -587,9 +605,13 @@ def _report(
         f"idle after {idle_after.server_mb:.1f} MB"
     )
     after_warm, half = slope_mb_per_hour(warm), slope_mb_per_hour(second_half)
+    lows = slope_mb_per_hour(minute_lows(warm))
     print(
         f"  server RSS slope (least squares): {after_warm:+.1f} MB/hour after the warm-up, "
-        f"{half:+.1f} MB/hour over the second half (goal: under {GOAL_MB_PER_HOUR:g})"
+        f"{half:+.1f} MB/hour over the second half, {lows:+.1f} MB/hour through each "
+        f"minute's lowest sample after the warm-up (goal: under {GOAL_MB_PER_HOUR:g}); "
+        f"anonymous memory alone: {slope_mb_per_hour(warm, anonymous=True):+.1f} and "
+        f"{slope_mb_per_hour(second_half, anonymous=True):+.1f} MB/hour"
     )
     workers = sorted(set(idle_before.workers_mb) | set(load_end.workers_mb))
     for pid in workers:

@@ -27,6 +27,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from ..analysis_pool import AnalysisPool
 from ..config import LiveConfig
 from ..errors import ValidationError, VideoidError
+from ..media.frame_rgb import frame_rgb
 from .frame_analysis import analyse_frame, face_descriptor, reference_encoding
 from .signals import ChallengeKind, ChallengeRun, FrameResult, LiveSignals
 
@@ -143,7 +144,7 @@ class LiveAnalysis:
             want_far_faces = at - self._last_far_faces >= 1.0
             if want_far_faces:
                 self._last_far_faces = at
-            rgb = await asyncio.to_thread(frame.to_ndarray, format="rgb24")
+            rgb = await asyncio.to_thread(frame_rgb, frame)  # a snapshot may convert it too
             raw = await self._pool.run(
                 analyse_frame, rgb, at, want_document=want_document, want_far_faces=want_far_faces
             )

@@ -16,12 +16,15 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
+from PIL import Image
+
 from ..call_center import CallCenter, Notifier
 from ..clock import Clock
 from ..config import Config
 from ..db import Repository
 from ..errors import MediaError, ObjectNotFound, RateLimited, ValidationError
 from ..liveness.signals import ChallengeKind
+from ..media.frame_rgb import frame_rgb
 from ..notify import SmsGateway
 from ..notify.codes import OneTimeCodes
 from ..notify.sms import masked
@@ -353,7 +356,7 @@ class CallTools:
 
 
 def _jpeg(frame: Any) -> tuple[bytes, int, int]:
-    image = frame.to_image()
+    image = Image.fromarray(frame_rgb(frame))  # the live analysis may convert it meanwhile
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=92)
     return out.getvalue(), image.width, image.height
