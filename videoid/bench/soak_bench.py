@@ -513,6 +513,9 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
     )
     samples: list[Sample] = []
     traces: list[Path] = []
+    collected: list[Sample] = []
+    """The server's RSS right after each dump's full collection, under load: what the
+    calls ended so far left, without the garbage the collector had yet to find."""
     try:
         await server.start(authenticator)
         await asyncio.sleep(5)  # the workers load their models
@@ -534,6 +537,7 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
                     )
                 if not traces and elapsed >= warm_up_end:
                     traces.append(await server.dump_trace())
+                    collected.append(sample(server.pid, time.monotonic() - started))
                 if elapsed >= next_print and samples:
                     s = samples[-1]
                     print(
@@ -545,6 +549,8 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
                 await asyncio.sleep(1.0)
             load_end = samples[-1] if samples else sample(server.pid, seconds)
             where = memory_map(server.pid)
+            traces.append(await server.dump_trace())
+            collected.append(sample(server.pid, time.monotonic() - started))
             load.stopping.set()
             # the customers under way finish (or are given up on), then the operators
             _, late = await asyncio.wait([*customers, *operators], timeout=DRAIN_SECONDS)
@@ -554,12 +560,18 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
         sampler.cancel()
         await asyncio.sleep(10)  # what the server holds once the last call is done
         idle_after = sample(server.pid, time.monotonic() - started)
-        traces.append(await server.dump_trace())  # after a full collection
-        collected = sample(server.pid, time.monotonic() - started)
     finally:
         server.stop()
     _report(args, load.tally, samples, idle_before, load_end, idle_after, seconds)
-    print(f"  after a full garbage collection in the server: {collected.server_mb:.1f} MB")
+    if len(collected) == 2:
+        first, last = collected
+        rate = (last.server_mb - first.server_mb) / (last.at - first.at) * 3600
+        anon = (last.server_anon_mb - first.server_anon_mb) / (last.at - first.at) * 3600
+        print(
+            f"  right after a full garbage collection, under load: {first.server_mb:.1f} MB "
+            f"at the warm-up end (t={first.at:.0f} s), {last.server_mb:.1f} MB at the end "
+            f"(t={last.at:.0f} s): {rate:+.1f} MB/hour (anonymous memory {anon:+.1f})"
+        )
     if args.csv:
         _write_csv(Path(args.csv), samples)
     print(
