@@ -66,8 +66,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     async def freeze(app: web.Application) -> None:
         # What start-up made (modules, the configuration, every part) lives as long as
         # the process: kept out of the collector's full passes, which then walk only
-        # what calls made. The calls' cyclic garbage (peer connections and their
-        # buffers) is then collected sooner and each full pass stalls the loop less.
+        # what calls made (in the soak 17k objects instead of 226k: a full pass, which
+        # frees the ended calls' peer connections, stalls the loop 20-80 ms, not 240).
         gc.collect()
         gc.freeze()
 

@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3
 """``mallopt``'s parameter (malloc.h); setting it also stops the threshold's rise."""

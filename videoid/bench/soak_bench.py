@@ -206,18 +206,6 @@ def slope_mb_per_hour(samples: list[Sample], anonymous: bool = False) -> float:
     return statistics.linear_regression([s.at for s in samples], mbs).slope * 3600
 
 
-def minute_lows(samples: list[Sample]) -> list[Sample]:
-    """The lowest sample of each minute: the RSS rises between the collector's full
-    passes (each frees the calls ended since the last) and falls at each; its lows say
-    what stays."""
-    by_minute: dict[int, Sample] = {}
-    for s in samples:
-        low = by_minute.get(int(s.at // 60))
-        if low is None or s.server_mb < low.server_mb:
-            by_minute[int(s.at // 60)] = s
-    return [by_minute[k] for k in sorted(by_minute)]
-
-
 class Server:
     """The ``videoid serve`` process, its accounts made before it starts."""
 
@@ -617,11 +605,9 @@ def _report(
         f"idle after {idle_after.server_mb:.1f} MB"
     )
     after_warm, half = slope_mb_per_hour(warm), slope_mb_per_hour(second_half)
-    lows = slope_mb_per_hour(minute_lows(warm))
     print(
         f"  server RSS slope (least squares): {after_warm:+.1f} MB/hour after the warm-up, "
-        f"{half:+.1f} MB/hour over the second half, {lows:+.1f} MB/hour through each "
-        f"minute's lowest sample after the warm-up (goal: under {GOAL_MB_PER_HOUR:g}); "
+        f"{half:+.1f} MB/hour over the second half (goal: under {GOAL_MB_PER_HOUR:g}); "
         f"anonymous memory alone: {slope_mb_per_hour(warm, anonymous=True):+.1f} and "
         f"{slope_mb_per_hour(second_half, anonymous=True):+.1f} MB/hour"
     )
