@@ -36,6 +36,7 @@ from ..bots.operator_bot import answer_checklist, login
 from ..bots.signaling_client import SignalingClient
 from .bench_peer import BenchPeer
 from .clip import build_clip
+from .serving import wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PHOTO = ROOT / "var" / "test-assets" / "face_recognition" / "obama.jpg"
@@ -146,18 +147,7 @@ class Harness:
             await accounts.add(f"bench-op-{i}", PASSWORD, "operator", time.time())
         await repo.close()
         proc = self._spawn()
-        deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession() as http:
-            while True:
-                try:
-                    async with http.get(f"{self.url}/api/health") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"the server did not start; see {self.dir}/server.log")
-                await asyncio.sleep(0.2)
+        await wait_until_healthy(self.url, proc, 30, self.dir / "server.log", 0.2)
         self.admin_token = await login(self.url, "bench-admin", PASSWORD)
         self.operator_tokens = [
             await login(self.url, f"bench-op-{i}", PASSWORD) for i in range(operators)

@@ -64,6 +64,7 @@ from .bench_peer import ClipVideoTrack
 from .clip import Clip, build_clip
 from .documents import make_document, portrait_from, render
 from .forwarding import DEFAULT_PHOTO, ROOT
+from .serving import wait_until_healthy
 
 PASSWORD = "soak bench password"
 ENDINGS = ("approved", "approved", "rejected", "hangup")
@@ -237,18 +238,7 @@ class Server:
             await repo.close()
         proc = self._spawn()
         # the first start makes the CA in the token; traced, every import is slow
-        deadline = time.monotonic() + (600 if self.trace else 90)
-        async with aiohttp.ClientSession() as http:
-            while True:
-                try:
-                    async with http.get(f"{self.url}/api/health") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"the server did not start; see {self.dir}/server.log")
-                await asyncio.sleep(0.5)
+        await wait_until_healthy(self.url, proc, 600 if self.trace else 90, self.dir / "server.log")
         self.admin_token = await login(self.url, "soak-admin", PASSWORD, authenticator)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
