@@ -50,7 +50,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         on_lock_lost=lambda: os.kill(os.getpid(), signal.SIGTERM),
     )
 
-    async def announce(app: web.Application) -> None:
+    def announce(_: str) -> None:
+        # run_app's "print", called once the sockets listen (not on_startup, which runs
+        # before: whoever reads these lines may connect at once)
         base = config.base_url()
         print(f"videoid is running at {base}", flush=True)
         print(f"  operator console: {base}/operator", flush=True)
@@ -71,9 +73,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         gc.collect()
         gc.freeze()
 
-    app.on_startup.append(announce)
     app.on_startup.append(freeze)
-    web.run_app(app, host=config.server.host, port=config.server.port, print=None, access_log=None)
+    web.run_app(
+        app, host=config.server.host, port=config.server.port, print=announce, access_log=None
+    )
 
 
 async def _with_services(config: Config, work: Any) -> Any:

@@ -167,6 +167,24 @@ async def reauthenticate(
         )
 
 
+async def take_snapshot(
+    client: SignalingClient, kind: str, no_video_seconds: float = 20.0
+) -> dict[str, Any] | None:
+    """Take a snapshot as an operator would: while the customer's picture is missing
+    (``no_video``: none yet, or none for a few seconds on a loaded machine), wait for it
+    and try again; None from a server without live analysis, which takes none."""
+    deadline = time.monotonic() + no_video_seconds
+    while True:
+        try:
+            return await client.request("snapshot", {"kind": kind})
+        except ProtocolError as err:
+            if err.code == "analysis_off":
+                return None
+            if err.code != "no_video" or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.5)
+
+
 async def answer_checklist(
     client: SignalingClient, items: list[dict[str, Any]], *, otp: str, others: str = "passed"
 ) -> None:
@@ -178,12 +196,7 @@ async def answer_checklist(
             continue
         answer = otp if item["kind"] == "otp" else others
         if answer == "passed" and item.get("snapshot"):  # "snapshot taken": take it
-            try:
-                await client.request("snapshot", {"kind": item["snapshot"]})
-            except ProtocolError as err:
-                if err.code not in ("no_video", "analysis_off"):
-                    raise
-                # a server without live analysis takes no snapshots, and asks for none
+            await take_snapshot(client, item["snapshot"])
         await client.request("checklist_answer", {"item": item["id"], "answer": answer})
 
 

@@ -147,8 +147,10 @@ class CallTools:
                 "this call has as many snapshots as allowed", code="too_many_snapshots"
             )
         analysis = self._center.analysis(session_id)
-        frame = analysis.latest if analysis is not None else None
-        if analysis is None or frame is None or time.time() - analysis.latest_at > 5:
+        if analysis is None:  # the frames are decoded for the analysis only
+            raise MediaError("the live analysis is off: no snapshots", code="analysis_off")
+        frame = analysis.latest
+        if frame is None or time.time() - analysis.latest_at > 5:
             raise MediaError("no picture from the customer yet", code="no_video")
         jpeg, width, height = await asyncio.to_thread(_jpeg, frame)
         if not self._center.customer_in_call(session_id):
