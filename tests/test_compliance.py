@@ -196,6 +196,11 @@ async def test_search_view_play_verify_export(
 
         async with http.post(f"{base}/recordings/{recording['id']}/play", json={"side": "x"}) as r:
             assert (r.status, (await r.json())["error"]["code"]) == (400, "invalid_payload")
+        for unknown in ("0" * 32, "not-a-recording-id"):  # a clear 404, not a 500
+            async with http.post(
+                f"{base}/recordings/{unknown}/play", json={"side": "customer"}
+            ) as r:
+                assert (r.status, (await r.json())["error"]["code"]) == (404, "recording_not_found")
         url, _ = services.links.sign(recording["id"], "customer", f"operator:{officer_id}", 0.0)
         forged = {
             "expired": (url, "playback_link_expired"),

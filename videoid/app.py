@@ -12,11 +12,12 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from aiortc.contrib.media import MediaRelay
 
 from .access import RefusalBudget, access_middleware
 from .analysis_pool import AnalysisPool
 from .analysis_probes import load_face_models, load_frame_models
-from .call_center import CallCenter, RecordingStore
+from .call_center import CallCenter
 from .clock import Clock, SystemClock
 from .compliance.http import ComplianceApi
 from .compliance.playback import Playback, PlaybackLinks
@@ -26,12 +27,15 @@ from .customer_client.invitations import Invitation, Invitations
 from .customer_client.namespace import CustomerNamespace
 from .customer_client.onboarding import Onboarding
 from .customer_client.onboarding_http import OnboardingApi
+from .customer_client.session_images import SessionImages
 from .db import Repository
 from .db.process_lock import ProcessLock
 from .errors import ConfigError
 from .glibc_malloc import GlibcMalloc
 from .http_api import LOOP_MONITOR, HttpApi, errors_middleware
 from .loop_monitor import LoopMonitor
+from .media.call_media import MediaParts, RecordingStore
+from .media.ice_policy import IcePolicy
 from .notify import sms_gateway
 from .notify.mail import mail_gateway
 from .operator_console.accounts import Accounts, generate_password
@@ -150,8 +154,6 @@ def create_app(
         steps = required_steps(config)
         invitations = Invitations(repo, config, steps)
         notifier = SocketNotifier(sio)
-        center = CallCenter(repo, config, notifier, clock, rng)
-        center.required_steps = steps
         base_url = config.base_url()
         objects = ObjectStore.from_config(repo, config)
         try:
@@ -172,7 +174,6 @@ def create_app(
         pool = AnalysisPool(
             config.onboarding.analysis_workers, config.onboarding.analysis_queue, load_face_models
         )
-        onboarding = Onboarding(config, repo, center, objects, pool, clock)
         live_pool = (
             AnalysisPool(config.live.workers, probe=load_frame_models)
             if config.live.workers > 0
@@ -183,23 +184,39 @@ def create_app(
             if live_pool is not None and config.live.match_workers > 0
             else None
         )
-        center.live_pool, center.match_pool = live_pool, match_pool
-        if config.recording.enabled:
-            center.recordings = RecordingStore(
-                config.data_path / "recordings", objects.files.wrapper
-            )
         trust = Trust(config, repo, clock, base_url)
         if isinstance(objects.files.wrapper, Pkcs11MasterKey):  # one token session
             trust.share_token(objects.files.wrapper.token)
         evidence, anchors = evidence_services(config, repo, objects, trust, clock)
-
-        center.evidence_changed = lambda session_id, event: evidence.seal_later(
-            session_id, clock.now(), event
+        media = MediaParts(
+            config,
+            clock,
+            IcePolicy.from_config(config.media),
+            MediaRelay(),
+            repo,
+            recordings=RecordingStore(config.data_path / "recordings", objects.files.wrapper)
+            if config.recording.enabled
+            else None,
+            live_pool=live_pool,
+            match_pool=match_pool,
+            reference_photos=SessionImages(repo, objects).reference_photos,
         )
+        center = CallCenter(
+            repo,
+            config,
+            notifier,
+            clock,
+            media,
+            required_steps=steps,
+            evidence_changed=lambda session_id, event: evidence.seal_later(
+                session_id, clock.now(), event
+            ),
+            rng=rng,
+        )
+        onboarding = Onboarding(config, repo, center, objects, pool, clock)
         retention = Retention(
             repo, objects, config.data_path / "recordings", config.retention.years, evidence
         )
-        center.reference_photos = onboarding.reference_photos
         sms = sms_gateway(config)
         onboarding.contacts = ContactProof(config, repo, clock, sms, mail_gateway(config))
         tools = CallTools(

@@ -18,16 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from aiortc.contrib.media import MediaRelay
-
-from .analysis_pool import AnalysisPool
 from .clock import Clock
 from .config import Config
 from .db import OperatorRecord, Repository, SessionRecord
@@ -38,23 +33,17 @@ from .errors import (
     NotAssigned,
     SessionInUse,
     SessionNotFound,
-    StorageError,
 )
 from .liveness.live import LiveAnalysis
-from .media import ParticipantPeer, bridge
-from .media.ice_policy import IcePolicy
+from .media.call_media import CallMedia, MediaClosed, MediaParts, Role
 from .queue import AssignmentDrawn, Presence, WaitingRoom
-from .recordings.recorder import CallRecorder
 from .session import IdentificationSession, Outcome, State
-from .storage.envelope import KeyWrapper
 
 logger = logging.getLogger(__name__)
 
 CLOSE_GRACE_SECONDS = 10.0
 QUEUE_UPDATE_SECONDS = 1.0
 """Waiting customers and operators are told of queue changes at most this often."""
-
-Role = Literal["customer", "operator"]
 
 
 class Notifier(Protocol):
@@ -72,13 +61,9 @@ class LiveSession:
     machine: IdentificationSession
     customer_sid: str | None = None
     offer_deadline: float | None = None
-    peers: dict[str, ParticipantPeer] = field(default_factory=dict)
+    media: CallMedia | None = None
+    """The call's peers, recording and live analysis, while it is on."""
     last_queue_info: tuple[int, float] | None = None
-    analysis: LiveAnalysis | None = None
-    recorder: CallRecorder | None = None
-    recording_failed: bool = False
-    """This call stopped being recorded (or never was): a console that loads the call
-    (a reload mid-call) is told, as it was told by ``recording_failed``."""
     customer_gone_at: float | None = None
     """When the customer's connection dropped mid-call (R12), while they may come back:
     to the call, or to the head of the queue when the operator dropped meanwhile."""
@@ -102,14 +87,6 @@ class OperatorLink:
     """The session offered to them or in their call."""
 
 
-@dataclass(frozen=True)
-class RecordingStore:
-    """Where recordings go and the key port that wraps their data keys."""
-
-    directory: Path
-    wrapper: KeyWrapper
-
-
 class CallCenter:
     def __init__(
         self,
@@ -117,9 +94,19 @@ class CallCenter:
         config: Config,
         notifier: Notifier,
         clock: Clock,
+        media: MediaParts,
+        *,
+        required_steps: tuple[State, ...] = (),
+        evidence_changed: Callable[[str, str], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        """``media``: what calls' media are made with; ``required_steps``: the
+        onboarding steps the deployment asks for; ``evidence_changed`` is told
+        (session, event) once a decision or a review is saved, and after a step past the
+        decision (certificate requested, contract signed): the evidence is sealed
+        (again); it must not block."""
         self._repo = repo
+        self._media = media
         self._config = config
         self._notifier = notifier
         self._clock = clock
@@ -134,24 +121,15 @@ class CallCenter:
         self._interrupted: set[str] = set()
         """Sessions a start found waiting or in a call: their customer is told once."""
         self._queue_told_at = -QUEUE_UPDATE_SECONDS
-        self._relay = MediaRelay()
-        self.ice = IcePolicy.from_config(config.media)
+        self.ice = media.ice
         """The server's ICE rules and the clients' STUN/TURN servers (credentials)."""
-        self.required_steps: tuple[State, ...] = ()
-        self.live_pool: AnalysisPool | None = None
-        """Where the customer's live video is analysed; None turns the analysis off."""
-        self.match_pool: AnalysisPool | None = None
-        """Where the live face's descriptor is computed (the live pool when None)."""
-        self.reference_photos: Callable[[str], Awaitable[dict[str, bytes]]] | None = None
-        """The session's photos to compare the live face with (portrait, selfie)."""
+        self.live_pool = media.live_pool
+        """Where the customer's live video is analysed; None when the analysis is off."""
+        self.match_pool = media.match_pool
+        self.required_steps = required_steps
         self.before_decision: Callable[[str, str, str], Awaitable[None]] | None = None
         """Checks a decision may be taken (the checklist); raises to refuse it."""
-        self.recordings: RecordingStore | None = None
-        """Where calls are recorded; None records nothing."""
-        self.evidence_changed: Callable[[str, str], None] | None = None
-        """Told (session, event) once a decision or a review is saved, and after a step
-        past the decision (certificate requested, contract signed): the evidence is
-        sealed (again); it must not block."""
+        self.evidence_changed = evidence_changed
         self._background: set[asyncio.Task[Any]] = set()
         self._offers_failing = False
         """The last offer could not be written (logged once until one is again)."""
@@ -245,8 +223,8 @@ class CallCenter:
                     self._forget_if_idle(live)
             await self._assign()
         for live in list(self._live.values()):
-            if live.analysis is not None:
-                await live.analysis.tick()
+            if live.media is not None:
+                await live.media.tick()
 
     # -- customers --------------------------------------------------------------------
 
@@ -327,8 +305,8 @@ class CallCenter:
         await self._write_or_keep(
             live, "a gap in the call", lambda: self._repo.add_item(sid, "gap", actor, gap, now)
         )
-        if live.recorder is not None:
-            live.recorder.mark_gap(gap)
+        if live.media is not None:
+            live.media.mark_gap(gap)
         return gap
 
     async def _customer_gone(self, live: LiveSession) -> None:
@@ -360,8 +338,7 @@ class CallCenter:
 
     @staticmethod
     def _customer_media_connected(live: LiveSession) -> bool:
-        peer = live.peers.get("customer")
-        return peer is not None and peer.pc is not None and peer.pc.connectionState == "connected"
+        return live.media is not None and live.media.customer_connected
 
     async def step(
         self,
@@ -599,8 +576,10 @@ class CallCenter:
                 raise MediaError("there is no call to connect to", code="no_call")
             if role == "operator" and live.machine.operator_id != operator_id:
                 raise NotAssigned("this session is not in a call with you")
-            peer = live.peers[role]
-        return await peer.answer(sdp)
+            media = live.media
+            if media is None:
+                raise MediaError("there is no call to connect to", code="no_call")
+        return await media.answer(role, sdp)
 
     async def media_candidate(
         self,
@@ -612,22 +591,24 @@ class CallCenter:
         index: int | None,
     ) -> None:
         live = self._live.get(session_id)
+        media = live.media if live is not None else None
         if (
             live is None
-            or role not in live.peers
+            or media is None
             or (role == "operator" and live.machine.operator_id != operator_id)
         ):
             raise MediaError("there is no call to connect to", code="no_call")
-        await live.peers[role].add_candidate(candidate, sdp_mid, index)
+        await media.add_candidate(role, candidate, sdp_mid, index)
 
     def analysis(self, session_id: str) -> LiveAnalysis | None:
         live = self._live.get(session_id)
-        return live.analysis if live is not None else None
+        return live.media.analysis if live is not None and live.media is not None else None
 
     def recording_failed(self, session_id: str) -> bool:
-        """The session's call is no longer recorded (see :meth:`_recording_failed`)."""
+        """The session's call is not recorded (any more): a console that loads the call
+        (a reload mid-call) is told, as it was told by ``recording_failed``."""
         live = self._live.get(session_id)
-        return live is not None and live.recording_failed
+        return live is not None and live.media is not None and live.media.recording_failed
 
     def call_of(self, operator_id: int) -> str:
         """The session in a call with this operator. Raises NotAssigned."""
@@ -1043,113 +1024,22 @@ class CallCenter:
         return view
 
     def _open_peers(self, live: LiveSession, operator_id: int) -> None:
-        media = self._config.media
         sid = live.machine.session_id
-        for role in ("customer", "operator"):
-            live.peers[role] = ParticipantPeer(
-                f"session {sid} {role}",
-                forwarding=media.forwarding,
-                policy=self.ice,
-                max_sdp_bytes=media.max_sdp_bytes,
-                relay=self._relay,
-            )
-        bridge(live.peers["customer"], live.peers["operator"])
-        if self.recordings is not None and media.forwarding == "encoded":
-            self._in_background(self._start_recording(live))
-        if self.live_pool is not None:
-            analysis = live.analysis = LiveAnalysis(
-                sid,
-                self.live_pool,
-                self._config.live,
-                self._publisher(sid, operator_id),
-                match_pool=self.match_pool,
-                max_bytes=self._config.onboarding.max_upload_bytes,
-                max_pixels=self._config.onboarding.max_pixels,
-            )
-            live.peers["customer"].on_video = analysis.watch
-            if self.reference_photos is not None:
-                self._in_background(self._load_references(analysis, self.reference_photos))
 
-    async def _start_recording(self, live: LiveSession) -> None:
-        """Record the call from its first frame: the recorder subscribes to each tap as
-        it appears (again after a reconnect: the same recording goes on)."""
-        store = self.recordings
-        assert store is not None
-        sid = live.machine.session_id
-        recording_id = uuid.uuid4().hex
-        now = self._clock.now()
-        file = f"{sid[:2]}/{recording_id}.vrec"
-        recorder: CallRecorder | None = None
-        try:
-            recorder = await asyncio.to_thread(
-                CallRecorder,
-                store.directory / file,
-                recording_id,
-                store.wrapper,
-                created=now,
-                keyframe_seconds=self._config.recording.keyframe_seconds,
-                on_error=lambda error: self._recording_failed(live, error),
-            )
-            await self._repo.add_recording(
-                recording_id, sid, file, recorder.key_id, recorder.wrapped_key, now
-            )
-        except (OSError, StorageError) as err:
-            logger.error("session %s: the call cannot be recorded: %s", sid, err)
-            self._recording_failed(live, str(err))
-            if recorder is not None:  # its file closed; it has no row to finish
-                await recorder.close()
-            return
-        if not live.peers:  # the call ended meanwhile
-            await self._finish_recording(live, recorder)
-            return
-        live.recorder = recorder
-        recorder.start()
-        for role, peer in live.peers.items():
-            for kind, tap in peer.taps.items():
-                recorder.watch(f"{role}_{kind}", tap)
-
-            def on_tap(kind: str, tap: Any, role: str = role) -> None:
-                if live.recorder is not None:
-                    live.recorder.watch(f"{role}_{kind}", tap)
-
-            peer.on_tap = on_tap
-
-    def _recording_failed(self, live: LiveSession, error: str) -> None:
-        """The call goes on unrecorded from here: its operator is told at once (they
-        may end it and have the customer join again)."""
-        live.recording_failed = True
-        operator_id = live.machine.operator_id
-        if operator_id is not None:
+        def recording_failed() -> None:
+            # the call goes on unrecorded: its operator is told at once (they may end
+            # it and have the customer join again)
             self._in_background(
                 self._notifier.to_operator(
                     operator_id,
                     "recording_failed",
-                    {"session_id": live.machine.session_id, "reason": "recording_failed"},
+                    {"session_id": sid, "reason": "recording_failed"},
                 )
             )
 
-    async def _finish_recording(self, live: LiveSession, recorder: CallRecorder) -> None:
-        session_id = live.machine.session_id
-        summary = await recorder.close()
-        status = "complete" if summary["error"] is None else "failed"
-        now = self._clock.now()
-        await self._write_or_keep(
-            live,
-            "the recording's end",
-            lambda: self._repo.finish_recording(recorder.recording_id, status, summary, now),
+        live.media = CallMedia(
+            sid, self._media, self._publisher(sid, operator_id), recording_failed
         )
-        logger.info(
-            "session %s: recording %s %s (%s segments)",
-            session_id,
-            recorder.recording_id,
-            status,
-            summary["segments"],
-        )
-
-    async def _load_references(
-        self, analysis: LiveAnalysis, photos: Callable[[str], Awaitable[dict[str, bytes]]]
-    ) -> None:
-        await analysis.load_references(await photos(analysis.session_id))
 
     def _in_background(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -1186,19 +1076,27 @@ class CallCenter:
         return publish
 
     async def _close_peers(self, live: LiveSession) -> None:
-        peers, live.peers = live.peers, {}
-        analysis, live.analysis = live.analysis, None
-        recorder, live.recorder = live.recorder, None
-        await asyncio.gather(*(p.close() for p in peers.values()))
-        if recorder is not None:
-            await self._finish_recording(live, recorder)
+        media, live.media = live.media, None
+        if media is not None:
+            await self._keep(live, await media.close())
+
+    async def _keep(self, live: LiveSession, closed: MediaClosed) -> None:
+        """Write what the evidence keeps of a call's media (or keep it to retry)."""
+        sid, now = live.machine.session_id, self._clock.now()
+        recording, analysis = closed.recording, closed.analysis
+        if recording is not None:
+            await self._write_or_keep(
+                live,
+                "the recording's end",
+                lambda: self._repo.finish_recording(
+                    recording.recording_id, recording.status, recording.summary, now
+                ),
+            )
         if analysis is not None:
-            await analysis.close()
-            sid, summary, now = live.machine.session_id, analysis.summary(), self._clock.now()
             await self._write_or_keep(
                 live,
                 "the call's analysis",
-                lambda: self._repo.add_item(sid, "analysis", "system", summary, now),
+                lambda: self._repo.add_item(sid, "analysis", "system", analysis, now),
             )
 
     def _forget_if_idle(self, live: LiveSession) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
 import os
 import shutil
@@ -19,11 +18,12 @@ from aiohttp import web
 
 from .analysis_pool import AnalysisPool
 from .db import OperatorRecord
-from .errors import Forbidden, ServerBusy, ValidationError, for_client, is_full
+from .errors import ServerBusy, for_client, is_full
 from .loop_monitor import LoopMonitor
-from .services import SERVICES, Services
-from .staff_reads import readable_session, staff_member
-from .web_security import WEB_SECURITY, login_cookie
+from .services import Services
+from .staff_reads import readable_session
+from .web.requests import login_token, read_fields, require_staff, services_of
+from .web_security import WEB_SECURITY
 
 logger = logging.getLogger(__name__)
 
@@ -73,28 +73,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     return response
 
 
-async def read_json(request: web.Request, fields: dict[str, int]) -> dict[str, str]:
-    """A JSON object whose listed fields are strings of at most the given length."""
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValidationError("the body must be JSON", code="invalid_json") from err
-    if not isinstance(body, dict):
-        raise ValidationError("the body must be a JSON object", code="invalid_json")
-    unknown = set(body) - set(fields)
-    if unknown:
-        raise ValidationError(f"unknown field {sorted(unknown)[0]!r}", code="invalid_payload")
-    out = {}
-    for name, limit in fields.items():
-        value = body.get(name)
-        if not isinstance(value, str) or not value or len(value) > limit:
-            raise ValidationError(
-                f"{name}: required, a string of at most {limit} characters", code="invalid_payload"
-            )
-        out[name] = value
-    return out
-
-
 LOOP_MONITOR = web.AppKey("loop_monitor", LoopMonitor)
 
 
@@ -130,7 +108,7 @@ class HttpApi:
         """Each part checked (the database answers, room on the data directory's disk,
         the token answers, the analysis pools have workers): 200 ``ok``, or 503
         ``failing`` naming the part."""
-        services = _s(request)
+        services = services_of(request)
         snapshot = services.center.snapshot()
         try:
             seconds = min(600.0, max(1.0, float(request.query.get("lag_seconds", "20"))))
@@ -155,29 +133,30 @@ class HttpApi:
         # (/api/operator/login/second-factor, operator_console/accounts_http.py)
         from .operator_console.accounts_http import password_passed_json
 
-        body = await read_json(request, {"username": 64, "password": 256})
-        passed = await _s(request).accounts.login(
-            body["username"], body["password"], _s(request).clock.now(), address=request.remote
+        body = await read_fields(request, {"username": 64, "password": 256})
+        passed = await services_of(request).accounts.login(
+            body["username"],
+            body["password"],
+            services_of(request).clock.now(),
+            address=request.remote,
         )
         return web.json_response(password_passed_json(passed))
 
     async def logout(self, request: web.Request) -> web.Response:
         token = login_token(request)
         if token:
-            await _s(request).accounts.logout(token)
+            await services_of(request).accounts.logout(token)
         response = web.json_response({"ok": True})
         request.app[WEB_SECURITY].clear_login(response)
         return response
 
     async def me(self, request: web.Request) -> web.Response:
-        return web.json_response({"operator": _operator_json(await self._operator(request))})
+        return web.json_response({"operator": _operator_json(await require_staff(request))})
 
     async def create_invitation(self, request: web.Request) -> web.Response:
-        operator = await self._operator(request)
-        if operator.role != "supervisor":
-            raise Forbidden("only supervisors create invitations")
-        body = await read_json(request, {"email": 254, "phone": 32})
-        services = _s(request)
+        await require_staff(request, "supervisor", refused="only supervisors create invitations")
+        body = await read_fields(request, {"email": 254, "phone": 32})
+        services = services_of(request)
         invitation = await services.invitations.create(
             body["email"], body["phone"], services.clock.now(), services.base_url
         )
@@ -192,8 +171,8 @@ class HttpApi:
 
     async def session(self, request: web.Request) -> web.Response:
         # an operator only while the session is offered or assigned to them (R14.7)
-        record = await readable_session(request, login_token(request), "record")
-        repo = _s(request).repo
+        record = await readable_session(request, "record")
+        repo = services_of(request).repo
         return web.json_response(
             {
                 "session_id": record.id,
@@ -226,21 +205,6 @@ class HttpApi:
                 ],
             }
         )
-
-    async def _operator(self, request: web.Request) -> OperatorRecord:
-        return await staff_member(request, login_token(request))
-
-
-def _s(request: web.Request) -> Services:
-    return request.app[SERVICES]
-
-
-def login_token(request: web.Request) -> str | None:
-    """The operator login: a Bearer token, else the login cookie."""
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return header[len("Bearer ") :].strip()
-    return login_cookie(request)
 
 
 def _operator_json(operator: OperatorRecord) -> dict[str, Any]:

@@ -7,28 +7,21 @@ import logging
 
 from aiohttp import web
 
-from .access import STAFF_BY_ROLE, audit_read, decided_at, operator_may_read, set_actor
-from .db import OperatorRecord, SessionRecord
+from .access import STAFF_BY_ROLE, audit_read, decided_at, operator_may_read
+from .db import SessionRecord
 from .errors import Forbidden, SessionNotFound
 from .services import SERVICES
+from .web.requests import require_staff
 
 logger = logging.getLogger(__name__)
 
 
-async def staff_member(request: web.Request, token: str | None) -> OperatorRecord:
-    """The logged-in member of staff (401 otherwise), named as the request's actor."""
-    services = request.app[SERVICES]
-    operator = await services.accounts.authenticate(token, services.clock.now())
-    set_actor(request, f"operator:{operator.id}")
-    return operator
-
-
-async def readable_session(request: web.Request, token: str | None, what: str) -> SessionRecord:
+async def readable_session(request: web.Request, what: str) -> SessionRecord:
     """The session of the route's ``session_id`` if the logged-in member of staff may
     read it now, after an audit entry of the read (``what``: which part). Raises
     AuthError (401), Forbidden (403) or SessionNotFound (404)."""
     services = request.app[SERVICES]
-    operator = await staff_member(request, token)
+    operator = await require_staff(request)
     session_id = request.match_info["session_id"]
     repo = services.repo
     record = await repo.find_session(id=session_id) if len(session_id) == 36 else None

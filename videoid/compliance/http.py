@@ -19,16 +19,14 @@ from aiohttp import web
 from ..db import OperatorRecord
 from ..db.session_search import SessionFilter
 from ..errors import (
-    Forbidden,
     ObjectNotFound,
     SessionNotFound,
     StorageError,
     ValidationError,
-    VideoidError,
 )
-from ..http_api import _s, login_token
 from ..recordings.evidence import EXTENSIONS, MANIFEST_KIND, EvidenceError
 from ..services import Services
+from ..web.requests import require_staff, services_of
 from .playback import SIDES, ranged
 from .search import Query, search, summary
 
@@ -53,11 +51,9 @@ class ComplianceApi:
         ]
 
     async def _officer(self, request: web.Request) -> OperatorRecord:
-        services = _s(request)
-        officer = await services.accounts.authenticate(login_token(request), services.clock.now())
-        if officer.role != "compliance":
-            raise Forbidden("the compliance console is for compliance officers")
-        return officer
+        return await require_staff(
+            request, "compliance", refused="the compliance console is for compliance officers"
+        )
 
     async def _audit(
         self, services: Services, officer: OperatorRecord, action: str, subject: str, **details: Any
@@ -70,13 +66,13 @@ class ComplianceApi:
         session_id = request.match_info["session_id"]
         if not _SESSION.fullmatch(session_id):
             raise SessionNotFound()
-        if await _s(request).repo.find_session(id=session_id) is None:
+        if await services_of(request).repo.find_session(id=session_id) is None:
             raise SessionNotFound()
         return session_id
 
     async def search(self, request: web.Request) -> web.Response:
         officer = await self._officer(request)
-        services = _s(request)
+        services = services_of(request)
         query = Query.from_params(request.query)
         found = await search(services.repo, query)
         # what was looked for, not the name or number itself (the log is not for them)
@@ -94,7 +90,7 @@ class ComplianceApi:
 
     async def show(self, request: web.Request) -> web.Response:
         officer = await self._officer(request)
-        services = _s(request)
+        services = services_of(request)
         session_id = await self._session(request)
         repo = services.repo
         [row] = await repo.search_sessions(SessionFilter(session_ids=(session_id,)))
@@ -152,7 +148,7 @@ class ComplianceApi:
 
     async def image(self, request: web.Request) -> web.Response:
         officer = await self._officer(request)
-        services = _s(request)
+        services = services_of(request)
         session_id = await self._session(request)
         object_id = request.match_info["object_id"]
         record = await services.repo.find_object(object_id) if _ID.fullmatch(object_id) else None
@@ -175,7 +171,7 @@ class ComplianceApi:
 
     async def verify(self, request: web.Request) -> web.Response:
         officer = await self._officer(request)
-        services = _s(request)
+        services = services_of(request)
         session_id = await self._session(request)
         verdict = await services.evidence.verify(session_id)
         await self._audit(
@@ -190,7 +186,7 @@ class ComplianceApi:
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         officer = await self._officer(request)
-        services = _s(request)
+        services = services_of(request)
         session_id = await self._session(request)
         with tempfile.TemporaryDirectory(prefix="videoid-export-") as tmp:
             path = Path(tmp) / f"evidence-{session_id}.zip"
@@ -210,7 +206,7 @@ class ComplianceApi:
     async def play(self, request: web.Request) -> web.Response:
         """A signed link to one side of a recording; the playback is audited here."""
         officer = await self._officer(request)
-        services = _s(request)
+        services = services_of(request)
         recording = await _recording(services, request.match_info["recording_id"])
         try:
             body = await request.json()
@@ -238,7 +234,7 @@ class ComplianceApi:
 
     async def media(self, request: web.Request) -> web.Response:
         """The signed link: the browser's ``<video>`` fetches ranges of it."""
-        services = _s(request)
+        services = services_of(request)
         recording_id, side = request.match_info["recording_id"], request.match_info["side"]
         if side not in SIDES or not _ID.fullmatch(recording_id):
             raise SessionNotFound("no such recording")
@@ -265,7 +261,7 @@ async def _recording(services: Services, recording_id: str) -> dict[str, Any]:
         await services.repo.find_recording(recording_id) if _ID.fullmatch(recording_id) else None
     )
     if found is None:
-        raise VideoidError("no such recording", code="recording_not_found")
+        raise ObjectNotFound("no such recording", code="recording_not_found")
     return found
 
 

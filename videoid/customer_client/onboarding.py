@@ -34,6 +34,7 @@ from ..storage import ObjectStore
 from ..trust.countries import mrz_code_known
 from .contact_proof import ContactProof, ProofPending, codes_from
 from .invitations import check_contacts
+from .session_images import SessionImages
 from .tax_code import valid_tax_code
 from .upload_spool import SpooledUpload
 
@@ -201,6 +202,7 @@ class Onboarding:
         self._repo = repo
         self._center = center
         self._objects = objects
+        self.images = SessionImages(repo, objects)
         self._pool = pool
         self._clock = clock
         self._probes = probes or Probes()
@@ -767,31 +769,8 @@ class Onboarding:
     async def close(self) -> None:
         await self._probes.close()
 
-    async def reference_photos(self, session_id: str) -> dict[str, bytes]:
-        """The photos the live face is compared with: the document's portrait (named
-        ``document``) and the selfie, those that exist."""
-        out = {}
-        for name, key in (("portrait", "document"), ("selfie", "selfie")):
-            try:
-                out[key] = (await self.image(session_id, name))[1]
-            except ValidationError:
-                continue
-        return out
-
     async def image(self, session_id: str, name: str) -> tuple[str, bytes]:
-        results = await self._repo.results(session_id)
-        document = results.get("document", {})
-        ids = dict(document.get("sides", {}))
-        if document.get("portrait"):
-            ids["portrait"] = document["portrait"]
-        if results.get("selfie"):
-            ids["selfie"] = results["selfie"]["object"]
-        if name not in ids:
-            raise ValidationError("no such image in this session", code="image_not_found")
-        stored, data = await self._objects.get(ids[name])
-        if stored.session_id != session_id:  # pragma: no cover - ids come from this session
-            raise ValidationError("no such image in this session", code="image_not_found")
-        return stored.content_type, data
+        return await self.images.image(session_id, name)
 
 
 async def _noop() -> None:

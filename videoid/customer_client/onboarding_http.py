@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,17 +14,17 @@ import qrcode
 from aiohttp import web
 from qrcode.image.svg import SvgPathImage
 
-from ..access import set_actor
 from ..db import SessionRecord
-from ..errors import ValidationError
-from ..http_api import login_token
-from ..services import SERVICES, Services
 from ..session import PRE_CALL_STEPS, State
 from ..staff_reads import readable_session
+from ..web.requests import (
+    read_json,
+    require_customer,
+    services_of,
+)
 from .invitations import Invitation
 from .upload_spool import SpooledUpload, too_large
 
-JSON_LIMIT = 16_384
 BEFORE_QUEUE = (State.CREATED, *PRE_CALL_STEPS)
 
 
@@ -36,49 +35,11 @@ def qr_data_url(text: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
 
 
-def _s(request: web.Request) -> Services:
-    return request.app[SERVICES]
-
-
-async def _customer(request: web.Request) -> SessionRecord:
-    services = _s(request)
-    header = request.headers.get("Authorization", "")
-    token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else None
-    record = await services.invitations.resolve(token, services.clock.now())
-    set_actor(request, f"customer:{record.id}")  # named if the request is then refused
-    return record
-
-
-async def _json(request: web.Request) -> Any:
-    raw = await _body(request, JSON_LIMIT)
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValidationError("the body must be JSON", code="invalid_json") from err
-
-
-async def _body(request: web.Request, limit: int) -> bytes:
-    """The request body, refused as soon as it grows past ``limit``."""
-    if request.content_length is not None and request.content_length > limit:
-        raise ValidationError(
-            f"the file is larger than {limit // 1_000_000 or limit // 1000} "
-            f"{'MB' if limit >= 1_000_000 else 'kB'}",
-            code="file_too_large",
-        )
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            raise ValidationError("the file is too large", code="file_too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @contextlib.asynccontextmanager
 async def _upload(request: web.Request) -> AsyncIterator[SpooledUpload]:
     """A photo's body spooled to a size-capped temporary file as it arrives (never
     whole in memory); refused at once when its announced length is too large."""
-    services = _s(request)
+    services = services_of(request)
     limit = services.config.onboarding.max_upload_bytes
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
@@ -98,8 +59,8 @@ def _address(request: web.Request) -> str:
 async def _step_body(request: web.Request, record: SessionRecord, step: State) -> Any:
     """The JSON body of a pre-call step, read once the session's state allows the step:
     a step out of turn is 409 ``step_not_allowed`` whatever its body."""
-    await _s(request).onboarding.require_step(record, step)
-    return await _json(request)
+    await services_of(request).onboarding.require_step(record, step)
+    return await read_json(request)
 
 
 class OnboardingApi:
@@ -123,24 +84,26 @@ class OnboardingApi:
         ]
 
     async def overview(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
-        return web.json_response(await _s(request).onboarding.overview(record))
+        record = await require_customer(request)
+        return web.json_response(await services_of(request).onboarding.overview(record))
 
     async def consent_texts(self, request: web.Request) -> web.Response:
-        await _customer(request)
+        await require_customer(request)
         language = request.query.get("lang", "en")
-        return web.json_response({"documents": _s(request).onboarding.consent_documents(language)})
+        return web.json_response(
+            {"documents": services_of(request).onboarding.consent_documents(language)}
+        )
 
     async def consent(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
+        record = await require_customer(request)
         body = await _step_body(request, record, State.CONSENTED)
         return web.json_response(
-            await _s(request).onboarding.consent(record, body, _address(request))
+            await services_of(request).onboarding.consent(record, body, _address(request))
         )
 
     async def document(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
-        services = _s(request)
+        record = await require_customer(request)
+        services = services_of(request)
         # the body is spooled only once the step and the session's one upload in
         # flight allow it (a refused request is not read)
         result = await services.onboarding.upload_document(
@@ -153,36 +116,38 @@ class OnboardingApi:
         return web.json_response(result)
 
     async def document_done(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
-        return web.json_response(await _s(request).onboarding.finish_document(record))
+        record = await require_customer(request)
+        return web.json_response(await services_of(request).onboarding.finish_document(record))
 
     async def data(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
+        record = await require_customer(request)
         body = await _step_body(request, record, State.DATA_CONFIRMED)
-        result = await _s(request).onboarding.confirm_data(record, body)
+        result = await services_of(request).onboarding.confirm_data(record, body)
         # 202: codes were sent to contacts to prove first; nothing is saved yet
         return web.json_response(result, status=202 if result.get("ok") is False else 200)
 
     async def selfie(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
-        services = _s(request)
+        record = await require_customer(request)
+        services = services_of(request)
         result = await services.onboarding.upload_selfie(record, lambda: _upload(request))
         return web.json_response(result)
 
     async def av_test(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
+        record = await require_customer(request)
         body = await _step_body(request, record, State.AV_TESTED)
-        return web.json_response(await _s(request).onboarding.av_test(record, body))
+        return web.json_response(await services_of(request).onboarding.av_test(record, body))
 
     async def connectivity(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
+        record = await require_customer(request)
         body = await _step_body(request, record, State.AV_TESTED)
-        return web.json_response(await _s(request).onboarding.connectivity_offer(record, body))
+        return web.json_response(
+            await services_of(request).onboarding.connectivity_offer(record, body)
+        )
 
     async def handover(self, request: web.Request) -> web.Response:
         """A QR code that continues this session on a phone."""
-        record = await _customer(request)
-        services = _s(request)
+        record = await require_customer(request)
+        services = services_of(request)
 
         async def create() -> Invitation:
             return await services.invitations.handover(
@@ -199,8 +164,8 @@ class OnboardingApi:
         )
 
     async def claim_handover(self, request: web.Request) -> web.Response:
-        services = _s(request)
-        body = await _json(request)
+        services = services_of(request)
+        body = await read_json(request)
         token = body.get("token") if isinstance(body, dict) else None
         device = await services.invitations.claim_handover(token, services.clock.now())
         return web.json_response({"token": device})
@@ -209,17 +174,19 @@ class OnboardingApi:
         # an operator only while the session is offered or assigned to them, and for a
         # short grace after the decision; every look is on record (R14.7)
         what = request.path.split(request.match_info["session_id"], 1)[-1].lstrip("/")
-        record = await readable_session(request, login_token(request), what)
+        record = await readable_session(request, what)
         return record.id
 
     async def call_view(self, request: web.Request) -> web.Response:
         """What happened in the call: checklist, snapshots, chat, OTP events, analysis."""
         session_id = await self._session_for_operator(request)
-        return web.json_response(await _s(request).tools.call_view(session_id))
+        return web.json_response(await services_of(request).tools.call_view(session_id))
 
     async def snapshot_image(self, request: web.Request) -> web.Response:
         session_id = await self._session_for_operator(request)
-        data = await _s(request).tools.snapshot_image(session_id, request.match_info["object_id"])
+        data = await services_of(request).tools.snapshot_image(
+            session_id, request.match_info["object_id"]
+        )
         return web.Response(
             body=data,
             content_type="image/jpeg",
@@ -228,11 +195,11 @@ class OnboardingApi:
 
     async def operator_view(self, request: web.Request) -> web.Response:
         session_id = await self._session_for_operator(request)
-        return web.json_response(await _s(request).onboarding.operator_view(session_id))
+        return web.json_response(await services_of(request).onboarding.operator_view(session_id))
 
     async def operator_image(self, request: web.Request) -> web.Response:
         session_id = await self._session_for_operator(request)
-        content_type, data = await _s(request).onboarding.image(
+        content_type, data = await services_of(request).onboarding.image(
             session_id, request.match_info["name"]
         )
         return web.Response(

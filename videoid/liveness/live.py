@@ -269,9 +269,12 @@ class LiveAnalysis:
         }
 
     async def close(self) -> None:
+        """Stop reading and analysing; returns once nothing of it runs (cancelled and
+        awaited: a task left to finish later would touch a closed analysis)."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-        for job in list(self._jobs):
-            job.cancel()
+        tasks = [t for t in (self._task, *self._jobs) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         self.latest = None

@@ -8,8 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..customer_client.onboarding_http import qr_data_url
-from ..errors import Forbidden
-from ..http_api import _s, login_token, read_json
+from ..web.requests import login_token, read_fields, require_staff, services_of
 from ..web_security import WEB_SECURITY
 from .account_admin import ACTIONS, AccountAdmin
 from .accounts import Login, PasswordPassed
@@ -38,8 +37,8 @@ class AccountsApi:
         ]
 
     async def second_factor(self, request: web.Request) -> web.Response:
-        body = await read_json(request, {"challenge": 128, "code": 32})
-        services = _s(request)
+        body = await read_fields(request, {"challenge": 128, "code": 32})
+        services = services_of(request)
         login: Login = await services.accounts.second_factor(
             body["challenge"], body["code"], services.clock.now(), address=request.remote
         )
@@ -58,8 +57,8 @@ class AccountsApi:
         return response
 
     async def reauth(self, request: web.Request) -> web.Response:
-        body = await read_json(request, {"code": 32})
-        services = _s(request)
+        body = await read_fields(request, {"code": 32})
+        services = services_of(request)
         now = services.clock.now()
         await services.accounts.reauthenticate(
             login_token(request), body["code"], now, address=request.remote
@@ -67,17 +66,15 @@ class AccountsApi:
         return web.json_response({"ok": True, "verified_at": now})
 
     async def _admin(self, request: web.Request) -> tuple[AccountAdmin, str]:
-        services = _s(request)
-        now = services.clock.now()
-        token = login_token(request)
-        supervisor = await services.accounts.authenticate(token, now)
-        if supervisor.role != "supervisor":
-            raise Forbidden("account management is for supervisors")
+        supervisor = await require_staff(
+            request, "supervisor", refused="account management is for supervisors"
+        )
+        services = services_of(request)
         return AccountAdmin(services.repo, services.accounts), f"operator:{supervisor.id}"
 
     async def list(self, request: web.Request) -> web.Response:
         admin, actor = await self._admin(request)
-        accounts = await admin.list(_s(request).clock.now())
+        accounts = await admin.list(services_of(request).clock.now())
         return web.json_response(
             {
                 "accounts": [
@@ -99,7 +96,7 @@ class AccountsApi:
 
     async def act(self, request: web.Request) -> web.Response:
         admin, actor = await self._admin(request)
-        services = _s(request)
+        services = services_of(request)
         now = services.clock.now()
         # changing an account is a decision too: a recent second-factor proof
         await services.accounts.require_recent_proof(login_token(request), now)

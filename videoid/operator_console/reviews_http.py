@@ -13,9 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from ..db import OperatorRecord
-from ..errors import Forbidden, SessionNotFound, ValidationError
-from ..http_api import _s, login_token
+from ..errors import SessionNotFound, ValidationError
 from ..session import State
+from ..web.requests import login_token, require_staff, services_of
 from .dashboard import figures, today_start
 
 
@@ -29,20 +29,16 @@ class ReviewsApi:
         ]
 
     async def _supervisor(self, request: web.Request) -> OperatorRecord:
-        services = _s(request)
         # the console's own refreshes (the dashboard's every 5 s) are not a use of the
         # login: an unattended console still ends after operators.idle_minutes
         background = request.headers.get("X-Background-Request") == "1"
-        operator = await services.accounts.authenticate(
-            login_token(request), services.clock.now(), use=not background
+        return await require_staff(
+            request, "supervisor", refused="reviews are for supervisors", use=not background
         )
-        if operator.role != "supervisor":
-            raise Forbidden("reviews are for supervisors")
-        return operator
 
     async def list(self, request: web.Request) -> web.Response:
         supervisor = await self._supervisor(request)
-        repo = _s(request).repo
+        repo = services_of(request).repo
         out: list[dict[str, Any]] = []
         for record in await repo.sessions_in([State.SUSPENDED.value]):
             decisions = await repo.decisions(record.id)
@@ -63,7 +59,7 @@ class ReviewsApi:
 
     async def show(self, request: web.Request) -> web.Response:
         supervisor = await self._supervisor(request)
-        services = _s(request)
+        services = services_of(request)
         session_id = request.match_info["session_id"]
         record = await services.repo.find_session(id=session_id) if len(session_id) == 36 else None
         if record is None:
@@ -88,7 +84,7 @@ class ReviewsApi:
 
     async def dashboard(self, request: web.Request) -> web.Response:
         await self._supervisor(request)
-        services = _s(request)
+        services = services_of(request)
         since = today_start(services.clock.now())
         rows = await services.repo.transitions_of_sessions_since(since)
         suspended = await services.repo.sessions_in([State.SUSPENDED.value])
@@ -101,7 +97,7 @@ class ReviewsApi:
 
     async def decide(self, request: web.Request) -> web.Response:
         supervisor = await self._supervisor(request)
-        services = _s(request)
+        services = services_of(request)
         # a decision needs a recent second-factor proof (reauthentication_required)
         await services.accounts.require_recent_proof(login_token(request), services.clock.now())
         try:

@@ -50,7 +50,8 @@ class RecordingTampered(StorageError):
     code = "recording_tampered"
 
 
-def _context(recording_id: str) -> bytes:
+def key_context(recording_id: str) -> bytes:
+    """What a recording's data key is wrapped with (bound to the recording)."""
     return f"videoid recording {recording_id}".encode()
 
 
@@ -80,7 +81,7 @@ class SegmentWriter:
         self._key = secrets.token_bytes(32)
         self._aead = AESGCM(self._key)
         self._prefix = secrets.token_bytes(PREFIX)
-        self.wrapped_key = wrapper.wrap(self._key, _context(recording_id))
+        self.wrapped_key = wrapper.wrap(self._key, key_context(recording_id))
         self.key_id = wrapper.key_id
         header = json.dumps(
             {
@@ -215,7 +216,7 @@ def open_segments(
         key_hex = str(header.get("wrapped_key", ""))
         if wrapped_key is not None and bytes.fromhex(key_hex) != wrapped_key:
             raise RecordingTampered("the recording's key is not the one on record")
-        key = wrapper.unwrap(bytes.fromhex(key_hex), _context(recording_id))
+        key = wrapper.unwrap(bytes.fromhex(key_hex), key_context(recording_id))
         aead = AESGCM(key)
         prefix = bytes.fromhex(str(header.get("prefix", "")))
         if len(prefix) != PREFIX:

@@ -83,7 +83,7 @@ async def check_master_key(repo: Repository, wrapper: KeyWrapper) -> None:
     """Refuse to start with a master key that does not open the data keys already
     stored (another deployment's key file, a key file replaced by mistake): nothing
     new would open either, and nothing old would. Nothing is changed."""
-    from ..recordings.stream_crypto import _context as recording_context
+    from ..recordings.stream_crypto import key_context as recording_context
 
     for what, item_id, kind, wrapped in await repo.latest_wrapped_keys():
         context = object_context(item_id, kind) if what == "object" else recording_context(item_id)

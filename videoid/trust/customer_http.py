@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..customer_client.onboarding_http import _customer, _json
 from ..errors import ValidationError
-from ..http_api import STATIC, _s
+from ..http_api import STATIC
+from ..web.requests import read_json, require_customer, services_of
 
 
 def _strings(body: object, *names: str) -> list[str]:
@@ -43,7 +43,7 @@ class SigningApi:
         """The signed contract, once, for the token of the activation e-mail's link."""
         header = request.headers.get("Authorization", "")
         token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else None
-        data = await _s(request).signing.download_signed(token)
+        data = await services_of(request).signing.download_signed(token)
         return web.Response(
             body=data,
             content_type="application/pdf",
@@ -57,16 +57,16 @@ class SigningApi:
         return web.FileResponse(STATIC / "contract.html", headers={"Cache-Control": "no-store"})
 
     async def overview(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
-        return web.json_response(await _s(request).signing.overview(record.id))
+        record = await require_customer(request)
+        return web.json_response(await services_of(request).signing.overview(record.id))
 
     async def certificate(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
-        return web.json_response(await _s(request).signing.request_certificate(record.id))
+        record = await require_customer(request)
+        return web.json_response(await services_of(request).signing.request_certificate(record.id))
 
     async def pages(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
-        return web.json_response(await _s(request).signing.pages(record.id))
+        record = await require_customer(request)
+        return web.json_response(await services_of(request).signing.pages(record.id))
 
     async def contract(self, request: web.Request) -> web.Response:
         return await self._pdf(request, signed=False)
@@ -75,8 +75,8 @@ class SigningApi:
         return await self._pdf(request, signed=True)
 
     async def _pdf(self, request: web.Request, signed: bool) -> web.Response:
-        record = await _customer(request)
-        data = await _s(request).signing.download(record.id, signed)
+        record = await require_customer(request)
+        data = await services_of(request).signing.download(record.id, signed)
         name = "contract-signed.pdf" if signed else "contract.pdf"
         return web.Response(
             body=data,
@@ -88,20 +88,22 @@ class SigningApi:
         )
 
     async def pin(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
-        pin, again = _strings(await _json(request), "pin", "pin_again")
-        return web.json_response(await _s(request).signing.set_pin(record.id, pin, again))
+        record = await require_customer(request)
+        pin, again = _strings(await read_json(request), "pin", "pin_again")
+        return web.json_response(await services_of(request).signing.set_pin(record.id, pin, again))
 
     async def unblock(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
-        puk, pin, again = _strings(await _json(request), "puk", "pin", "pin_again")
-        return web.json_response(await _s(request).signing.unblock(record.id, puk, pin, again))
+        record = await require_customer(request)
+        puk, pin, again = _strings(await read_json(request), "puk", "pin", "pin_again")
+        return web.json_response(
+            await services_of(request).signing.unblock(record.id, puk, pin, again)
+        )
 
     async def code(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
-        return web.json_response(await _s(request).signing.send_code(record.id))
+        record = await require_customer(request)
+        return web.json_response(await services_of(request).signing.send_code(record.id))
 
     async def sign(self, request: web.Request) -> web.Response:
-        record = await _customer(request)
-        pin, code = _strings(await _json(request), "pin", "code")
-        return web.json_response(await _s(request).signing.sign(record.id, pin, code))
+        record = await require_customer(request)
+        pin, code = _strings(await read_json(request), "pin", "code")
+        return web.json_response(await services_of(request).signing.sign(record.id, pin, code))

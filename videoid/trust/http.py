@@ -11,7 +11,7 @@ import urllib.parse
 from aiohttp import web
 
 from ..errors import ValidationError
-from ..http_api import _s
+from ..web.requests import services_of
 
 MAX_REQUEST = 64 * 1024
 
@@ -27,11 +27,11 @@ class TrustApi:
         ]
 
     async def certificate(self, request: web.Request) -> web.Response:
-        der = await _s(request).trust.certificate(request.match_info["which"])
+        der = await services_of(request).trust.certificate(request.match_info["which"])
         return web.Response(body=der, content_type="application/pkix-cert")
 
     async def crl(self, request: web.Request) -> web.Response:
-        der = await _s(request).trust.crl(request.match_info["which"])
+        der = await services_of(request).trust.crl(request.match_info["which"])
         return web.Response(
             body=der, content_type="application/pkix-crl", headers={"Cache-Control": "no-cache"}
         )
@@ -49,12 +49,12 @@ class TrustApi:
         return await self._ocsp(request, body)
 
     async def _ocsp(self, request: web.Request, body: bytes) -> web.Response:
-        der = await _s(request).trust.ocsp(body)
+        der = await services_of(request).trust.ocsp(body)
         return web.Response(body=der, content_type="application/ocsp-response")
 
     async def timestamp(self, request: web.Request) -> web.Response:
         body = await _body(request, "application/timestamp-query")
-        der = await _s(request).trust.timestamp(body)
+        der = await services_of(request).trust.timestamp(body)
         return web.Response(body=der, content_type="application/timestamp-reply")
 
 
