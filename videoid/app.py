@@ -42,6 +42,7 @@ from .operator_console.accounts import Accounts, generate_password
 from .operator_console.accounts_http import AccountsApi
 from .operator_console.call_tools import CallTools
 from .operator_console.checklist import ChecklistTemplate
+from .operator_console.decision_gate import Checklists, DecisionGate
 from .operator_console.namespace import OperatorNamespace
 from .operator_console.reviews_http import ReviewsApi
 from .private_files import make_private
@@ -188,6 +189,10 @@ def create_app(
         if isinstance(objects.files.wrapper, Pkcs11MasterKey):  # one token session
             trust.share_token(objects.files.wrapper.token)
         evidence, anchors = evidence_services(config, repo, objects, trust, clock)
+        checklists = Checklists(
+            repo, clock, ChecklistTemplate.load(config.call.checklist_file), rng
+        )
+        gate = DecisionGate(config.call, checklists)
         media = MediaParts(
             config,
             clock,
@@ -207,6 +212,7 @@ def create_app(
             notifier,
             clock,
             media,
+            gate,
             required_steps=steps,
             evidence_changed=lambda session_id, event: evidence.seal_later(
                 session_id, clock.now(), event
@@ -227,7 +233,8 @@ def create_app(
             sms,
             notifier,
             clock,
-            ChecklistTemplate.load(config.call.checklist_file),
+            checklists,
+            gate,
             rng,
         )
         app[SERVICES] = Services(

@@ -46,6 +46,12 @@ QUEUE_UPDATE_SECONDS = 1.0
 """Waiting customers and operators are told of queue changes at most this often."""
 
 
+class DecisionGate(Protocol):
+    async def check(self, session_id: str, outcome: str, reason_code: str) -> None:
+        """Raises to refuse the decision (a reason not on the outcome's list, the
+        checklist not done)."""
+
+
 class Notifier(Protocol):
     async def to_customer(self, session_id: str, event: str, data: dict[str, Any]) -> None: ...
 
@@ -95,18 +101,21 @@ class CallCenter:
         notifier: Notifier,
         clock: Clock,
         media: MediaParts,
+        gate: DecisionGate,
         *,
         required_steps: tuple[State, ...] = (),
         evidence_changed: Callable[[str, str], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        """``media``: what calls' media are made with; ``required_steps``: the
+        """``media``: what calls' media are made with; ``gate``: what a decision needs
+        (checked before it is taken); ``required_steps``: the
         onboarding steps the deployment asks for; ``evidence_changed`` is told
         (session, event) once a decision or a review is saved, and after a step past the
         decision (certificate requested, contract signed): the evidence is sealed
         (again); it must not block."""
         self._repo = repo
         self._media = media
+        self._gate = gate
         self._config = config
         self._notifier = notifier
         self._clock = clock
@@ -127,8 +136,6 @@ class CallCenter:
         """Where the customer's live video is analysed; None when the analysis is off."""
         self.match_pool = media.match_pool
         self.required_steps = required_steps
-        self.before_decision: Callable[[str, str, str], Awaitable[None]] | None = None
-        """Checks a decision may be taken (the checklist); raises to refuse it."""
         self.evidence_changed = evidence_changed
         self._background: set[asyncio.Task[Any]] = set()
         self._offers_failing = False
@@ -507,8 +514,7 @@ class CallCenter:
                 raise IllegalTransition(
                     f"decide is not allowed while the session is {live.machine.state.value}"
                 )
-            if self.before_decision is not None:
-                await self.before_decision(session_id, outcome, reason_code)
+            await self._gate.check(session_id, outcome, reason_code)
             now = self._clock.now()
             started = live.machine.call_started_at
             # refused by the storage, the decision is not taken: the call goes on, and

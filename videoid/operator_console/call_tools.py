@@ -29,7 +29,8 @@ from ..notify import SmsGateway
 from ..notify.codes import OneTimeCodes
 from ..notify.sms import masked
 from ..storage import ObjectStore
-from .checklist import SNAPSHOT_KINDS, Checklist, ChecklistTemplate
+from .checklist import SNAPSHOT_KINDS, Checklist
+from .decision_gate import Checklists, DecisionGate
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ class CallTools:
         sms: SmsGateway,
         notifier: Notifier,
         clock: Clock,
-        template: ChecklistTemplate,
+        checklists: Checklists,
+        gate: DecisionGate,
         rng: random.Random | None = None,
     ) -> None:
         self._config = config
@@ -56,38 +58,18 @@ class CallTools:
         self._sms = sms
         self._notifier = notifier
         self._clock = clock
-        self._template = template
+        self._checklists = checklists
+        self.gate = gate
         self._rng = rng or random.SystemRandom()
-        self._checklists: dict[str, Checklist] = {}
-        """Checklists of sessions in a call (others are read from the database)."""
         self._windows: dict[tuple[str, str], deque[float]] = defaultdict(deque)
-        self._checklist_lock = asyncio.Lock()
         self._answer_lock = asyncio.Lock()
         self._codes = OneTimeCodes(repo, clock)
-        center.before_decision = self.before_decision
 
     # -- checklist --------------------------------------------------------------------
 
     async def checklist(self, session_id: str) -> Checklist:
         """The session's checklist: drawn once (at random) and kept."""
-        async with self._checklist_lock:
-            if session_id in self._checklists:
-                return self._checklists[session_id]
-            saved = await self._repo.items(session_id, ["checklist"])
-            if saved:
-                checklist = Checklist.from_json(saved[-1]["data"])
-            else:
-                results = await self._repo.results(session_id)
-                doc_type = (results.get("document") or {}).get("type") or "id_card"
-                checklist = self._template.draw(doc_type, self._rng)
-                await self._repo.add_item(
-                    session_id, "checklist", "system", checklist.to_json(), self._clock.now()
-                )
-            if self._center.customer_in_call(session_id):
-                self._checklists[session_id] = checklist
-            for gone in [s for s in self._checklists if not self._center.customer_in_call(s)]:
-                del self._checklists[gone]
-            return checklist
+        return await self._checklists.of(session_id)
 
     async def answer(
         self, operator_id: int, item_id: str, answer: str, note: str
@@ -115,21 +97,7 @@ class CallTools:
             return view
 
     def reasons(self) -> dict[str, list[str]]:
-        c = self._config.call
-        return {
-            "approved": list(c.approve_reasons),
-            "rejected": list(c.reject_reasons),
-            "suspended": list(c.suspend_reasons),
-        }
-
-    async def before_decision(self, session_id: str, outcome: str, reason_code: str) -> None:
-        """A decision needs a reason from the provider's list for its outcome, and an
-        approval needs the checklist done."""
-        if reason_code not in self.reasons().get(outcome, []):
-            raise ValidationError(
-                f"{reason_code!r} is not a reason for {outcome}", code="invalid_reason"
-            )
-        (await self.checklist(session_id)).check_decision(outcome)
+        return self.gate.reasons()
 
     # -- snapshots --------------------------------------------------------------------
 

@@ -112,10 +112,7 @@ class ReviewsApi:
             raise ValidationError("outcome is approved or rejected", code="invalid_outcome")
         if not isinstance(text, str) or not isinstance(reason, str):
             raise ValidationError("reason_code and reason_text are strings", code="invalid_payload")
-        if reason not in services.tools.reasons()[outcome]:
-            raise ValidationError(
-                f"{reason!r} is not a reason for {outcome}", code="invalid_reason"
-            )
+        services.tools.gate.check_reason(outcome, reason)
         result = await services.center.review(
             supervisor.id, request.match_info["session_id"], outcome, reason, text
         )
