@@ -312,3 +312,47 @@ def test_a_step_whose_write_failed_is_rolled_back_with_its_events() -> None:
     s.decide(OP, Outcome.REJECTED, "face_mismatch", "", 5.0)  # the same step, again
     assert s.state is State.REJECTED
     assert [type(e) for e in s.pop_events()][-2:] == [DecisionMade, SessionEnded]
+
+
+def _suspended_by(*operators: int) -> IdentificationSession:
+    """A session whose calls the ``operators`` took in turn (each dropped but the last,
+    who suspended it)."""
+    session, clock = IdentificationSession("s1"), FakeClock()
+    session.enter_queue(clock.now())
+    for n, operator in enumerate(operators):
+        session.assign(operator, clock.now())
+        session.start_call(operator, clock.now())
+        if n < len(operators) - 1:
+            session.drop_call(clock.now(), by="operator")
+    session.decide(operators[-1], Outcome.SUSPENDED, "needs_review", "", clock.now())
+    return session
+
+
+def test_no_one_who_handled_a_session_reviews_it() -> None:
+    """Four eyes (R15): the operators of every call of the session, not only the one who
+    suspended it, are kept on it and may not review it."""
+    session = _suspended_by(3, 8)
+    assert session.handled_by == {3, 8}
+    for handler in (3, 8):
+        with pytest.raises(IllegalTransition) as own:
+            session.review(handler, Outcome.APPROVED, "identity_verified", "", 5.0)
+        assert own.value.code == "own_session"
+    assert session.state is State.SUSPENDED and session.handled_by == {3, 8}
+    session.review(11, Outcome.REJECTED, "document_invalid", "", 6.0)
+    assert session.state is State.REJECTED and session.handled_by == {3, 8, 11}
+    decision = [e for e in session.pop_events() if isinstance(e, DecisionMade)][-1]
+    assert (decision.operator_id, decision.outcome) == (11, Outcome.REJECTED)
+
+
+def test_who_handled_it_comes_back_from_storage_and_rolls_back() -> None:
+    stored = _suspended_by(4)
+    # as the call center makes it from its database record
+    session = IdentificationSession(
+        "s1", state=stored.state, operator_id=stored.operator_id, handled_by=stored.handled_by
+    )
+    with pytest.raises(IllegalTransition):
+        session.review(4, Outcome.APPROVED, "identity_verified", "", 5.0)
+    before = session.checkpoint()
+    session.review(9, Outcome.APPROVED, "identity_verified", "", 5.0)
+    session.roll_back(before)  # the review could not be written
+    assert session.handled_by == {4} and session.state is State.SUSPENDED

@@ -126,10 +126,12 @@ async def test_session_life_is_persisted_with_times(repo: Repository) -> None:
         state=machine.state.value,
         ready_state=machine.ready_state.value,
         operator_id=machine.operator_id,
+        handled_by=machine.handled_by,
     )
     record = await repo.find_session(id=sid)
     assert record is not None
     assert (record.state, record.operator_id, record.updated_at) == ("suspended", op, 104.0)
+    assert record.handled_by == {op}  # who handled it, for the review's four eyes
     assert await repo.transitions(sid) == [
         ("created", "created", 100.0, "provider"),
         ("created", "waiting", 101.0, "customer"),
@@ -241,3 +243,54 @@ async def test_parallel_photo_attempts_take_at_most_the_limit(open_repo: Opener)
     await first.finish_attempt(granted[0][0], True, [], 102.0)
     assert await second.reserve_attempt(sid, "selfie", 5, 103.0) is None
     assert await second.reserve_attempt(sid, "document_front", 5, 103.0) is not None
+
+
+async def test_who_handled_a_session_is_found_for_sessions_from_before(tmp_path: Path) -> None:
+    """Migration 0019 gives each existing session its ``handled_by`` from its
+    transitions' operators and its decisions (the four-eyes rule's input)."""
+    import sqlalchemy
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from videoid.db.repository import MIGRATIONS
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'v.db'}"
+    repo = await Repository.open(url)
+    repo.protect(PersonalData.local(tmp_path / "keys"))
+    try:
+        first = await repo.add_operator("olga", "hash", "operator", 1.0)
+        second = await repo.add_operator("ivan", "hash", "operator", 1.0)
+        sid = await repo.create_session(
+            email="a@example.org",
+            phone="+391234567",
+            token_hash="b" * 64,
+            ready_state="created",
+            now=1.0,
+            expires_at=1e9,
+        )
+        machine = IdentificationSession(sid)
+        machine.enter_queue(2.0)
+        for n, operator in enumerate((first, second)):
+            machine.assign(operator, 3.0 + n)
+            machine.start_call(operator, 3.1 + n)
+            if n == 0:
+                machine.drop_call(3.2, by="operator")
+        machine.decide(second, Outcome.SUSPENDED, "needs_review", "", 5.0)
+        await repo.save_events(  # as an older version wrote it: no handled_by
+            sid, machine.pop_events(), state="suspended", ready_state="created", operator_id=None
+        )
+    finally:
+        await repo.close()
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'v.db'}")
+    with engine.begin() as connection:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0018")
+    engine.dispose()
+    again = await Repository.open(url)  # upgraded to the head again: 0019 runs
+    try:
+        record = await again.find_session(id=sid)
+        assert record is not None and record.handled_by == {first, second}
+    finally:
+        await again.close()

@@ -550,17 +550,10 @@ class CallCenter:
         """A supervisor decides a suspended session (four-eyes, R15)."""
         async with self._locked():
             _, machine = await self._session_machine(session_id)
-            handled = {
-                int(actor.split(":", 1)[1])
-                for _, _, _, actor in await self._repo.transitions(session_id)
-                if actor.startswith("operator:")
-            } | {d.operator_id for d in await self._repo.decisions(session_id)}
             now = self._clock.now()
             await self._change(
                 machine,
-                lambda m: m.review(
-                    supervisor_id, handled, Outcome(outcome), reason_code, reason_text, now
-                ),
+                lambda m: m.review(supervisor_id, Outcome(outcome), reason_code, reason_text, now),
             )
             if self.evidence_changed is not None:
                 self.evidence_changed(session_id, "review")
@@ -665,6 +658,7 @@ class CallCenter:
             required_steps=self.required_steps,
             operator_id=record.operator_id,
             ready_state=State(record.ready_state),
+            handled_by=record.handled_by,
         )
 
     async def _session_machine(
@@ -698,6 +692,7 @@ class CallCenter:
             state=machine.state.value,
             ready_state=machine.ready_state.value,
             operator_id=machine.operator_id,
+            handled_by=machine.handled_by,
             assignment=assignment,
         )
         machine.saved(len(events))

@@ -102,6 +102,8 @@ class SessionRecord:
     operator_id: int | None
     created_at: float
     updated_at: float
+    handled_by: frozenset[int] = frozenset()
+    """The operators who took its calls or decided it."""
 
 
 @dataclass(frozen=True)
@@ -529,6 +531,7 @@ class Repository:
         state: str,
         ready_state: str,
         operator_id: int | None,
+        handled_by: Iterable[int] = (),
         assignment: AssignmentDrawn | None = None,
     ) -> None:
         """Persist a batch of events from the state machine, and its resulting state, in
@@ -592,6 +595,7 @@ class Repository:
                         state=state,
                         ready_state=ready_state,
                         operator_id=operator_id,
+                        handled_by=json.dumps(sorted(handled_by)),
                         updated_at=last or SessionRow.updated_at,
                     )
                 )
@@ -2032,4 +2036,5 @@ def _session_record(row: SessionRow) -> SessionRecord:
         row.operator_id,
         row.created_at,
         row.updated_at,
+        frozenset(json.loads(row.handled_by or "[]")),
     )

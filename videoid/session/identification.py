@@ -78,6 +78,7 @@ class Checkpoint:
     call_started_at: float | None
     customer_joined_at: float | None
     events: tuple[Event, ...]
+    handled_by: frozenset[int] = frozenset()
 
 
 class IdentificationSession:
@@ -91,6 +92,7 @@ class IdentificationSession:
         required_steps: Iterable[State] = (),
         operator_id: int | None = None,
         ready_state: State | None = None,
+        handled_by: Iterable[int] = (),
     ) -> None:
         required = tuple(required_steps)
         for step in required:
@@ -99,6 +101,8 @@ class IdentificationSession:
         self.session_id = session_id
         self.state = state
         self.operator_id = operator_id
+        self.handled_by = frozenset(handled_by)
+        """The operators who took its calls or decided it: none may review it (R15)."""
         self._required = tuple(s for s in PRE_CALL_STEPS if s in required)
         # the state the customer returns to when leaving the queue
         self._ready_state = ready_state or (self._required[-1] if self._required else State.CREATED)
@@ -154,6 +158,7 @@ class IdentificationSession:
             self.call_started_at,
             self.customer_joined_at,
             tuple(self._events),
+            self.handled_by,
         )
 
     def roll_back(self, to: Checkpoint) -> None:
@@ -161,6 +166,7 @@ class IdentificationSession:
         self.state, self.operator_id, self._ready_state = to.state, to.operator_id, to.ready_state
         self.call_started_at, self.customer_joined_at = to.call_started_at, to.customer_joined_at
         self._events = list(to.events)
+        self.handled_by = to.handled_by
 
     # -- pre-call steps ---------------------------------------------------------------
 
@@ -221,6 +227,7 @@ class IdentificationSession:
         if operator_id != self.operator_id:
             self._illegal("start_call", "this session is assigned to another operator")
         self._move(State.IN_CALL, now, f"operator:{operator_id}")
+        self.handled_by |= {operator_id}
         self._events.append(CallStarted(self.session_id, operator_id, now))
         self.call_started_at, self.customer_joined_at = now, None
 
@@ -291,6 +298,7 @@ class IdentificationSession:
             raise ValidationError("reason_text is too long (at most 2000 characters)")
         state = State(outcome.value)
         self._move(state, now, f"operator:{operator_id}")
+        self.handled_by |= {operator_id}
         self._events.append(
             DecisionMade(self.session_id, operator_id, outcome, reason_code, reason_text, now)
         )
@@ -300,18 +308,17 @@ class IdentificationSession:
     def review(
         self,
         supervisor_id: int,
-        handled_by: set[int],
         outcome: Outcome,
         reason_code: str,
         reason_text: str,
         now: float,
     ) -> None:
         """A suspended session decided by a second person (R15): approved or rejected.
-        ``handled_by`` are the operators who took part in the session's calls and
-        decisions; none of them may review it."""
+        None of the operators who took its calls or decided it (:attr:`handled_by`)
+        may review it."""
         if self.state is not State.SUSPENDED:
             self._illegal("review")
-        if supervisor_id in handled_by:
+        if supervisor_id in self.handled_by:
             raise IllegalTransition(
                 "a supervisor cannot review a session they handled", code="own_session"
             )
@@ -322,6 +329,7 @@ class IdentificationSession:
         if len(reason_text) > MAX_REASON_TEXT:
             raise ValidationError("reason_text is too long (at most 2000 characters)")
         self._move(State(outcome.value), now, f"supervisor:{supervisor_id}")
+        self.handled_by |= {supervisor_id}
         self._events.append(
             DecisionMade(self.session_id, supervisor_id, outcome, reason_code, reason_text, now)
         )
