@@ -14,6 +14,7 @@ from aiortc.contrib.media import MediaRelay
 from videoid.clock import FakeClock
 from videoid.config import load_config
 from videoid.errors import MediaError
+from videoid.media import call_media
 from videoid.media.call_media import CallMedia, MediaClosed, MediaParts, RecordingStore
 from videoid.media.ice_policy import IcePolicy
 from videoid.storage.envelope import LocalMasterKey
@@ -25,6 +26,7 @@ class Rows:
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self.added: list[tuple[str, str, str]] = []
+        self.finished: list[tuple[str, str]] = []
 
     async def add_recording(
         self,
@@ -37,6 +39,11 @@ class Rows:
     ) -> None:
         await asyncio.sleep(self.delay)
         self.added.append((recording_id, session_id, file))
+
+    async def finish_recording(
+        self, recording_id: str, status: str, summary: dict[str, Any], now: float
+    ) -> None:
+        self.finished.append((recording_id, status))
 
 
 def parts(tmp_path: Path, rows: Rows, *, record: bool = True) -> MediaParts:
@@ -116,3 +123,24 @@ async def test_a_recording_that_cannot_start_is_reported_once(tmp_path: Path) ->
     assert failed == [True] and media.recording_failed
     closed = await media.close()
     assert closed.recording is None  # no row was written: nothing to finish
+
+
+async def test_a_start_slower_than_the_wait_finishes_the_recording_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a call does not wait for a slow recording start for ever (it runs under
+    the center's lock): the start, once done, finishes its recording and its row."""
+    monkeypatch.setattr(call_media, "START_WAIT_SECONDS", 0.05)
+    rows = Rows(delay=0.5)
+
+    async def publish(event: str, data: dict[str, Any]) -> None:
+        return None
+
+    media = CallMedia("s-4", parts(tmp_path, rows), publish, lambda: None)
+    await asyncio.sleep(0)
+    closed = await media.close()
+    assert closed.recording is None and rows.added == []  # not written yet
+    assert media.finishing is not None
+    await media.finishing
+    [(recording_id, _, _)] = rows.added
+    assert rows.finished == [(recording_id, "complete")]

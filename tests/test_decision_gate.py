@@ -50,12 +50,9 @@ async def test_a_decision_needs_its_own_reason_and_the_checklist(repo: Repositor
         with pytest.raises(ChecklistIncomplete) as early:
             await gate.check(session, "approved", "identity_verified")
         assert early.value.code == "checklist_incomplete"
-        checklist = await checklists.of(session)
-        for item in checklist.entries:
-            failed = item["kind"] == "otp"
-            checklist.answers = checklist.with_answer(
-                item["id"], "failed" if failed else "passed", "", clock.now(), "operator:1", None
-            ).answers
+        for item in (await checklists.of(session)).entries:
+            answer = "failed" if item["kind"] == "otp" else "passed"
+            await checklists.answer(session, item["id"], answer, "", "operator:1", None)
         # a failed mandatory item stops an approval, not a rejection
         with pytest.raises(ChecklistIncomplete) as failed_item:
             await gate.check(session, "approved", "identity_verified")
@@ -78,5 +75,11 @@ async def test_a_checklist_is_drawn_once_and_read_back(
         assert again == first  # read back, not drawn again
         for session in sessions:
             assert len(await repo.items(session, ["checklist"])) == 1  # written once
+        # an answer to a checklist no longer in memory goes on the one written
+        item = first[0]["items"][0]["id"]
+        view = await checklists.answer(sessions[0], item, "passed", "", "operator:1", None)
+        assert view["items"][0]["answer"]["answer"] == "passed"
+        [*_, written] = await repo.items(sessions[0], ["checklist"])
+        assert written["data"] == view
     finally:
         await repo.close()

@@ -160,7 +160,7 @@ async def test_restart_recovers_sessions_left_in_a_call(
         operator_id=operator_id,
     )
     wrapper = server.services.objects.files.wrapper
-    wrapped = wrapper.wrap(bytes(32), stream_crypto._context("r" * 32))
+    wrapped = wrapper.wrap(bytes(32), stream_crypto.key_context("r" * 32))
     await repo.add_recording(
         "r" * 32, invitation.session_id, "xx/r.vrec", wrapper.key_id, wrapped, 3.0
     )

@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .analysis_pool import AnalysisPool
 from .clock import Clock
 from .config import Config
 from .db import OperatorRecord, Repository, SessionRecord
@@ -46,7 +47,7 @@ QUEUE_UPDATE_SECONDS = 1.0
 """Waiting customers and operators are told of queue changes at most this often."""
 
 
-class DecisionGate(Protocol):
+class DecisionCheck(Protocol):
     async def check(self, session_id: str, outcome: str, reason_code: str) -> None:
         """Raises to refuse the decision (a reason not on the outcome's list, the
         checklist not done)."""
@@ -69,6 +70,8 @@ class LiveSession:
     offer_deadline: float | None = None
     media: CallMedia | None = None
     """The call's peers, recording and live analysis, while it is on."""
+    recording_failed: bool = False
+    """A call of this session went unrecorded (kept after its media closed)."""
     last_queue_info: tuple[int, float] | None = None
     customer_gone_at: float | None = None
     """When the customer's connection dropped mid-call (R12), while they may come back:
@@ -101,7 +104,7 @@ class CallCenter:
         notifier: Notifier,
         clock: Clock,
         media: MediaParts,
-        gate: DecisionGate,
+        gate: DecisionCheck,
         *,
         required_steps: tuple[State, ...] = (),
         evidence_changed: Callable[[str, str], None] | None = None,
@@ -132,14 +135,20 @@ class CallCenter:
         self._queue_told_at = -QUEUE_UPDATE_SECONDS
         self.ice = media.ice
         """The server's ICE rules and the clients' STUN/TURN servers (credentials)."""
-        self.live_pool = media.live_pool
-        """Where the customer's live video is analysed; None when the analysis is off."""
-        self.match_pool = media.match_pool
         self.required_steps = required_steps
         self.evidence_changed = evidence_changed
         self._background: set[asyncio.Task[Any]] = set()
         self._offers_failing = False
         """The last offer could not be written (logged once until one is again)."""
+
+    @property
+    def live_pool(self) -> AnalysisPool | None:
+        """Where the customer's live video is analysed; None when the analysis is off."""
+        return self._media.live_pool
+
+    @property
+    def match_pool(self) -> AnalysisPool | None:
+        return self._media.match_pool
 
     # -- start and stop ---------------------------------------------------------------
 
@@ -607,7 +616,9 @@ class CallCenter:
         """The session's call is not recorded (any more): a console that loads the call
         (a reload mid-call) is told, as it was told by ``recording_failed``."""
         live = self._live.get(session_id)
-        return live is not None and live.media is not None and live.media.recording_failed
+        if live is None:
+            return False
+        return live.recording_failed or (live.media is not None and live.media.recording_failed)
 
     def call_of(self, operator_id: int) -> str:
         """The session in a call with this operator. Raises NotAssigned."""
@@ -1079,7 +1090,11 @@ class CallCenter:
     async def _close_peers(self, live: LiveSession) -> None:
         media, live.media = live.media, None
         if media is not None:
-            await self._keep(live, await media.close())
+            closed = await media.close()
+            live.recording_failed |= media.recording_failed
+            if media.finishing is not None:  # a slow recording start finishes it itself
+                self._in_background(media.finishing)
+            await self._keep(live, closed)
 
     async def _keep(self, live: LiveSession, closed: MediaClosed) -> None:
         """Write what the evidence keeps of a call's media (or keep it to retry)."""

@@ -531,13 +531,14 @@ class Repository:
         state: str,
         ready_state: str,
         operator_id: int | None,
-        handled_by: Iterable[int] = (),
+        handled_by: Iterable[int] | None = None,
         assignment: AssignmentDrawn | None = None,
     ) -> None:
         """Persist a batch of events from the state machine, and its resulting state, in
         one transaction; with the ``assignment`` drawn that led to them, if given (so
         that an offer is never on record without its draw, nor a draw without its
-        offer). Raises :class:`StorageError`."""
+        offer). ``handled_by``: who handled the session now (None: unchanged). Raises
+        :class:`StorageError`."""
         if not events:
             return
         try:
@@ -588,16 +589,16 @@ class Repository:
                                 at=event.at,
                             )
                         )
+                values: dict[str, Any] = {
+                    "state": state,
+                    "ready_state": ready_state,
+                    "operator_id": operator_id,
+                    "updated_at": last or SessionRow.updated_at,
+                }
+                if handled_by is not None:
+                    values["handled_by"] = json.dumps(sorted(handled_by))
                 await db.execute(
-                    update(SessionRow)
-                    .where(SessionRow.id == session_id)
-                    .values(
-                        state=state,
-                        ready_state=ready_state,
-                        operator_id=operator_id,
-                        handled_by=json.dumps(sorted(handled_by)),
-                        updated_at=last or SessionRow.updated_at,
-                    )
+                    update(SessionRow).where(SessionRow.id == session_id).values(**values)
                 )
         except SQLAlchemyError as err:
             raise StorageError(f"cannot save session {session_id}: {err}") from err

@@ -33,6 +33,10 @@ from .participant_peer import ParticipantPeer, bridge
 
 logger = logging.getLogger(__name__)
 
+START_WAIT_SECONDS = 5.0
+"""How long closing a call waits for its recording's start (a thread and one write);
+a start slower than that finishes the recording itself, in :attr:`CallMedia.finishing`."""
+
 Role = Literal["customer", "operator"]
 ROLES: tuple[Role, Role] = ("customer", "operator")
 
@@ -41,7 +45,8 @@ Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class RecordingRows(Protocol):
-    """Where a recording's row is written when it starts (the repository)."""
+    """Where a recording's row is written (the repository): when it starts, and when
+    it ends if its start outlived the call (see :meth:`CallMedia.close`)."""
 
     async def add_recording(
         self,
@@ -51,6 +56,10 @@ class RecordingRows(Protocol):
         key_id: str,
         wrapped_key: bytes,
         created: float,
+    ) -> None: ...
+
+    async def finish_recording(
+        self, recording_id: str, status: str, summary: dict[str, Any], now: float
     ) -> None: ...
 
 
@@ -130,6 +139,9 @@ class CallMedia:
         self.analysis: LiveAnalysis | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._recording_start: asyncio.Task[None] | None = None
+        self.finishing: asyncio.Task[None] | None = None
+        """A recording's start that outlived :meth:`close`'s wait: it closes and
+        finishes its recording itself; the owner of the call awaits it (at stop)."""
         self._closed = False
         if parts.recordings is not None and media.forwarding == "encoded":
             self._recording_start = self._spawn(self._start_recording(parts.recordings))
@@ -174,25 +186,43 @@ class CallMedia:
 
     async def close(self) -> MediaClosed:
         """Close the peers, finish the recording and stop the analysis; nothing of this
-        call runs afterwards. Closing twice returns nothing the second time."""
+        call runs afterwards but, at most, a recording's start slower than
+        :data:`START_WAIT_SECONDS` (:attr:`finishing`). Closing twice returns nothing
+        the second time. A part that fails to close is logged; the others still close."""
         if self._closed:
             return MediaClosed(None, None)
         self._closed = True
-        await asyncio.gather(*(peer.close() for peer in self.peers.values()))
-        if self._recording_start is not None:
-            # not cancelled: a recording whose row is written must be finished
-            await asyncio.wait({self._recording_start})
-        recording = None
-        if self.recorder is not None:
-            recording = await self._finish_recording(self.recorder)
-        analysis = None
-        if self.analysis is not None:
-            await self.analysis.close()
-            analysis = self.analysis.summary()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
+        recording = analysis = None
+        try:
+            for failed in await asyncio.gather(
+                *(peer.close() for peer in self.peers.values()), return_exceptions=True
+            ):
+                if isinstance(failed, Exception):
+                    logger.error("session %s: a peer failed to close", self.session_id,
+                                 exc_info=failed)  # fmt: skip
+            start = self._recording_start
+            if start is not None and not start.done():
+                # not cancelled: a recording whose row is written must be finished
+                await asyncio.wait({start}, timeout=START_WAIT_SECONDS)
+                if not start.done():
+                    self._tasks.discard(start)
+                    self.finishing = start  # it finishes the recording when it is done
+            if self.recorder is not None and self.finishing is None:
+                recording = await self._finish_recording(self.recorder)
+        finally:
+            if self.analysis is not None:
+                try:
+                    await self.analysis.close()
+                    analysis = self.analysis.summary()
+                except Exception:
+                    logger.exception("session %s: the analysis failed to close", self.session_id)
+            for task in self._tasks:
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
+            for peer in self.peers.values():  # nothing of the call is reachable from them
+                peer.on_tap = peer.on_video = None
+            self.recorder = self.analysis = None
         return MediaClosed(recording, analysis)
 
     # -- internals --------------------------------------------------------------------
@@ -229,9 +259,16 @@ class CallMedia:
             if recorder is not None:  # its file closed; it has no row to finish
                 await recorder.close()
             return
-        self.recorder = recorder
-        if self._closed:  # the call ended meanwhile: close() finishes it
+        if self._closed:
+            if self.finishing is not None:  # close() did not wait this long
+                end = await self._finish_recording(recorder)
+                await parts.rows.finish_recording(
+                    end.recording_id, end.status, end.summary, parts.clock.now()
+                )
+            else:  # close() is waiting: it finishes it
+                self.recorder = recorder
             return
+        self.recorder = recorder
         recorder.start()
         for role, peer in self.peers.items():
             for kind, tap in peer.taps.items():
@@ -248,7 +285,8 @@ class CallMedia:
         may end it and have the customer join again)."""
         if not self.recording_failed:
             self.recording_failed = True
-            self._on_recording_failed()
+            if not self._closed:  # the call is over: its operator may be in another
+                self._on_recording_failed()
 
     async def _finish_recording(self, recorder: CallRecorder) -> RecordingEnd:
         summary = await recorder.close()

@@ -62,7 +62,6 @@ class CallTools:
         self.gate = gate
         self._rng = rng or random.SystemRandom()
         self._windows: dict[tuple[str, str], deque[float]] = defaultdict(deque)
-        self._answer_lock = asyncio.Lock()
         self._codes = OneTimeCodes(repo, clock)
 
     # -- checklist --------------------------------------------------------------------
@@ -83,18 +82,10 @@ class CallTools:
         """Record an answer: written first, then kept in memory. An answer the storage
         refuses (``storage_full``) is not kept: the console shows it not given, and
         the decision's check does not count it (issue 20.4)."""
-        # one answer at a time: each view written holds every answer written before it
-        async with self._answer_lock:
-            checklist = await self.checklist(session_id)
-            snapshots = None  # with the live analysis off there are no frames to take
-            if self._center.live_pool is not None:
-                snapshots = {s["kind"]: s["object"] for s in await self.snapshots(session_id)}
-            now = self._clock.now()
-            answered = checklist.with_answer(item_id, answer, note, now, by, snapshots)
-            view = answered.to_json()
-            await self._repo.add_item(session_id, "checklist", by, view, now)
-            checklist.answers = answered.answers
-            return view
+        snapshots = None  # with the live analysis off there are no frames to take
+        if self._center.live_pool is not None:
+            snapshots = {s["kind"]: s["object"] for s in await self.snapshots(session_id)}
+        return await self._checklists.answer(session_id, item_id, answer, note, by, snapshots)
 
     def reasons(self) -> dict[str, list[str]]:
         return self.gate.reasons()

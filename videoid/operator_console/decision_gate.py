@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import OrderedDict
+from typing import Any
 
 from ..clock import Clock
 from ..config import CallConfig
@@ -42,30 +43,56 @@ class Checklists:
     async def of(self, session_id: str) -> Checklist:
         """The session's checklist: drawn (at random) and written the first time."""
         async with self._lock:
-            checklist = self._kept.get(session_id)
-            if checklist is None:
-                saved = await self._repo.items(session_id, ["checklist"])
-                if saved:
-                    checklist = Checklist.from_json(saved[-1]["data"])
-                else:
-                    results = await self._repo.results(session_id)
-                    doc_type = (results.get("document") or {}).get("type") or "id_card"
-                    checklist = self._template.draw(doc_type, self._rng)
-                    await self._repo.add_item(
-                        session_id, "checklist", "system", checklist.to_json(), self._clock.now()
-                    )
-                self._kept[session_id] = checklist
-            self._kept.move_to_end(session_id)
-            while len(self._kept) > KEPT:
-                self._kept.popitem(last=False)
-            return checklist
+            return await self._of(session_id)
+
+    async def answer(
+        self,
+        session_id: str,
+        item_id: str,
+        answer: str,
+        note: str,
+        by: str,
+        snapshots: dict[str, str] | None,
+    ) -> dict[str, Any]:
+        """Record an answer, written first and then kept (one at a time: each view
+        written holds every answer written before it); returns the checklist's view.
+        An answer the storage refuses is not kept. ``snapshots``: see
+        :meth:`Checklist.with_answer`."""
+        async with self._lock:
+            checklist = await self._of(session_id)
+            now = self._clock.now()
+            answered = checklist.with_answer(item_id, answer, note, now, by, snapshots)
+            view = answered.to_json()
+            await self._repo.add_item(session_id, "checklist", by, view, now)
+            checklist.answers = answered.answers
+            return view
+
+    async def _of(self, session_id: str) -> Checklist:
+        checklist = self._kept.get(session_id)
+        if checklist is None:
+            saved = await self._repo.items(session_id, ["checklist"])
+            if saved:
+                checklist = Checklist.from_json(saved[-1]["data"])
+            else:
+                results = await self._repo.results(session_id)
+                doc_type = (results.get("document") or {}).get("type") or "id_card"
+                checklist = self._template.draw(doc_type, self._rng)
+                await self._repo.add_item(
+                    session_id, "checklist", "system", checklist.to_json(), self._clock.now()
+                )
+            self._kept[session_id] = checklist
+        self._kept.move_to_end(session_id)
+        while len(self._kept) > KEPT:
+            self._kept.popitem(last=False)
+        return checklist
 
     def __len__(self) -> int:
         return len(self._kept)
 
 
 class DecisionGate:
-    """The call center's decision gate (:class:`videoid.call_center.DecisionGate`)."""
+    """What the call center checks before a decision (its
+    :class:`~videoid.call_center.DecisionCheck`)."""
 
     def __init__(self, config: CallConfig, checklists: Checklists) -> None:
         self._config = config

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from ..errors import ValidationError
 from ..http_api import STATIC
-from ..web.requests import read_json, require_customer, services_of
+from ..web.requests import bearer_token, read_json, require_customer, services_of
 
 
 def _strings(body: object, *names: str) -> list[str]:
@@ -41,9 +41,7 @@ class SigningApi:
 
     async def download(self, request: web.Request) -> web.Response:
         """The signed contract, once, for the token of the activation e-mail's link."""
-        header = request.headers.get("Authorization", "")
-        token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else None
-        data = await services_of(request).signing.download_signed(token)
+        data = await services_of(request).signing.download_signed(bearer_token(request))
         return web.Response(
             body=data,
             content_type="application/pdf",

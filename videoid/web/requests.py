@@ -27,14 +27,18 @@ def services_of(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
-def _bearer(request: web.Request) -> str | None:
+def bearer_token(request: web.Request) -> str | None:
+    """The request's ``Authorization: Bearer`` token (``""`` when blank), or None."""
     header = request.headers.get("Authorization", "")
     return header[len("Bearer ") :].strip() if header.startswith("Bearer ") else None
 
 
 def login_token(request: web.Request) -> str | None:
-    """A member of staff's login: a Bearer token, else the login cookie."""
-    return _bearer(request) or login_cookie(request)
+    """A member of staff's login: a Bearer token (even a blank one, which is refused:
+    a Bearer request never falls back to the cookie, as the CSRF check assumes), else
+    the login cookie."""
+    token = bearer_token(request)
+    return token if token is not None else login_cookie(request)
 
 
 async def require_staff(
@@ -59,7 +63,7 @@ async def require_staff(
 async def require_customer(request: web.Request) -> SessionRecord:
     """The customer's session, from their token (the invitation's or a device's)."""
     services = services_of(request)
-    record = await services.invitations.resolve(_bearer(request), services.clock.now())
+    record = await services.invitations.resolve(bearer_token(request), services.clock.now())
     set_actor(request, f"customer:{record.id}")  # named if the request is then refused
     return record
 

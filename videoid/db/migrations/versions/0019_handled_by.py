@@ -26,7 +26,9 @@ def upgrade() -> None:
     for session_id, actor in bind.execute(
         sa.text("SELECT session_id, actor FROM session_transitions WHERE actor LIKE 'operator:%'")
     ):
-        handled[session_id].add(int(actor.split(":", 1)[1]))
+        operator = actor.split(":", 1)[1]
+        if operator.isdigit():  # nothing else was ever written; never fail an upgrade
+            handled[session_id].add(int(operator))
     for session_id, operator_id in bind.execute(
         sa.text("SELECT session_id, operator_id FROM decisions")
     ):
