@@ -22,6 +22,7 @@ from videoid.app import create_app
 from videoid.bots.face_video import make_face_video
 from videoid.config import load_config
 from videoid.customer_client.invitations import Invitation
+from videoid.db import Repository
 from videoid.services import SERVICES, Services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,6 +185,18 @@ def softhsm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("softhsm2-util") is None:
         pytest.fail("softhsm2 is not installed: run ./scripts/setup --test")
     return tmp_path_factory.mktemp("softhsm")
+
+
+@pytest.fixture
+async def sqlite_repository(tmp_path: Path) -> AsyncIterator[Repository]:
+    """A repository on a fresh SQLite file (migrated), its personal data keys local;
+    closed after the test."""
+    from videoid.db.personal_data import PersonalData
+
+    repo = await Repository.open(f"sqlite+aiosqlite:///{tmp_path / 'v.db'}")
+    repo.protect(PersonalData.local(tmp_path / "keys"))
+    yield repo
+    await repo.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -51,7 +51,6 @@ from .recordings.evidence import Evidence, EvidenceKey
 from .recordings.retention import Retention
 from .recordings.timestamps import LocalTsa, tsa_for
 from .services import SERVICES, Services
-from .session import PRE_CALL_STEPS, State
 from .socket_server import SocketServer
 from .storage import ObjectStore
 from .storage.envelope import key_file
@@ -152,8 +151,8 @@ def create_app(
             config.database_url,
             statement_timeout_seconds=config.database.statement_timeout_seconds,
         )
-        steps = required_steps(config)
-        invitations = Invitations(repo, config, steps)
+        invitations = Invitations(repo, config)
+        steps = invitations.required_steps
         notifier = SocketNotifier(sio)
         base_url = config.base_url()
         objects = ObjectStore.from_config(repo, config)
@@ -401,17 +400,6 @@ def evidence_services(
 
     evidence.after_seal = anchor
     return evidence, anchors
-
-
-def required_steps(config: Config) -> tuple[State, ...]:
-    """The configured pre-call steps, checked against the ones that exist."""
-    names = {s.value: s for s in PRE_CALL_STEPS}
-    unknown = [n for n in config.onboarding.required_steps if n not in names]
-    if unknown:
-        raise ConfigError(
-            f"onboarding.required_steps: unknown step {unknown[0]!r} (known: {', '.join(names)})"
-        )
-    return tuple(s for s in PRE_CALL_STEPS if s.value in config.onboarding.required_steps)
 
 
 async def _warm(pool: AnalysisPool) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..access import POST_CALL, customer_access_until
 from ..config import Config
 from ..db import Repository, SessionRecord
-from ..errors import InvitationError, InvitationExpired, ValidationError
+from ..errors import ConfigError, InvitationError, InvitationExpired, ValidationError
 from ..session import PRE_CALL_STEPS, State
 from ..tokens import new_token, token_hash
 
@@ -50,14 +50,24 @@ def check_contacts(email: str, phone: str) -> tuple[str, str]:
     return email, phone
 
 
+def required_steps(config: Config) -> tuple[State, ...]:
+    """The configured pre-call steps, checked against the ones that exist."""
+    names = {s.value: s for s in PRE_CALL_STEPS}
+    unknown = [n for n in config.onboarding.required_steps if n not in names]
+    if unknown:
+        raise ConfigError(
+            f"onboarding.required_steps: unknown step {unknown[0]!r} (known: {', '.join(names)})"
+        )
+    return tuple(s for s in PRE_CALL_STEPS if s.value in config.onboarding.required_steps)
+
+
 class Invitations:
-    def __init__(
-        self, repo: Repository, config: Config, required_steps: tuple[State, ...] = ()
-    ) -> None:
+    def __init__(self, repo: Repository, config: Config) -> None:
+        """The deployment's required steps come from ``config`` (the server and the
+        command line make the same sessions). Raises ConfigError for an unknown step."""
         self._repo = repo
         self._config = config
-        self.required_steps = required_steps
-        assert all(s in PRE_CALL_STEPS for s in required_steps)
+        self.required_steps = required_steps(config)
 
     async def create(self, email: str, phone: str, now: float, base_url: str) -> Invitation:
         email, phone = check_contacts(email, phone)
