@@ -4,6 +4,7 @@ cleanup context; state lives in typed AppKeys."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -30,7 +31,6 @@ from .customer_client.onboarding_http import OnboardingApi
 from .customer_client.session_images import SessionImages
 from .db import Repository
 from .db.process_lock import ProcessLock
-from .errors import ConfigError
 from .glibc_malloc import GlibcMalloc
 from .http_api import LOOP_MONITOR, HttpApi, errors_middleware
 from .loop_monitor import LoopMonitor
@@ -146,22 +146,30 @@ def create_app(
     app.cleanup_ctx.append(process_lock_ctx)
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        # Each part's closing is registered as soon as the part exists: a start that
+        # fails part-way closes what it opened (in reverse order), and a stop closes
+        # everything in that same order.
+        async with contextlib.AsyncExitStack() as opened:
+            await _start_services(app, opened)
+            yield
+
+    async def _start_services(app: web.Application, opened: contextlib.AsyncExitStack) -> None:
         # the data directory was made private by process_lock_ctx, which runs first
         repo = await Repository.open(
             config.database_url,
             statement_timeout_seconds=config.database.statement_timeout_seconds,
         )
+        opened.push_async_callback(repo.close)
         invitations = Invitations(repo, config)
         steps = invitations.required_steps
         notifier = SocketNotifier(sio)
         base_url = config.base_url()
         objects = ObjectStore.from_config(repo, config)
-        try:
-            await check_master_key(repo, objects.files.wrapper)
-            repo.protect(personal_data(config, objects.files.wrapper))
-        except ConfigError:
-            await repo.close()
-            raise
+        close_key = getattr(objects.files.wrapper, "close", None)
+        if close_key is not None:  # a token's session
+            opened.callback(close_key)
+        await check_master_key(repo, objects.files.wrapper)
+        repo.protect(personal_data(config, objects.files.wrapper))
         sealed = await repo.seal_plain_rows(clock.now())  # left in clear by older versions
         if any(sealed.values()):
             logger.info("personal data sealed at start-up: %s", sealed)
@@ -171,9 +179,11 @@ def create_app(
             key=key_file(config.data_path / "keys" / "login.key", create=True),
             wrapper=objects.files.wrapper,  # wraps the staff's TOTP secrets
         )
+        opened.push_async_callback(accounts.close)
         pool = AnalysisPool(
             config.onboarding.analysis_workers, config.onboarding.analysis_queue, load_face_models
         )
+        opened.push_async_callback(asyncio.to_thread, pool.close)
         live_pool = (
             AnalysisPool(config.live.workers, probe=load_frame_models)
             if config.live.workers > 0
@@ -184,10 +194,15 @@ def create_app(
             if live_pool is not None and config.live.match_workers > 0
             else None
         )
+        for extra in (live_pool, match_pool):
+            if extra is not None:
+                opened.push_async_callback(asyncio.to_thread, extra.close)
         trust = Trust(config, repo, clock, base_url)
+        opened.callback(trust.close)
         if isinstance(objects.files.wrapper, Pkcs11MasterKey):  # one token session
             trust.share_token(objects.files.wrapper.token)
         evidence, anchors = evidence_services(config, repo, objects, trust, clock)
+        opened.push_async_callback(evidence.close)
         checklists = Checklists(
             repo, clock, ChecklistTemplate.load(config.call.checklist_file), rng
         )
@@ -218,7 +233,9 @@ def create_app(
             ),
             rng=rng,
         )
+        opened.push_async_callback(center.close)
         onboarding = Onboarding(config, repo, center, objects, pool, clock)
+        opened.push_async_callback(onboarding.close)
         retention = Retention(
             repo, objects, config.data_path / "recordings", config.retention.years, evidence
         )
@@ -280,16 +297,8 @@ def create_app(
         if resealed:
             logger.info("evidence: %d sessions sealed again after a stop", len(resealed))
         if config.ca.create_at_start:  # the local CA exists from the first run on
-            try:
-                await trust.ca()
-            except Exception:
-                await repo.close()
-                raise
-        try:  # keys left by an issuance a crash cut off (audited)
-            await trust.reconcile_keys()
-        except Exception:
-            await repo.close()
-            raise
+            await trust.ca()
+        await trust.reconcile_keys()  # keys left by an issuance a crash cut off (audited)
         if bootstrap and await repo.count_operators() == 0:
             password = generate_password()
             await accounts.add("admin", password, "supervisor", clock.now())
@@ -298,53 +307,40 @@ def create_app(
             )
             app[FIRST_START] = FirstStart("admin", password, invitation)
         stopping = asyncio.Event()
-        ticker = asyncio.create_task(_tick(center, stopping))
-        idler = asyncio.create_task(_drop_idle(operator_namespace, stopping))
-        purger = asyncio.create_task(
-            _purge(retention, clock, config.retention.purge_every_hours, stopping)
-        )
-        anchorer = asyncio.create_task(
-            _anchor(anchors, clock, config.audit.anchor_minutes, stopping)
-        )
         extension = SignatureExtension(config, repo, objects, trust, clock)
 
         async def extended(session_id: str, at: float) -> None:
             evidence.seal_later(session_id, at, "signature_extended")
 
         extension.extended = extended
-        extender = asyncio.create_task(
-            _extend(extension, config.signing.extend_every_hours, stopping)
-        )
-        trimmer = asyncio.create_task(_trim(config.server.memory_trim_seconds, stopping))
+        periodic = [
+            asyncio.create_task(job)
+            for job in (
+                _tick(center, stopping),
+                _drop_idle(operator_namespace, stopping),
+                _purge(retention, clock, config.retention.purge_every_hours, stopping),
+                _anchor(anchors, clock, config.audit.anchor_minutes, stopping),
+                _extend(extension, config.signing.extend_every_hours, stopping),
+                _trim(config.server.memory_trim_seconds, stopping),
+            )
+        ]
+
+        async def stop_periodic() -> None:
+            # the periodic jobs finish what they are doing (a query cut off mid-way
+            # leaves a connection to be torn down) and stop
+            stopping.set()
+            await asyncio.gather(*periodic)
+
+        opened.push_async_callback(stop_periodic)
         monitor.start()
+        opened.push_async_callback(monitor.close)
         warming = [  # the models load in the workers now, not in the first call
             asyncio.create_task(_warm(p))
             for p in (live_pool, match_pool)
             if p is not None and config.live.warm_up
         ]
-        try:
-            yield
-        finally:
-            await monitor.close()
-            for task in warming:
-                task.cancel()
-            # the periodic jobs finish what they are doing (a query cut off mid-way
-            # leaves a connection to be torn down) and stop
-            stopping.set()
-            await asyncio.gather(ticker, idler, purger, anchorer, extender, trimmer)
-            await center.close()
-            await evidence.close()
-            await onboarding.close()
-            await asyncio.to_thread(pool.close)
-            for extra in (live_pool, match_pool):
-                if extra is not None:
-                    await asyncio.to_thread(extra.close)
-            await accounts.close()
-            await repo.close()
-            trust.close()
-            close_key = getattr(objects.files.wrapper, "close", None)
-            if close_key is not None:  # a token's session
-                close_key()
+        for task in warming:
+            opened.callback(task.cancel)
 
     app.cleanup_ctx.append(services_ctx)
 
