@@ -39,6 +39,7 @@ from typing import Any
 import aiohttp
 
 from ..bots.onboarding_client import OnboardingClient, OnboardingError
+from .serving import wait_until_healthy
 
 OPERATOR = "abuse-bench-operator"
 ATTACKER_ADDRESS = "127.0.0.2"
@@ -90,18 +91,7 @@ class _Server:
 
     async def started(self) -> None:
         assert self.process is not None
-        async with aiohttp.ClientSession() as http:
-            for _ in range(600):
-                try:
-                    async with http.get(f"{self.url}/api/health") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"the server stopped: {self.log.read_text()[-2000:]}")
-                await asyncio.sleep(0.1)
-        raise RuntimeError("the server did not start in 60 s")
+        await wait_until_healthy(self.url, self.process, 60, self.log, every_seconds=0.1)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
