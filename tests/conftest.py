@@ -83,14 +83,41 @@ class Server:
 StartServer = Callable[..., Awaitable[Server]]
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated once per run: a test server's database starts as a
+    copy of it (migrating each one took most of a server's start)."""
+    import sqlalchemy
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from videoid.db.repository import MIGRATIONS
+
+    path = tmp_path_factory.mktemp("template") / "videoid.db"
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+    engine.dispose()
+    return path
+
+
 @pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
+async def start_server(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[StartServer]:
     servers: list[Server] = []
 
     async def start(database_url: str = "", seed: int = 1, **sections: dict[str, Any]) -> Server:
+        import shutil
+
         port = free_port()
+        data = tmp_path / f"data{len(servers)}"
+        if not database_url and "data_dir" not in sections.get("server", {}):
+            data.mkdir(mode=0o700)
+            shutil.copyfile(migrated_sqlite, data / "videoid.db")
         overrides: dict[str, dict[str, Any]] = {
-            "server": {"port": port, "data_dir": str(tmp_path / f"data{len(servers)}")},
+            "server": {"port": port, "data_dir": str(data)},
             "database": {"url": database_url},
             # The call tests go straight to the queue; the onboarding tests ask for
             # the steps they exercise (the product's default is all five).
