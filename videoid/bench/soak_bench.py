@@ -100,6 +100,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="an environment variable for the server (e.g. MALLOC_ARENA_MAX=2); repeatable",
     )
+    p.add_argument(
+        "--quiet-every",
+        type=float,
+        default=5.0,
+        help="minutes between quiet points after the warm-up: no new customer, those under "
+        "way finish, the server collects its garbage and trims malloc, its RSS is sampled",
+    )
     p.add_argument("--csv", help="also write every sample here (seconds, server MB, workers MB)")
     p.add_argument("--keep", action="store_true", help="keep the data directory and its log")
 
@@ -361,9 +368,22 @@ class Load:
         """Session → how its customer ends it (the operator plays along)."""
         self._active = 0
         """Customers under way (the operators stay until the last one is done)."""
+        self.running = asyncio.Event()
+        """Cleared for a quiet point: no new customer starts."""
+        self.running.set()
+
+    async def quiet(self, timeout_seconds: float) -> None:
+        """Stop starting customers and wait for those under way to finish."""
+        self.running.clear()
+        deadline = time.monotonic() + timeout_seconds
+        while self._active and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
 
     async def customer(self, http: aiohttp.ClientSession) -> None:
         while not self.stopping.is_set():
+            await self.running.wait()
+            if self.stopping.is_set():
+                return
             n = next(self._numbers)
             ending = ENDINGS[n % len(ENDINGS)]
             front, back = self.documents[n % len(self.documents)]
@@ -491,9 +511,16 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
     )
     samples: list[Sample] = []
     traces: list[Path] = []
-    collected: list[Sample] = []
-    """The server's RSS right after each dump's full collection, under load: what the
-    calls ended so far left, without the garbage the collector had yet to find."""
+    quiet: list[Sample] = []
+    """The server's RSS at each quiet point (no call, garbage collected, malloc
+    trimmed): what the calls so far left behind, without the load's own memory."""
+
+    async def quiet_point(load: Load, elapsed_from: float) -> None:
+        await load.quiet(DRAIN_SECONDS)
+        await asyncio.sleep(3)  # the server closes the last call's peers
+        traces.append(await server.dump_trace())
+        quiet.append(sample(server.pid, time.monotonic() - elapsed_from))
+
     try:
         await server.start(authenticator)
         await asyncio.sleep(5)  # the workers load their models
@@ -506,6 +533,7 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
             await asyncio.sleep(1.0)
             customers = [asyncio.create_task(load.customer(http)) for _ in range(args.pairs)]
             warm_up_end = seconds / 3
+            next_quiet = warm_up_end
             next_print = 60.0
             while (elapsed := time.monotonic() - started) < seconds:
                 if server.proc is not None and server.proc.poll() is not None:
@@ -513,9 +541,12 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
                         f"the server stopped (exit status {server.proc.returncode}) "
                         f"after {elapsed:.0f} s; see its log (--keep)"
                     )
-                if not traces and elapsed >= warm_up_end:
-                    traces.append(await server.dump_trace())
-                    collected.append(sample(server.pid, time.monotonic() - started))
+                if elapsed >= next_quiet:
+                    await quiet_point(load, started)
+                    print(f"  quiet point at t={quiet[-1].at:.0f} s: server "
+                          f"{quiet[-1].server_mb:.1f} MB", flush=True)  # fmt: skip
+                    load.running.set()
+                    next_quiet += args.quiet_every * 60
                 if elapsed >= next_print and samples:
                     s = samples[-1]
                     print(
@@ -527,10 +558,10 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
                 await asyncio.sleep(1.0)
             load_end = samples[-1] if samples else sample(server.pid, seconds)
             where = memory_map(server.pid)
-            traces.append(await server.dump_trace())
-            collected.append(sample(server.pid, time.monotonic() - started))
+            await quiet_point(load, started)  # the last: the customers under way finish
             load.stopping.set()
-            # the customers under way finish (or are given up on), then the operators
+            load.running.set()  # the customers' loops see the stop
+            # the operators (and any customer the quiet point gave up on) stop
             _, late = await asyncio.wait([*customers, *operators], timeout=DRAIN_SECONDS)
             for task in late:
                 task.cancel()
@@ -541,14 +572,15 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
     finally:
         server.stop()
     _report(args, load.tally, samples, idle_before, load_end, idle_after, seconds)
-    if len(collected) == 2:
-        first, last = collected
-        rate = (last.server_mb - first.server_mb) / (last.at - first.at) * 3600
-        anon = (last.server_anon_mb - first.server_anon_mb) / (last.at - first.at) * 3600
+    if len(quiet) >= 2:
+        points = ", ".join(f"t={q.at:.0f} s {q.server_mb:.1f}" for q in quiet)
+        change = quiet[-1].server_mb - quiet[0].server_mb
         print(
-            f"  right after a full garbage collection, under load: {first.server_mb:.1f} MB "
-            f"at the warm-up end (t={first.at:.0f} s), {last.server_mb:.1f} MB at the end "
-            f"(t={last.at:.0f} s): {rate:+.1f} MB/hour (anonymous memory {anon:+.1f})"
+            f"  quiet points (no call, garbage collected, malloc trimmed; MB): {points}\n"
+            f"  retained memory trend through them (least squares): "
+            f"{slope_mb_per_hour(quiet):+.1f} MB/hour (anonymous "
+            f"{slope_mb_per_hour(quiet, anonymous=True):+.1f}; goal: under "
+            f"{GOAL_MB_PER_HOUR:g}); first to last {change:+.1f} MB"
         )
     if args.csv:
         _write_csv(Path(args.csv), samples)
@@ -558,10 +590,10 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
         f"1 MB: malloc's thread arenas among them), files {where['files']:.1f} MB; "
         f"{where.get('threads', 0):.0f} threads"
     )
-    if len(traces) == 2:
+    if len(traces) >= 2:
         from .traced_serve import report
 
-        report(traces[0], traces[1])
+        report(traces[0], traces[-1])
 
 
 def _write_csv(path: Path, samples: list[Sample]) -> None:

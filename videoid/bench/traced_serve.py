@@ -118,6 +118,7 @@ def dump(directory: Path) -> Path:
             }
         )
     )
+    GlibcMalloc().trim()  # the RSS sampled after the dump: what is in use, not held free
     done = Path(f"{base}.done")
     done.touch()
     return done

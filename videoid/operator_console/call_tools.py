@@ -308,7 +308,8 @@ class CallTools:
         window = self._windows[(session_id, what)]
         while window and window[0] <= now - 60:
             window.popleft()
-        for key in [k for k, w in self._windows.items() if not w]:  # forget idle ones
+        # forget the windows with nothing in the last minute (calls ended)
+        for key in [k for k, w in self._windows.items() if not w or w[-1] <= now - 60]:
             del self._windows[key]
         window = self._windows[(session_id, what)]
         if len(window) >= per_minute:
