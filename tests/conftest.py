@@ -113,8 +113,12 @@ async def start_server(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[S
 
         port = free_port()
         data = tmp_path / f"data{len(servers)}"
-        if not database_url and "data_dir" not in sections.get("server", {}):
-            data.mkdir(mode=0o700)
+        if (
+            not database_url
+            and "data_dir" not in sections.get("server", {})
+            and not (data / "videoid.db").exists()  # a test may have put one there
+        ):
+            data.mkdir(mode=0o700, exist_ok=True)
             shutil.copyfile(migrated_sqlite, data / "videoid.db")
         overrides: dict[str, dict[str, Any]] = {
             "server": {"port": port, "data_dir": str(data)},

@@ -125,7 +125,7 @@ class SessionRow(Base):
     invite_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     invite_expires_at: Mapped[float] = mapped_column(Float)
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), nullable=True)
-    handled_by: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    handled_by: Mapped[str] = mapped_column(Text, server_default="[]")
     """The operators who took its calls or decided it (a JSON list of ids): none of
     them may review it (R15)."""
     created_at: Mapped[float] = mapped_column(Float)
