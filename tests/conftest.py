@@ -89,17 +89,13 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy of it (migrating each one took most of a server's start)."""
     import sqlalchemy
     from alembic import command
-    from alembic.config import Config as AlembicConfig
 
-    from videoid.db.repository import MIGRATIONS
+    from videoid.db.repository import migrations
 
     path = tmp_path_factory.mktemp("template") / "videoid.db"
     engine = sqlalchemy.create_engine(f"sqlite:///{path}")
     with engine.begin() as connection:
-        cfg = AlembicConfig()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+        command.upgrade(migrations(connection), "head")
     engine.dispose()
     return path
 

@@ -250,9 +250,8 @@ async def test_who_handled_a_session_is_found_for_sessions_from_before(tmp_path:
     transitions' operators and its decisions (the four-eyes rule's input)."""
     import sqlalchemy
     from alembic import command
-    from alembic.config import Config as AlembicConfig
 
-    from videoid.db.repository import MIGRATIONS
+    from videoid.db.repository import migrations
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'v.db'}"
     repo = await Repository.open(url)
@@ -283,10 +282,7 @@ async def test_who_handled_a_session_is_found_for_sessions_from_before(tmp_path:
         await repo.close()
     engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'v.db'}")
     with engine.begin() as connection:
-        cfg = AlembicConfig()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        cfg.attributes["connection"] = connection
-        command.downgrade(cfg, "0018")
+        command.downgrade(migrations(connection), "0018")
     engine.dispose()
     again = await Repository.open(url)  # upgraded to the head again: 0019 runs
     try:

@@ -177,13 +177,19 @@ class DecisionRecord:
     at: float
 
 
-def _upgrade(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":  # a migration may take its time
-        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+def migrations(connection: Connection) -> AlembicConfig:
+    """Alembic's configuration for this project's migrations, run on ``connection``
+    (a synchronous one: ``command.upgrade(migrations(c), "head")``)."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
-    command.upgrade(cfg, "head")
+    return cfg
+
+
+def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":  # a migration may take its time
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+    command.upgrade(migrations(connection), "head")
 
 
 SQLITE_BUSY_MS = 30_000
