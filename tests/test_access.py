@@ -176,24 +176,26 @@ async def test_access_ends_after_the_decision(
 ) -> None:
     server = await start_server(
         live={"workers": 0},
-        operators={"read_grace_seconds": 3.0},
-        onboarding={"customer_access_hours": 6 / 3600, "certificate_request_hours": 1.5 / 3600},
+        operators={"read_grace_seconds": 5.0},
+        onboarding={"customer_access_hours": 8 / 3600, "certificate_request_hours": 3 / 3600},
     )
+    # what takes time (an account, a login: Argon2) is done before the call, so that the
+    # checks right after the decision fall within the windows on a loaded machine
+    await server.operator("mallory")
+    mallory = await login(server.url, "mallory", PASSWORD)
     invitation, result, _ = await run_call(server, customer_video, operator_video)
     assert result.outcome == "approved"
     repo = server.services.repo
     decided = next(at for _, to, at, _ in await repo.transitions(invitation.session_id)
                    if to == "approved")  # fmt: skip
-    await server.operator("mallory")
     olga = await login(server.url, "olga", PASSWORD)
-    mallory = await login(server.url, "mallory", PASSWORD)
     record_url = f"{server.url}/api/sessions/{invitation.session_id}"
     me = invitation.token
 
     async def until(seconds_after_decision: float) -> None:
         await asyncio.sleep(max(0.0, decided + seconds_after_decision - time.time()))
 
-    assert time.time() < decided + 1.5, "the call took too long to test the grace"
+    assert time.time() < decided + 3.0, "the call took too long to test the grace"
     # right after the decision: the operator who decided, not another one
     status, body, _ = await get(olga, record_url)
     assert status == 200 and body["decisions"][0]["outcome"] == "approved"
@@ -202,7 +204,8 @@ async def test_access_ends_after_the_decision(
     assert (await get(me, f"{server.url}/api/onboarding"))[0] == 200
 
     # the certificate must be asked for within its window
-    await until(1.6)
+    await until(3.1)
+    assert time.time() < decided + 5.0, "too late to test the grace"
     async with (
         aiohttp.ClientSession(headers={"Authorization": f"Bearer {me}"}) as http,
         http.post(f"{server.url}/api/signing/certificate") as r,
@@ -213,13 +216,13 @@ async def test_access_ends_after_the_decision(
         )
 
     # the operator's grace ends
-    await until(3.1)
+    await until(5.1)
     status, body, _ = await get(olga, record_url)
     assert (status, body["error"]["code"]) == (403, "forbidden")
     assert (await get(olga, record_url + "/call"))[0] == 403
 
     # the customer's link ends: onboarding, signing and the socket
-    await until(6.1)
+    await until(8.1)
     for path in ("/api/onboarding", "/api/signing", "/api/signing/signed.pdf"):
         status, body, _ = await get(me, server.url + path)
         assert (status, body["error"]["code"]) == (401, "access_expired"), path

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from videoid.glibc_malloc import GlibcMalloc
+from videoid.glibc_malloc import ARENA_MAX, GlibcMalloc
 
 from .conftest import ROOT, StartServer
 
@@ -25,7 +26,7 @@ FRAME = 460_800
 PROGRAM = textwrap.dedent(
     """
     import ctypes, json, sys
-    from videoid.glibc_malloc import GlibcMalloc
+    from videoid.glibc_malloc import ARENA_MAX, GlibcMalloc
 
     malloc = GlibcMalloc()
     if sys.argv[1] == "tuned":
@@ -70,6 +71,56 @@ def test_large_blocks_are_mapped_and_given_back_once_tuned() -> None:
     assert default["mapped"] < frames and default["kept_free"] >= frames
     tuned = run("tuned")  # each mapped on its own, and given back when freed
     assert tuned["mapped"] >= frames and tuned["kept_free"] < FRAME
+
+
+# Threads that are alive together, each allocating: glibc gives each its own arena unless
+# limited.
+THREADS_PROGRAM = textwrap.dedent(
+    """
+    import ctypes, sys, threading
+    from videoid.glibc_malloc import ARENA_MAX, GlibcMalloc
+
+    if sys.argv[1] == "tuned":
+        assert GlibcMalloc().tune()
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    together = threading.Barrier(7)
+
+    def work():
+        libc.malloc(1000)
+        together.wait()
+        together.wait()
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    together.wait()  # all six have allocated and are alive
+    print(GlibcMalloc().arenas())
+    together.wait()
+    for thread in threads:
+        thread.join()
+    """
+)
+
+
+def arenas(mode: str, env: dict[str, str] | None = None) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", THREADS_PROGRAM, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"} | (env or {}),
+    )
+    return int(out.stdout)
+
+
+def test_threads_share_two_arenas_once_tuned() -> None:
+    assert arenas("default") >= 4  # glibc's own: an arena for each thread, up to 8 a core
+    assert arenas("tuned") <= ARENA_MAX
+    # an operator's MALLOC_ARENA_MAX goes first
+    assert arenas("tuned", {"MALLOC_ARENA_MAX": "4"}) > ARENA_MAX
 
 
 def test_trim_gives_back_and_says_whether_it_did() -> None:

@@ -37,12 +37,14 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from .app import FIRST_START, create_app
     from .glibc_malloc import GlibcMalloc
 
-    config = _config(args)
-    # the process is the server's alone: large blocks are given back when freed
+    # the process is the server's alone: large blocks are given back when freed, and
+    # its threads share two arenas (set before any thread is started, imports included)
     GlibcMalloc().tune()
+    from .app import FIRST_START, create_app
+
+    config = _config(args)
     app = create_app(
         config,
         bootstrap=True,

@@ -109,6 +109,7 @@ def dump(directory: Path) -> Path:
         json.dumps(
             {
                 **GlibcMalloc().info(),
+                "arenas": GlibcMalloc().arenas(),
                 **{f"py_{k}": v for k, v in pymalloc_info().items()},
                 "threads": threads,
                 "mappings": mappings(),
@@ -148,6 +149,7 @@ def report(before: Path, after: Path) -> None:
         ):
             a, b = old_malloc.get(key, 0) / 2**20, new_malloc.get(key, 0) / 2**20
             print(f"  {what:<30} {a:8.1f} → {b:8.1f} MB ({b - a:+.1f})")
+        print(f"  malloc's arenas at the end: {new_malloc.get('arenas', 0)}")
         threads = ", ".join(f"{n} x{c}" for n, c in sorted(new_malloc.get("threads", {}).items()))
         print(f"Python threads at the end: {threads}")
         garbage = collections.Counter(new_malloc.get("garbage", {}))
