@@ -172,7 +172,7 @@ def test_a_customer_who_comes_back_within_the_window_keeps_the_call_with_a_gap()
     assert d.handle_customer_connected(record("s1", State.IN_CALL), "c-again", 125.0) is None
     commands = drain(d)
     gap = {"from": 110.0, "to": 125.0, "seconds": 15.0, "resumed": True}
-    assert RecordGap("s1", "customer", gap) in commands
+    assert RecordGap("s1", "customer", gap, 125.0) in commands
     assert ("NotifyOperator", "customer_back") in events(commands)
     assert d.call_operator("s1") == 7
 
@@ -186,7 +186,7 @@ def test_a_customer_not_back_within_the_window_ends_the_call() -> None:
     d.handle_timer(170.0)
     commands = drain(d)
     gap = {"from": 110.0, "to": 170.0, "seconds": 60.0, "resumed": False}
-    assert RecordGap("s1", "system", gap) in commands
+    assert RecordGap("s1", "system", gap, 170.0) in commands
     assert CloseMedia("s1") in commands
     assert ("NotifyOperator", "call_ended") in events(commands)
     assert d.machine("s1") is None  # nobody connected, all written: forgotten

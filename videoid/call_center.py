@@ -29,6 +29,7 @@ from .db import OperatorRecord, Repository, SessionRecord
 from .desk import (
     CallDesk,
     CloseMedia,
+    Command,
     DeskTimes,
     EvidenceChanged,
     ForgetIfIdle,
@@ -182,8 +183,10 @@ class CallCenter:
                         self._desk.handle_customer_media(session_id, now)
                 self._desk.handle_timer(now)
             await self._assign()
-        for media in list(self._media.values()):
-            await media.tick()
+        for session_id in list(self._media):
+            on = self._media.get(session_id)  # a call may have ended meanwhile
+            if on is not None:
+                await on.tick()
 
     # -- customers --------------------------------------------------------------------
 
@@ -406,51 +409,71 @@ class CallCenter:
         undone if it raises; else the desk's commands are carried out. ``asked``: a
         step someone asked for, undone too if its write fails (the error is raised);
         else what happened stays (what of it was not written is kept to retry)."""
+        if not asked:
+            # what happened stays, even what the body did before it raised; its
+            # commands are carried out when the lock is released
+            yield self._clock.now()
+            await self._carry_out(written=False)
+            return
         checkpoint = self._desk.checkpoint()
         try:
             yield self._clock.now()
-            if asked:  # its write first: nothing else is done unless it is written
-                for command in self._desk.queued():
-                    if isinstance(command, Persist) and command.asked:
-                        await self._persist(command.machine, command.assignment)
+            await self._write_asked()
         except BaseException:
             self._desk.restore(checkpoint)
             raise
-        await self._carry_out(written=asked)
+        await self._carry_out(written=True)
+
+    async def _write_asked(self) -> None:
+        """Write the asked step's machine first: nothing else of the step is carried
+        out unless it is written."""
+        for command in self._desk.queued():
+            if isinstance(command, Persist) and command.asked:
+                await self._persist(command.machine, command.assignment)
 
     async def _carry_out(self, *, written: bool) -> None:
         """Carry out the desk's commands in order; ``written``: its asked writes are
-        done."""
+        done. One that fails is logged and the others are carried out: the step is
+        taken."""
         for command in list(self._desk.commands()):
-            match command:
-                case Persist(machine=machine, asked=False):
-                    try:
-                        await self._persist(machine)
-                    except Exception as err:
-                        self._not_saved_yet(machine.session_id, "the session's state", err)
-                case Persist():
-                    if not written:  # an asked write outside an asked step
-                        await self._persist(command.machine, command.assignment)
-                case NotifyCustomer(session_id=sid, event=event, data=data):
-                    self._outbox.append((self._notifier.to_customer, (sid, event, data)))
-                case NotifyOperator(operator_id=op, event=event, data=data):
-                    self._outbox.append((self._notifier.to_operator, (op, event, data)))
-                case NotifyOperators(event=event, data=data):
-                    self._outbox.append((self._notifier.to_operators, (event, data)))
-                case OpenMedia(session_id=sid, operator_id=op):
-                    self._open_media(sid, op)
-                case CloseMedia(session_id=sid):
-                    await self._close_media(sid)
-                case RecordGap(session_id=sid, actor=actor, gap=gap):
-                    await self._record_gap(sid, actor, gap)
-                case EvidenceChanged(session_id=sid, event=event):
-                    if self.evidence_changed is not None:
-                        self.evidence_changed(sid, event)
-                case ForgetIfIdle(session_id=sid):
-                    self._desk.forget_if_idle(sid)
-                    await self._carry_out(written=False)  # its Forgotten
-                case Forgotten(session_id=sid):
-                    self._unrecorded.discard(sid)
+            if isinstance(command, Persist) and command.asked and not written:
+                await self._persist(command.machine, command.assignment)
+                continue
+            try:
+                await self._carry_out_one(command)
+            except Exception as err:
+                # the error's type only: a message may quote personal data
+                logger.error("%s failed (%s)", type(command).__name__, type(err).__name__)
+
+    async def _carry_out_one(self, command: Command) -> None:
+        match command:
+            case Persist(machine=machine, asked=False):
+                try:
+                    await self._persist(machine)
+                except Exception as err:
+                    self._not_saved_yet(machine.session_id, "the session's state", err)
+            case Persist():
+                pass  # written by the step
+            case NotifyCustomer(session_id=sid, event=event, data=data):
+                self._outbox.append((self._notifier.to_customer, (sid, event, data)))
+            case NotifyOperator(operator_id=op, event=event, data=data):
+                self._outbox.append((self._notifier.to_operator, (op, event, data)))
+            case NotifyOperators(event=event, data=data):
+                self._outbox.append((self._notifier.to_operators, (event, data)))
+            case OpenMedia(session_id=sid, operator_id=op):
+                self._open_media(sid, op)
+            case CloseMedia(session_id=sid):
+                await self._close_media(sid)
+            case RecordGap(session_id=sid, actor=actor, gap=gap, at=at):
+                await self._record_gap(sid, actor, gap, at)
+            case EvidenceChanged(session_id=sid, event=event):
+                if self.evidence_changed is not None:
+                    self.evidence_changed(sid, event)
+            case ForgetIfIdle(session_id=sid):
+                self._desk.forget_if_idle(sid)
+                await self._carry_out(written=False)  # its Forgotten
+            case Forgotten(session_id=sid):
+                self._unrecorded.discard(sid)
 
     async def _machine(self, session_id: str) -> IdentificationSession:
         """The session's machine: the desk's if someone is connected, else from the
@@ -486,38 +509,36 @@ class CallCenter:
         session stay as they were; the tick tries again), and never fails what the
         caller did: a decision saved is not reported failed for another's offer. Call
         under the lock."""
-        while True:
+        while self._desk.can_offer():
+            checkpoint = self._desk.checkpoint()
+            draw = self._desk.offer_next(self._clock.now())
+            if draw is None:
+                return
             try:
-                async with self._step(asked=True) as now:
-                    draw = self._desk.offer_next(now)
+                await self._write_asked()
             except Exception as err:
+                self._desk.restore(checkpoint)
                 if not self._offers_failing:
                     logger.warning(
-                        "cannot offer a waiting customer now (%s); tried again every second",
+                        "session %s: cannot offer it now (%s); tried again every second",
+                        draw.session_id,
                         type(err).__name__,
                     )
                 self._offers_failing = True
                 return
-            if draw is None:
-                return
             if self._offers_failing:
                 logger.info("session %s: offers are written again", draw.session_id)
                 self._offers_failing = False
-            logger.info(
-                "session %s: offered to operator %d (drawn %d of %d)",
-                draw.session_id,
-                draw.operator_id,
-                draw.index + 1,
-                len(draw.candidates),
-            )
+            await self._carry_out(written=True)
 
-    async def _record_gap(self, session_id: str, actor: str, gap: dict[str, Any]) -> None:
+    async def _record_gap(
+        self, session_id: str, actor: str, gap: dict[str, Any], at: float
+    ) -> None:
         """Record the call's gap (R12); the same recording goes on, the gap marked in it."""
-        now = self._clock.now()
         await self._write_or_keep(
             session_id,
             "a gap in the call",
-            lambda: self._repo.add_item(session_id, "gap", actor, gap, now),
+            lambda: self._repo.add_item(session_id, "gap", actor, gap, at),
         )
         media = self._media.get(session_id)
         if media is not None:
@@ -534,6 +555,7 @@ class CallCenter:
             except Exception as err:
                 self._not_saved_yet(session_id, what, err)
         self._unsaved.setdefault(session_id, []).append((what, write))
+        self._desk.writes_kept(session_id, True)
 
     @staticmethod
     def _not_saved_yet(session_id: str, what: str, err: Exception) -> None:
@@ -549,25 +571,20 @@ class CallCenter:
     async def _write_unsaved(self) -> None:
         """Retry what happened and was not written (under the lock): the desk's
         machines' events first, then the writes kept, each session's in order."""
-        for machine in self._desk.machines():
-            if not machine.unsaved_events():
-                continue
+        machines = {m.session_id: m for m in self._desk.machines() if m.unsaved_events()}
+        for session_id in [*machines, *(s for s in self._unsaved if s not in machines)]:
+            writes = self._unsaved.get(session_id, [])
             try:
-                await self._persist(machine)
-            except Exception:
-                continue  # still refused: the next tick tries again
-            if machine.session_id not in self._unsaved:
-                logger.info("session %s: what was kept in memory is saved", machine.session_id)
-            self._desk.forget_if_idle(machine.session_id)
-        for session_id, writes in list(self._unsaved.items()):
-            try:
+                if session_id in machines:
+                    await self._persist(machines[session_id])
                 while writes:
                     await writes[0][1]()
                     writes.pop(0)
             except Exception:
-                continue
-            del self._unsaved[session_id]
+                continue  # still refused: the next tick tries again
+            self._unsaved.pop(session_id, None)
             logger.info("session %s: what was kept in memory is saved", session_id)
+            self._desk.writes_kept(session_id, False)  # forgotten if nobody is connected
 
     def _open_media(self, session_id: str, operator_id: int) -> None:
         def recording_failed() -> None:
@@ -594,14 +611,16 @@ class CallCenter:
             return
         try:
             closed = await media.close()
-        except Exception:  # the call ended whatever its media did
-            logger.exception("session %s: closing the call's media failed", session_id)
-            self._unrecorded.add(session_id)
-            return
+        except Exception as err:  # the call ended whatever its media did
+            logger.error(
+                "session %s: closing the call's media failed (%s)", session_id, type(err).__name__
+            )
+            closed = MediaClosed(None, None)
+        finally:
+            if media.finishing is not None:  # a slow recording start finishes it itself
+                self._in_background(media.finishing)
         if media.recording_failed:
             self._unrecorded.add(session_id)
-        if media.finishing is not None:  # a slow recording start finishes it itself
-            self._in_background(media.finishing)
         await self._keep(session_id, closed)
 
     async def _keep(self, session_id: str, closed: MediaClosed) -> None:

@@ -18,6 +18,7 @@ offer that cannot be written never undoes the step that made it possible.
 from __future__ import annotations
 
 import copy
+import logging
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +43,8 @@ from .commands import (
     Persist,
     RecordGap,
 )
+
+logger = logging.getLogger(__name__)
 
 QUEUE_UPDATE_SECONDS = 1.0
 """Waiting customers and operators are told of queue changes at most this often."""
@@ -73,6 +76,9 @@ class Seat:
     last_queue_info: tuple[int, float] | None = None
     media_on: bool = False
     """The call's media are open (between OpenMedia and CloseMedia)."""
+    writes_kept: bool = False
+    """The driver keeps writes of it the storage refused (a gap, the recording's end):
+    not forgotten until they are written."""
 
 
 @dataclass
@@ -186,7 +192,11 @@ class CallDesk:
                 and seat.offer_deadline is not None
                 and seat.offer_deadline <= now
             ):
+                operator_id = machine.operator_id
                 self._withdraw(seat, "offer_timeout", now, pause_operator=True)
+                logger.info(
+                    "session %s: offer to operator %s timed out", machine.session_id, operator_id
+                )
             if (
                 seat.customer_gone_at is not None
                 and seat.customer_sid is None
@@ -194,6 +204,8 @@ class CallDesk:
             ):
                 if machine.state is State.IN_CALL:
                     self._record_gap(seat, "system", now, resumed=False)
+                else:  # queued (the operator dropped meanwhile): leaves the queue
+                    logger.info("session %s: the customer did not come back", machine.session_id)
                 seat.customer_gone_at = None
                 self._customer_leaves(seat, now)
                 self._commands.append(ForgetIfIdle(seat.machine.session_id))
@@ -305,6 +317,7 @@ class CallDesk:
                     {"session_id": session_id, "seconds": window},
                 )
             )
+            logger.info("session %s: customer dropped; waiting %s s", session_id, window)
             return
         self._customer_leaves(seat, now)
         self._commands.append(ForgetIfIdle(session_id))
@@ -378,14 +391,18 @@ class CallDesk:
         if link is None or link.sid != sid:
             return
         seat = self._seats.get(link.session_id) if link.session_id else None
-        if seat is not None and seat.machine.operator_id == operator_id:
-            if seat.machine.state is State.ASSIGNED:
-                self._withdraw(seat, "operator_left", now, pause_operator=False)
-            elif seat.machine.state is State.IN_CALL:
-                self._drop_call(seat, now, by="operator")
-        del self._operators[operator_id]
-        self._room.set_presence(operator_id, Presence.OFFLINE)
-        self._queue_dirty = True
+        try:
+            if seat is not None and seat.machine.operator_id == operator_id:
+                if seat.machine.state is State.ASSIGNED:
+                    self._withdraw(seat, "operator_left", now, pause_operator=False)
+                elif seat.machine.state is State.IN_CALL:
+                    self._drop_call(seat, now, by="operator")
+        finally:
+            # the connection is gone whatever became of the above: left registered, it
+            # would keep the operator out ("already connected in another tab")
+            del self._operators[operator_id]
+            self._room.set_presence(operator_id, Presence.OFFLINE)
+            self._queue_dirty = True
 
     def handle_presence(self, operator_id: int, status: str) -> None:
         link = self._operators[operator_id]
@@ -507,6 +524,10 @@ class CallDesk:
 
     # -- assignment -------------------------------------------------------------------
 
+    def can_offer(self) -> bool:
+        """:meth:`offer_next` would make an offer."""
+        return self._room.has_match()
+
     def offer_next(self, now: float) -> AssignmentDrawn | None:
         """Offer the first connected waiting customer to an operator drawn at random
         (R11), if both exist: a step of its own, its Persist asked (an offer that cannot
@@ -533,6 +554,13 @@ class CallDesk:
             NotifyCustomer(draw.session_id, "assigned", {"state": State.ASSIGNED.value})
         )
         self._queue_dirty = True
+        logger.info(
+            "session %s: offered to operator %d (drawn %d of %d)",
+            draw.session_id,
+            draw.operator_id,
+            draw.index + 1,
+            len(draw.candidates),
+        )
         return draw
 
     # -- queries ----------------------------------------------------------------------
@@ -629,11 +657,21 @@ class CallDesk:
         if (
             seat is not None
             and seat.customer_sid is None
+            and not seat.writes_kept
             and not seat.machine.unsaved_events()
             and seat.machine.state not in (State.WAITING, State.ASSIGNED, State.IN_CALL)
         ):
             del self._seats[session_id]
             self._commands.append(Forgotten(session_id))
+
+    def writes_kept(self, session_id: str, kept: bool) -> None:
+        """The driver keeps writes of the session to retry (``kept``), or has written
+        them all: a session is not forgotten before."""
+        seat = self._seats.get(session_id)
+        if seat is not None:
+            seat.writes_kept = kept
+            if not kept:
+                self.forget_if_idle(session_id)
 
     def _seat(self, session_id: str) -> Seat:
         seat = self._seats.get(session_id)
@@ -649,6 +687,9 @@ class CallDesk:
         """The customer reconnected mid-call: the gap is recorded (R12)."""
         gap = self._record_gap(seat, "customer", now, resumed=True)
         seat.customer_gone_at = None
+        logger.info(
+            "session %s: customer back after %.1f s", seat.machine.session_id, gap["seconds"]
+        )
         operator_id = seat.machine.operator_id
         if operator_id is not None:
             self._commands.append(
@@ -662,7 +703,7 @@ class CallDesk:
         goes on, the gap marked in it."""
         gone = seat.customer_gone_at if seat.customer_gone_at is not None else now
         gap = {"from": gone, "to": now, "seconds": round(now - gone, 3), "resumed": resumed}
-        self._commands.append(RecordGap(seat.machine.session_id, actor, gap))
+        self._commands.append(RecordGap(seat.machine.session_id, actor, gap, now))
         return gap
 
     def _customer_gone(self, seat: Seat, now: float) -> None:
@@ -680,6 +721,7 @@ class CallDesk:
         self._close_media(seat)
         self._release_operator(operator_id)
         sid = machine.session_id
+        logger.info("session %s: the customer did not join operator %d's call", sid, operator_id)
         self._commands.append(
             NotifyOperator(
                 operator_id, "call_ended", {"session_id": sid, "reason": "customer_gone"}

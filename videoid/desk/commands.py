@@ -70,6 +70,7 @@ class RecordGap:
     session_id: str
     actor: str
     gap: dict[str, Any]
+    at: float
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,13 @@ class WaitingRoom:
             self.take(draw)
         return draw
 
+    def has_match(self) -> bool:
+        """A connected customer waits and an operator is available: :meth:`draw` would
+        draw (without using the random source)."""
+        return any(p is Presence.AVAILABLE for p in self._operators.values()) and any(
+            s not in self._gone for s in self._entries
+        )
+
     def choose(self, now: float) -> AssignmentDrawn | None:
         """:meth:`draw` without carrying it out: the room is as it was until
         :meth:`take` (a driver takes the draw once it is written)."""
