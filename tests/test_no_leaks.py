@@ -12,13 +12,13 @@ from aiortc import RTCPeerConnection
 
 from videoid.bots.operator_bot import answer_checklist, login
 from videoid.bots.signaling_client import SignalingClient
-from videoid.call_center import LiveSession
+from videoid.desk.call_desk import Seat
 from videoid.media import EncodedTap, ForwardedTrack, ParticipantPeer, RelayedTrack
 
 from .conftest import PASSWORD, StartServer
 from .test_call_end_to_end import run_call
 
-KINDS = (ParticipantPeer, ForwardedTrack, RelayedTrack, EncodedTap, LiveSession, RTCPeerConnection)
+KINDS = (ParticipantPeer, ForwardedTrack, RelayedTrack, EncodedTap, Seat, RTCPeerConnection)
 
 
 def alive() -> dict[str, int]:

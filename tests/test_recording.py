@@ -327,7 +327,7 @@ async def test_a_call_whose_customer_video_starts_late_is_recorded_as_it_goes(
     written_before_video = path.stat().st_size
     assert written_before_video > 10_000, written_before_video  # not held in memory
     # then the disk fails: the call goes on, and its operator is told at once
-    media = server.services.center._live[invitation.session_id].media
+    media = server.services.center._media[invitation.session_id]
     assert media is not None and media.recorder is not None
     recorder = media.recorder
     for _ in range(400):

@@ -1,5 +1,5 @@
 """The waiting room and operator presence (in-process backend)."""
 
-from .waiting_room import AssignmentDrawn, Presence, QueueEntry, WaitingRoom
+from .waiting_room import AssignmentDrawn, Presence, QueueEntry, RoomCheckpoint, WaitingRoom
 
-__all__ = ["AssignmentDrawn", "Presence", "QueueEntry", "WaitingRoom"]
+__all__ = ["AssignmentDrawn", "Presence", "QueueEntry", "RoomCheckpoint", "WaitingRoom"]

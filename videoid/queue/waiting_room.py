@@ -48,6 +48,17 @@ class QueueEntry:
     """When the customer (last) entered the queue."""
 
 
+@dataclass(frozen=True)
+class RoomCheckpoint:
+    """A :class:`WaitingRoom` as it was, for :meth:`~WaitingRoom.restore`."""
+
+    entries: tuple[QueueEntry, ...]
+    gone: frozenset[str]
+    operators: tuple[tuple[int, Presence], ...]
+    handle_seconds: float
+    handled: int
+
+
 class WaitingRoom:
     def __init__(self, rng: random.Random, *, initial_handle_seconds: float = 300.0) -> None:
         self._rng = rng
@@ -57,6 +68,22 @@ class WaitingRoom:
         self._operators: dict[int, Presence] = {}
         self._handle_seconds = initial_handle_seconds
         self._handled = 0
+
+    def checkpoint(self) -> RoomCheckpoint:
+        """The room as it is now (the random source is not part of it)."""
+        return RoomCheckpoint(
+            tuple(self._entries.values()),
+            frozenset(self._gone),
+            tuple(self._operators.items()),
+            self._handle_seconds,
+            self._handled,
+        )
+
+    def restore(self, to: RoomCheckpoint) -> None:
+        self._entries = OrderedDict((e.session_id, e) for e in to.entries)
+        self._gone = set(to.gone)
+        self._operators = dict(to.operators)
+        self._handle_seconds, self._handled = to.handle_seconds, to.handled
 
     # -- customers --------------------------------------------------------------------
 
@@ -159,6 +186,13 @@ class WaitingRoom:
         if draw is not None:
             self.take(draw)
         return draw
+
+    def has_match(self) -> bool:
+        """A connected customer waits and an operator is available: :meth:`draw` would
+        draw (without using the random source)."""
+        return any(p is Presence.AVAILABLE for p in self._operators.values()) and any(
+            s not in self._gone for s in self._entries
+        )
 
     def choose(self, now: float) -> AssignmentDrawn | None:
         """:meth:`draw` without carrying it out: the room is as it was until
