@@ -405,10 +405,11 @@ class CallCenter:
 
     @asynccontextmanager
     async def _step(self, *, asked: bool = False) -> AsyncIterator[float]:
-        """One step of the desk (under the lock): whatever the body did to the desk is
-        undone if it raises; else the desk's commands are carried out. ``asked``: a
-        step someone asked for, undone too if its write fails (the error is raised);
-        else what happened stays (what of it was not written is kept to retry)."""
+        """One step of the desk, under the lock, and then its commands carried out.
+        ``asked``: a step someone asked for, undone (the desk restored to a checkpoint
+        taken before it) if the body raises or its write fails, which is raised.
+        Otherwise what happened stays, even what the body did before raising; what of
+        it could not be written is kept to retry."""
         if not asked:
             # what happened stays, even what the body did before it raised; its
             # commands are carried out when the lock is released
@@ -511,7 +512,11 @@ class CallCenter:
         under the lock."""
         while self._desk.can_offer():
             checkpoint = self._desk.checkpoint()
-            draw = self._desk.offer_next(self._clock.now())
+            try:
+                draw = self._desk.offer_next(self._clock.now())
+            except BaseException:
+                self._desk.restore(checkpoint)
+                raise
             if draw is None:
                 return
             try:
