@@ -368,15 +368,19 @@ class Load:
         """Session → how its customer ends it (the operator plays along)."""
         self._active = 0
         """Customers under way (the operators stay until the last one is done)."""
+        self._calls = 0
+        """Calls the operators are in: a hung-up call goes on in the server until its
+        reconnect window runs out, after its customer is done."""
         self.running = asyncio.Event()
         """Cleared for a quiet point: no new customer starts."""
         self.running.set()
 
     async def quiet(self, timeout_seconds: float) -> None:
-        """Stop starting customers and wait for those under way to finish."""
+        """Stop starting customers and wait for those under way, and their calls, to
+        finish."""
         self.running.clear()
         deadline = time.monotonic() + timeout_seconds
-        while self._active and time.monotonic() < deadline:
+        while (self._active or self._calls) and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
 
     async def customer(self, http: aiohttp.ClientSession) -> None:
@@ -465,6 +469,7 @@ class Load:
             return
         _keyframes_on_request(peer, video)
         ending = self._endings.pop(session_id, "approved")
+        self._calls += 1
         try:
             await peer.wait_frames("video", 1, STEP_SECONDS)
             if ending == "hangup":
@@ -480,6 +485,7 @@ class Load:
         except ProtocolError as err:
             self.tally.failed[f"operator call: {err.code}"] += 1
         finally:
+            self._calls -= 1
             await peer.close()
             # a long-lived console's events of this call (signals, queue snapshots)
             bot.signaling.drain_all(keep=("assignment_offered",))
